@@ -1,0 +1,98 @@
+import Foundation
+
+extension Tensor {
+    /// Applies `vector`/`scalar` to every element, in parallel; returns the result.
+    @inlinable
+    func mapElements(_ vector: (SIMD16<Float>) -> SIMD16<Float>, _ scalar: (Float) -> Float) -> Tensor {
+        var out = self
+        out.withUnsafeMutableBufferPointer { buffer in
+            let p = buffer.baseAddress!
+            Parallel.forEachRange(buffer.count) { range in
+                VectorMath.map(p + range.lowerBound, range.count, vector, scalar)
+            }
+        }
+        return out
+    }
+
+    /// SiLU (swish): x · σ(x).
+    public func silu() -> Tensor {
+        mapElements({ $0 / (1 + VectorMath.exp(-$0)) }, { $0 / (1 + Foundation.exp(-$0)) })
+    }
+
+    /// GELU, exact erf form (`torch.nn.functional.gelu` default): ½x(1 + erf(x/√2)).
+    public func gelu() -> Tensor {
+        var out = self
+        out.withUnsafeMutableBufferPointer { buffer in
+            let p = buffer.baseAddress!
+            Parallel.forEachRange(buffer.count) { range in
+                for i in range { p[i] = Tensor.gelu(p[i]) }
+            }
+        }
+        return out
+    }
+
+    @inlinable @inline(__always)
+    static func gelu(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678118654752)) }
+
+    /// QuickGELU (OpenAI CLIP): x · σ(1.702x).
+    public func quickGELU() -> Tensor {
+        mapElements({ $0 / (1 + VectorMath.exp(-1.702 * $0)) }, { $0 / (1 + Foundation.exp(-1.702 * $0)) })
+    }
+
+    /// GEGLU gate (diffusers `GEGLU` after its projection): the last dimension splits into hidden and gate
+    /// halves; returns hidden · GELU(gate).
+    public func geglu() -> Tensor {
+        let width = dim(-1) / 2
+        precondition(width * 2 == dim(-1), "geglu: last dimension \(dim(-1)) is odd")
+        let rows = count / max(dim(-1), 1)
+        var out = Tensor(uninitialized: Array(shape.dropLast()) + [width])
+        withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { o in
+                let x = x.baseAddress!, o = o.baseAddress!
+                Parallel.forEachRange(rows, grain: max(1, 16_384 / max(width, 1))) { range in
+                    for r in range {
+                        let hidden = x + r * 2 * width, gate = hidden + width, dst = o + r * width
+                        for i in 0..<width { dst[i] = hidden[i] * Tensor.gelu(gate[i]) }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Softmax over the last dimension.
+    public func softmax() -> Tensor {
+        var out = self
+        let width = dim(-1)
+        let rows = count / max(width, 1)
+        out.withUnsafeMutableBufferPointer { buffer in
+            let p = buffer.baseAddress!
+            Parallel.forEachRange(rows, grain: max(1, 16_384 / max(width, 1))) { range in
+                for r in range { Tensor.softmaxRow(p + r * width, width) }
+            }
+        }
+        return out
+    }
+
+    /// In-place softmax of one row: subtract the max, exponentiate, normalise.
+    @inlinable
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ width: Int) {
+        typealias V = VectorMath.V
+        var i = 0
+        var vmax = V(repeating: -.infinity)
+        while i + 16 <= width { vmax = VectorMath.maximum(vmax, VectorMath.load(row + i)); i += 16 }
+        var rowMax = vmax.max()
+        while i < width { rowMax = Swift.max(rowMax, row[i]); i += 1 }
+        let shift = V(repeating: rowMax)
+        var vsum = V.zero
+        i = 0
+        while i + 16 <= width {
+            let e = VectorMath.exp(VectorMath.load(row + i) - shift)
+            VectorMath.store(e, row + i); vsum += e; i += 16
+        }
+        var sum = vsum.sum()
+        while i < width { row[i] = Foundation.exp(row[i] - rowMax); sum += row[i]; i += 1 }
+        let scale = 1 / sum
+        VectorMath.map(row, width, { $0 * scale }, { $0 * scale })
+    }
+}

@@ -1,0 +1,56 @@
+extension Tensor {
+    /// Upper bound of one attention score block, in floats (16 MiB): queries are processed in chunks of
+    /// `attentionScoreBudget / keys` rows, so memory is O(tokens × chunk), not O(tokens²).
+    nonisolated(unsafe) public static var attentionScoreBudget = 4 << 20
+
+    /// Multi-head scaled dot-product attention, softmax(Q·Kᵀ·scale)·V, on the packed layout diffusers'
+    /// `Attention` produces before `head_to_batch_dim`: query [B, Nq, heads·d], key [B, Nk, heads·d],
+    /// value [B, Nk, heads·dv] → [B, Nq, heads·dv]. Heads are addressed with strides (no permute copies).
+    /// `scale` defaults to 1/√d.
+    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: rank-3 inputs expected")
+        let (batch, queries, keys) = (query.shape[0], query.shape[1], key.shape[1])
+        let width = query.shape[2], valueWidth = value.shape[2]
+        precondition(key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width
+                     && width % heads == 0 && valueWidth % heads == 0,
+                     "attention: query \(query.shape), key \(key.shape), value \(value.shape), heads \(heads)")
+        let d = width / heads, dv = valueWidth / heads
+        let alpha = scale ?? 1 / Float(d).squareRoot()
+        let chunk = max(1, min(queries, attentionScoreBudget / max(keys, 1)))
+        var out = Tensor(uninitialized: [batch, queries, valueWidth])
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
+        defer { scores.deallocate() }
+        query.withUnsafeBufferPointer { q in
+            key.withUnsafeBufferPointer { k in
+                value.withUnsafeBufferPointer { v in
+                    out.withUnsafeMutableBufferPointer { o in
+                        for b in 0..<batch {
+                            for h in 0..<heads {
+                                let qh = q.baseAddress! + b * queries * width + h * d
+                                let kh = k.baseAddress! + b * keys * width + h * d
+                                let vh = v.baseAddress! + b * keys * valueWidth + h * dv
+                                let oh = o.baseAddress! + b * queries * valueWidth + h * dv
+                                var start = 0
+                                while start < queries {
+                                    let rows = min(chunk, queries - start)
+                                    // S[rows, keys] = scale · Q[rows, d] · K[keys, d]ᵀ
+                                    BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
+                                               a: qh + start * width, lda: width, b: kh, ldb: width,
+                                               c: scores, ldc: keys)
+                                    Parallel.forEachRange(rows, grain: max(1, 16_384 / max(keys, 1))) { range in
+                                        for r in range { Tensor.softmaxRow(scores + r * keys, keys) }
+                                    }
+                                    // O[rows, dv] = S · V[keys, dv]
+                                    BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
+                                               c: oh + start * valueWidth, ldc: valueWidth)
+                                    start += rows
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,124 @@
+/// Zero padding around a feature map, as `torch.nn.functional.pad`'s (left, right, top, bottom).
+public struct Padding2D: Sendable, Equatable {
+    public var left: Int, right: Int, top: Int, bottom: Int
+    public init(left: Int, right: Int, top: Int, bottom: Int) {
+        self.left = left; self.right = right; self.top = top; self.bottom = bottom
+    }
+    /// The same padding on every side (`nn.Conv2d(padding: p)`).
+    public static func uniform(_ p: Int) -> Padding2D { Padding2D(left: p, right: p, top: p, bottom: p) }
+    public static let zero = Padding2D.uniform(0)
+}
+
+extension Tensor {
+    /// Upper bound of the im2col scratch buffer, in floats (16 MiB). A 3×3 convolution with 128 input
+    /// channels at 512×512 would need 1.2 GB untiled; it runs in row tiles of this size instead.
+    nonisolated(unsafe) public static var im2colBudget = 4 << 20
+
+    /// `torch.nn.functional.conv2d` for `self` [N, C, H, W], weight [O, C, kh, kw], bias [O].
+    ///
+    /// 1×1 stride-1 convolutions are a single GEMM per image (W[O, C] · X[C, HW]). Others go through
+    /// im2col in tiles of output rows, so the scratch stays under `im2colBudget` floats, and one GEMM
+    /// per tile writes straight into the output: out[O, tile] = W[O, C·kh·kw] · cols[C·kh·kw, tile].
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4 && weight.dim(1) == dim(1),
+                     "conv2d: input \(shape) does not fit weight \(weight.shape)")
+        let (batch, inChannels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let outHeight = (height + padding.top + padding.bottom - kh) / stride + 1
+        let outWidth = (width + padding.left + padding.right - kw) / stride + 1
+        precondition(outHeight > 0 && outWidth > 0, "conv2d: input \(shape) too small for kernel \(kh)×\(kw)")
+        let outPlane = outHeight * outWidth
+        var out = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
+
+        out.withUnsafeMutableBufferPointer { o in
+            let o = o.baseAddress!
+            // Bias first, then GEMMs accumulate into it (beta = 1).
+            if let bias {
+                precondition(bias.count == outChannels, "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)")
+                bias.withUnsafeBufferPointer { b in
+                    Parallel.forEach(batch * outChannels) { i in
+                        (o + i * outPlane).initialize(repeating: b[i % outChannels], count: outPlane)
+                    }
+                }
+            } else {
+                o.initialize(repeating: 0, count: batch * outChannels * outPlane)
+            }
+            withUnsafeBufferPointer { x in
+                weight.withUnsafeBufferPointer { w in
+                    let x = x.baseAddress!, w = w.baseAddress!
+                    let isPointwise = kh == 1 && kw == 1 && stride == 1 && padding == .zero
+                    if isPointwise {
+                        for n in 0..<batch {
+                            BLAS.sgemm(m: outChannels, n: outPlane, k: inChannels,
+                                       a: w, lda: inChannels, b: x + n * inChannels * height * width, ldb: outPlane,
+                                       beta: 1, c: o + n * outChannels * outPlane, ldc: outPlane)
+                        }
+                        return
+                    }
+                    let patch = inChannels * kh * kw
+                    let rowsPerTile = max(1, min(outHeight, Tensor.im2colBudget / max(patch * outWidth, 1)))
+                    let cols = UnsafeMutablePointer<Float>.allocate(capacity: patch * rowsPerTile * outWidth)
+                    defer { cols.deallocate() }
+                    let geometry = Im2col(channels: inChannels, height: height, width: width, kh: kh, kw: kw,
+                                          stride: stride, padding: padding, outWidth: outWidth)
+                    for n in 0..<batch {
+                        let image = x + n * inChannels * height * width
+                        var row0 = 0
+                        while row0 < outHeight {
+                            let rows = min(rowsPerTile, outHeight - row0)
+                            geometry.fill(cols, from: image, outRows: row0..<(row0 + rows))
+                            BLAS.sgemm(m: outChannels, n: rows * outWidth, k: patch,
+                                       a: w, lda: patch, b: cols, ldb: rows * outWidth,
+                                       beta: 1, c: o + n * outChannels * outPlane + row0 * outWidth, ldc: outPlane)
+                            row0 += rows
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// The im2col unrolling of one image for a range of output rows: cols[(c, i, j), (y, x)].
+struct Im2col {
+    let channels: Int, height: Int, width: Int, kh: Int, kw: Int, stride: Int
+    let padding: Padding2D, outWidth: Int
+
+    func fill(_ cols: UnsafeMutablePointer<Float>, from image: UnsafePointer<Float>, outRows: Range<Int>) {
+        let tileColumns = outRows.count * outWidth
+        // One task per (channel, kernel row): each writes kw disjoint rows of `cols`.
+        Parallel.forEachRange(channels * kh, grain: max(1, 4096 / max(tileColumns, 1))) { range in
+            for task in range {
+                let c = task / kh, i = task % kh
+                let plane = image + c * height * width
+                for j in 0..<kw {
+                    var dst = cols + ((c * kh + i) * kw + j) * tileColumns
+                    for y in outRows {
+                        let sy = y * stride + i - padding.top
+                        if sy < 0 || sy >= height {
+                            dst.initialize(repeating: 0, count: outWidth)
+                            dst += outWidth
+                            continue
+                        }
+                        let src = plane + sy * width
+                        let sx0 = j - padding.left
+                        if stride == 1 {
+                            // Contiguous run, zero-padded at both ends.
+                            let first = max(0, -sx0), last = min(outWidth, width - sx0)
+                            if first > 0 { dst.initialize(repeating: 0, count: first) }
+                            if last > first { (dst + first).initialize(from: src + sx0 + first, count: last - first) }
+                            if last < outWidth { (dst + max(last, first)).initialize(repeating: 0, count: outWidth - max(last, first)) }
+                        } else {
+                            for x in 0..<outWidth {
+                                let sx = x * stride + sx0
+                                dst[x] = (sx >= 0 && sx < width) ? src[sx] : 0
+                            }
+                        }
+                        dst += outWidth
+                    }
+                }
+            }
+        }
+    }
+}

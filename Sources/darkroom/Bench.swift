@@ -1,0 +1,81 @@
+import ArgumentParser
+import DarkroomTensor
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure speed (build with -c release).",
+        subcommands: [Kernels.self],
+        defaultSubcommand: Kernels.self)
+
+    struct Kernels: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Micro-benchmarks of the tensor kernels at Stable Diffusion shapes: GFLOP/s and seconds.")
+
+        @Option(help: "OpenBLAS threads (default: all cores).")
+        var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+        @Option(help: "Repetitions per case; the best is reported.")
+        var repeats: Int = 3
+
+        func run() {
+            BLAS.threadCount = threads
+            Parallel.workers = threads
+            print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
+            print(pad("case", 52) + pad("seconds", 10) + "GFLOP/s")
+
+            // GEMMs as the UNet meets them at 64×64 latents (4096 tokens).
+            for (name, m, n, k) in [
+                ("sgemm 320x4096x2880 (conv 3x3, 320 ch)", 320, 4096, 2880),
+                ("sgemm 4096x2560x320 (GEGLU proj, 320 ch)", 4096, 2560, 320),
+                ("sgemm 1280x64x11520 (conv 3x3, 1280 ch, 8x8)", 1280, 64, 11520),
+            ] {
+                let a = Tensor(shape: [m, k], repeating: 0.01), b = Tensor(shape: [k, n], repeating: 0.02)
+                report(name, flops: 2.0 * Double(m * n * k)) { _ = a.matmul(b) }
+            }
+            // Convolutions.
+            for (name, c, size, batch) in [
+                ("conv2d 3x3 320->320 @ 64x64, batch 2", 320, 64, 2),
+                ("conv2d 3x3 128->128 @ 512x512 (VAE), batch 1", 128, 512, 1),
+                ("conv2d 3x3 512->512 @ 128x128 (VAE), batch 1", 512, 128, 1),
+            ] {
+                let x = Tensor(shape: [batch, c, size, size], repeating: 0.1)
+                let w = Tensor(shape: [c, c, 3, 3], repeating: 0.01), bias = Tensor(zeros: [c])
+                report(name, flops: 2.0 * Double(batch * c * c * 9 * size * size)) {
+                    _ = x.conv2d(weight: w, bias: bias, padding: .uniform(1))
+                }
+            }
+            // Attention at 4096 tokens (64×64 latents, SD 1.5 level 1: 8 heads of 40, batch 2).
+            for (name, tokens, keys, heads, d) in [
+                ("attention self 4096 tok, 8x40, batch 2", 4096, 4096, 8, 40),
+                ("attention cross 4096 tok x 77, 8x40, batch 2", 4096, 77, 8, 40),
+                ("attention self 9216 tok (96x96), 8x40, batch 2", 9216, 9216, 8, 40),
+            ] {
+                let q = Tensor(shape: [2, tokens, heads * d], repeating: 0.01)
+                let kv = Tensor(shape: [2, keys, heads * d], repeating: 0.02)
+                report(name, flops: 2.0 * 2 * Double(2 * heads * tokens * keys * d)) {
+                    _ = Tensor.attention(query: q, key: kv, value: kv, heads: heads)
+                }
+            }
+            let scores = Tensor(shape: [1024, 4096], repeating: 0.3)
+            report("softmax 1024x4096", flops: nil) { _ = scores.softmax() }
+            report("silu 1024x4096", flops: nil) { _ = scores.silu() }
+            let x = Tensor(shape: [2, 320, 64, 64], repeating: 0.3)
+            let g = Tensor(shape: [320], repeating: 1), b = Tensor(zeros: [320])
+            report("groupNorm+SiLU 2x320x64x64", flops: nil) { _ = x.groupNorm(groups: 32, weight: g, bias: b, epsilon: 1e-5, silu: true) }
+        }
+
+        func report(_ name: String, flops: Double?, _ body: () -> Void) {
+            var best = Double.infinity
+            for _ in 0..<max(1, repeats) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            let rate = flops.map { String(format: "%.1f", $0 / best / 1e9) } ?? "-"
+            print(pad(name, 52) + pad(String(format: "%.4f", best), 10) + rate)
+        }
+
+        func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count + 1), withPad: " ", startingAt: 0) }
+    }
+}
