@@ -15,9 +15,21 @@ let package = Package(
     targets: [
         // System libraries (Debian packages; see .ci/run).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // libpng/libjpeg calls that can longjmp go through `static inline` helpers in each shim.h, which own the setjmp.
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
 
         // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS.
         .target(name: "DarkroomTensor", dependencies: ["COpenBLAS"]),
+
+        // safetensors (mmap, validated), diffusers folders, LDM→diffusers key canonicalisation, model family.
+        .target(name: "DarkroomWeights", dependencies: ["DarkroomTensor"]),
+
+        // CLIPTextModel, UNet2DConditionModel, AutoencoderKL and their blocks; *Config.detect(from:).
+        .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
+
+        // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
+        .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
@@ -26,6 +38,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "DarkroomTensorTests", dependencies: ["DarkroomTensor"]),
+        .testTarget(name: "DarkroomTensorTests", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
+        .testTarget(name: "DarkroomWeightsTests", dependencies: ["DarkroomWeights"]),
+        .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )

@@ -6,8 +6,9 @@ extension Tensor {
     /// Multi-head scaled dot-product attention, softmax(Q·Kᵀ·scale)·V, on the packed layout diffusers'
     /// `Attention` produces before `head_to_batch_dim`: query [B, Nq, heads·d], key [B, Nk, heads·d],
     /// value [B, Nk, heads·dv] → [B, Nq, heads·dv]. Heads are addressed with strides (no permute copies).
-    /// `scale` defaults to 1/√d.
-    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+    /// `scale` defaults to 1/√d. `causal` masks keys after each query (key j > query i), as CLIP's text encoder.
+    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float? = nil,
+                                 causal: Bool = false) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: rank-3 inputs expected")
         let (batch, queries, keys) = (query.shape[0], query.shape[1], key.shape[1])
         let width = query.shape[2], valueWidth = value.shape[2]
@@ -38,7 +39,14 @@ extension Tensor {
                                                a: qh + start * width, lda: width, b: kh, ldb: width,
                                                c: scores, ldc: keys)
                                     Parallel.forEachRange(rows, grain: max(1, 16_384 / max(keys, 1))) { range in
-                                        for r in range { Tensor.softmaxRow(scores + r * keys, keys) }
+                                        for r in range {
+                                            let row = scores + r * keys
+                                            if causal {
+                                                let visible = start + r + 1
+                                                if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
+                                            }
+                                            Tensor.softmaxRow(row, keys)
+                                        }
                                     }
                                     // O[rows, dv] = S · V[keys, dv]
                                     BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,

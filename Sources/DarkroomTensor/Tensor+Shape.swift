@@ -105,3 +105,29 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// Nearest-neighbour resize of [N, C, H, W] to `height`×`width`, as `F.interpolate(size=…, mode="nearest")`:
+    /// source index ⌊dst · in/out⌋ (the UNet uses it when a skip connection's size is odd).
+    public func upsampleNearest(height: Int, width: Int) -> Tensor {
+        precondition(rank == 4, "upsampleNearest: NCHW expected, got \(shape)")
+        let (planes, inHeight, inWidth) = (shape[0] * shape[1], shape[2], shape[3])
+        if height == inHeight * 2 && width == inWidth * 2 { return upsampleNearest2x() }
+        let scaleY = Float(inHeight) / Float(height), scaleX = Float(inWidth) / Float(width)
+        let columns = (0..<width).map { min(inWidth - 1, Int((Float($0) * scaleX).rounded(.down))) }
+        var out = Tensor(uninitialized: [shape[0], shape[1], height, width])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { o in
+                let src = src.baseAddress!, o = o.baseAddress!
+                Parallel.forEach(planes) { p in
+                    for y in 0..<height {
+                        let sy = min(inHeight - 1, Int((Float(y) * scaleY).rounded(.down)))
+                        let s = src + (p * inHeight + sy) * inWidth, d = o + (p * height + y) * width
+                        for x in 0..<width { d[x] = s[columns[x]] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,103 @@
+import DarkroomTensor
+import DarkroomWeights
+
+/// The shape of a CLIP text transformer, from its tensors plus what shapes cannot show (activation, heads).
+public struct CLIPTextConfig: Sendable, Equatable {
+    public enum Activation: String, Sendable { case quickGELU = "quick_gelu", gelu = "gelu" }
+
+    public var vocabularySize: Int
+    public var maxPositions: Int
+    public var width: Int
+    public var layers: Int
+    public var heads: Int
+    public var intermediateWidth: Int
+    public var activation: Activation
+    /// The id the tokenizer pads with: the end token for SD 1.x (OpenAI CLIP), 0 for SD 2.x (OpenCLIP).
+    public var padToken: Int
+
+    /// Sizes from `w` (diffusers/transformers names under `text_model.`); `heads` defaults to width/64,
+    /// the head size of every CLIP text tower SD uses.
+    public static func detect(from w: WeightScope, activation: Activation, padToken: Int, heads: Int? = nil) throws -> CLIPTextConfig {
+        let tokens = try w.requireShape("embeddings.token_embedding.weight", rank: 2)
+        let positions = try w.requireShape("embeddings.position_embedding.weight", rank: 2)
+        let layers = w.countIndices("encoder.layers")
+        guard layers > 0 else { throw WeightsError.missingTensor(key: w.key("encoder.layers.0.mlp.fc1.weight"), source: w.sourceName) }
+        return CLIPTextConfig(vocabularySize: tokens[0], maxPositions: positions[0], width: tokens[1], layers: layers,
+                              heads: heads ?? max(1, tokens[1] / 64),
+                              intermediateWidth: try w.requireShape("encoder.layers.0.mlp.fc1.weight", rank: 2)[0],
+                              activation: activation, padToken: padToken)
+    }
+}
+
+/// transformers `CLIPEncoderLayer`: pre-norm causal self-attention and MLP, each with a residual.
+struct CLIPEncoderLayer: Sendable {
+    let layerNorm1: LayerNorm, layerNorm2: LayerNorm
+    let qProj: Linear, kProj: Linear, vProj: Linear, outProj: Linear
+    let fc1: Linear, fc2: Linear
+    let heads: Int
+    let activation: CLIPTextConfig.Activation
+
+    init(_ w: WeightScope, config: CLIPTextConfig) throws {
+        let d = config.width
+        layerNorm1 = try LayerNorm(w["layer_norm1"], width: d)
+        qProj = try Linear(w["self_attn.q_proj"], in: d, out: d)
+        kProj = try Linear(w["self_attn.k_proj"], in: d, out: d)
+        vProj = try Linear(w["self_attn.v_proj"], in: d, out: d)
+        outProj = try Linear(w["self_attn.out_proj"], in: d, out: d)
+        layerNorm2 = try LayerNorm(w["layer_norm2"], width: d)
+        fc1 = try Linear(w["mlp.fc1"], in: d, out: config.intermediateWidth)
+        fc2 = try Linear(w["mlp.fc2"], in: config.intermediateWidth, out: d)
+        heads = config.heads
+        activation = config.activation
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = layerNorm1(x)
+        var x = x + outProj(Tensor.attention(query: qProj(h), key: kProj(h), value: vProj(h), heads: heads, causal: true))
+        let hidden = fc1(layerNorm2(x))
+        x = x + fc2(activation == .quickGELU ? hidden.quickGELU() : hidden.gelu())
+        return x
+    }
+}
+
+/// transformers `CLIPTextModel` as Stable Diffusion uses it: token + position embeddings, causal
+/// encoder layers, final LayerNorm; the output is the hidden state of every token ([B, 77, width]).
+/// SD 2.x's OpenCLIP tower arrives here already cut before its last layer (it uses the penultimate
+/// layer), as diffusers' converted text encoders are.
+public struct CLIPTextModel: Sendable {
+    public let config: CLIPTextConfig
+    let tokenEmbedding: Tensor, positionEmbedding: Tensor
+    let layers: [CLIPEncoderLayer]
+    let finalLayerNorm: LayerNorm
+
+    public init(_ w: WeightScope, config: CLIPTextConfig) throws {
+        self.config = config
+        tokenEmbedding = try w.tensor("embeddings.token_embedding.weight", shape: [config.vocabularySize, config.width])
+        positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [config.maxPositions, config.width])
+        layers = try (0..<config.layers).map { try CLIPEncoderLayer(w["encoder.layers.\($0)"], config: config) }
+        finalLayerNorm = try LayerNorm(w["final_layer_norm"], width: config.width)
+    }
+
+    /// Hidden states for `ids` (each row one prompt's token ids), after the final LayerNorm.
+    /// `skipLastLayers` (A1111 "Clip skip" − 1) stops that many layers early.
+    public func callAsFunction(_ ids: [[Int]], skipLastLayers: Int = 0) -> Tensor {
+        let length = ids.first?.count ?? 0
+        precondition(length <= config.maxPositions, "CLIPTextModel: \(length) tokens exceed \(config.maxPositions) positions")
+        let d = config.width
+        var x = Tensor(zeros: [ids.count, length, d])
+        x.withUnsafeMutableBufferPointer { out in
+            tokenEmbedding.withUnsafeBufferPointer { tokens in
+                positionEmbedding.withUnsafeBufferPointer { positions in
+                    for (b, row) in ids.enumerated() {
+                        for (i, id) in row.enumerated() {
+                            let token = min(max(id, 0), config.vocabularySize - 1)
+                            for k in 0..<d { out[(b * length + i) * d + k] = tokens[token * d + k] + positions[i * d + k] }
+                        }
+                    }
+                }
+            }
+        }
+        for layer in layers.dropLast(max(0, min(skipLastLayers, layers.count - 1))) { x = layer(x) }
+        return finalLayerNorm(x)
+    }
+}

@@ -1,0 +1,74 @@
+import DarkroomWeights
+
+/// How a checkpoint fixes its attention heads. Head counts are not visible in tensor shapes:
+/// diffusers folders state them in `unet/config.json`; single files follow their family's rule
+/// (SD 1.x: 8 heads at every level; SD 2.x: 64 channels per head), or an A1111 `.yaml` beside them.
+public enum AttentionHeads: Sendable, Equatable {
+    case perLevel([Int])          // heads per down level (diffusers `attention_head_dim` / `num_attention_heads`)
+    case fixedCount(Int)          // LDM `num_heads`
+    case fixedHeadDim(Int)        // LDM `num_head_channels`
+
+    func heads(channels: Int, level: Int) -> Int {
+        switch self {
+        case .perLevel(let list): return list[min(level, list.count - 1)]
+        case .fixedCount(let n): return n
+        case .fixedHeadDim(let d): return max(1, channels / d)
+        }
+    }
+}
+
+/// The shape of a `UNet2DConditionModel`, read from the checkpoint's tensors (never from one fixture's sizes).
+public struct UNetConfig: Sendable, Equatable {
+    public struct Level: Sendable, Equatable {
+        public var channels: Int
+        public var hasAttention: Bool
+        public var heads: Int
+        public var transformerDepth: Int
+    }
+
+    public var inChannels: Int
+    public var outChannels: Int
+    public var levels: [Level]
+    public var layersPerBlock: Int
+    public var contextDim: Int
+    public var linearProjection: Bool
+    public var middleHeads: Int
+    public var middleTransformerDepth: Int
+    public var timeEmbeddingWidth: Int
+    public var flipSinToCos = true
+    public var frequencyShift: Float = 0
+
+    /// Reads the configuration from the tensors under `w` (diffusers names, e.g. `conv_in.weight`).
+    public static func detect(from w: WeightScope, heads: AttentionHeads) throws -> UNetConfig {
+        let convIn = try w.requireShape("conv_in.weight", rank: 4)
+        let levelCount = w.countIndices("down_blocks")
+        let layers = w.countIndices("down_blocks.0.resnets")
+        guard levelCount > 0, layers > 0 else {
+            throw WeightsError.missingTensor(key: w.key("down_blocks.0.resnets.0.conv1.weight"), source: w.sourceName)
+        }
+        var levels: [Level] = []
+        for i in 0..<levelCount {
+            let channels = try w.requireShape("down_blocks.\(i).resnets.0.conv1.weight", rank: 4)[0]
+            let hasAttention = w.has("down_blocks.\(i).attentions.0.proj_in.weight")
+            levels.append(Level(channels: channels, hasAttention: hasAttention,
+                                heads: heads.heads(channels: channels, level: i),
+                                transformerDepth: hasAttention ? w.countIndices("down_blocks.\(i).attentions.0.transformer_blocks") : 0))
+        }
+        guard let firstCrossKey = w.firstKey(matchingSuffix: "attn2.to_k.weight"),
+              let proj = w.firstKey(matchingSuffix: "proj_in.weight") else {
+            throw WeightsError.missingTensor(key: w.key("mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"),
+                                             source: w.sourceName)
+        }
+        let last = levels[levels.count - 1]
+        return UNetConfig(
+            inChannels: convIn[1],
+            outChannels: try w.requireShape("conv_out.weight", rank: 4)[0],
+            levels: levels,
+            layersPerBlock: layers,
+            contextDim: try w.requireShape(firstCrossKey, rank: 2, relative: false)[1],
+            linearProjection: w.shape(proj, relative: false)?.count == 2,
+            middleHeads: heads.heads(channels: last.channels, level: levelCount - 1),
+            middleTransformerDepth: w.countIndices("mid_block.attentions.0.transformer_blocks"),
+            timeEmbeddingWidth: try w.requireShape("time_embedding.linear_1.weight", rank: 2)[0])
+    }
+}

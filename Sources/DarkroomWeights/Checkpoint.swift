@@ -1,0 +1,160 @@
+import DarkroomTensor
+import Foundation
+
+/// A Stable Diffusion checkpoint opened for loading: one `.safetensors` file with original (LDM) keys,
+/// or a diffusers folder. Either way its tensors are offered under canonical diffusers keys
+/// (`unet.*`, `vae.*`, `text_encoder.*`), converted once here; models never see the original names.
+public struct Checkpoint: TensorSource {
+    public enum Layout: String, Sendable { case singleFile = "single file", diffusers = "diffusers folder" }
+    /// SD 1.x (OpenAI CLIP ViT-L text encoder) or SD 2.x (OpenCLIP ViT-H text encoder).
+    public enum Family: String, Sendable { case sd1 = "SD 1.x", sd2 = "SD 2.x" }
+
+    public let url: URL
+    public let layout: Layout
+    public let family: Family
+    public let keys: [String]
+    /// Stored dtypes and how many tensors have each.
+    public let dtypes: [DType: Int]
+    /// Single files: the A1111-style `.yaml` beside the checkpoint (`model.yaml` next to `model.safetensors`), if any.
+    public let sidecarYAML: URL?
+
+    let entries: [String: StoredTensor]
+
+    struct StoredTensor: Sendable {
+        let file: SafetensorsFile
+        let key: String
+        let shape: [Int]
+        let transform: LDMKeyMap.Transform
+    }
+
+    public var sourceName: String { url.path }
+
+    public func shape(_ key: String) -> [Int]? { entries[key]?.shape }
+
+    public func tensor(_ key: String) throws -> Tensor {
+        guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceName) }
+        let info = try entry.file.info(entry.key)
+        var stored = Tensor(zeros: info.shape)
+        try stored.withUnsafeMutableBufferPointer { try entry.file.floats(entry.key, into: $0) }
+        switch entry.transform {
+        case .none: return stored
+        case .reshape(let shape): return stored.reshaped(shape)
+        case .rows(let part, let parts):
+            let rows = info.shape[0] / parts
+            return stored.slice((part * rows)..<((part + 1) * rows), axis: 0)
+        }
+    }
+
+    /// Opens `url`: a `.safetensors` file or a diffusers folder (with `model_index.json` or `unet/`).
+    public static func open(_ url: URL) throws -> Checkpoint {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw WeightsError.fileNotFound(path: url.path)
+        }
+        if isDirectory.boolValue { return try openDiffusersFolder(url) }
+        let ext = url.pathExtension.lowercased()
+        if ["ckpt", "pt", "pth", "bin"].contains(ext) { throw WeightsError.pickleCheckpoint(path: url.path) }
+        return try openSingleFile(url)
+    }
+
+    static func openSingleFile(_ url: URL) throws -> Checkpoint {
+        let file = try SafetensorsFile(url: url)
+        let originalKeys = file.tensorNames
+        let shapes = Dictionary(uniqueKeysWithValues: file.tensorInfos.map { ($0.name, $0.shape) })
+        if originalKeys.contains(where: { $0.hasPrefix("conditioner.embedders.") }) {
+            throw WeightsError.unknownModelFamily(path: url.path, detail: "it looks like SDXL (conditioner.embedders.*), which is not supported")
+        }
+        let family: Family
+        if originalKeys.contains(where: { $0.hasPrefix("cond_stage_model.model.") }) {
+            family = .sd2
+        } else if originalKeys.contains(where: { $0.hasPrefix("cond_stage_model.transformer.") }) {
+            family = .sd1
+        } else {
+            throw WeightsError.unknownModelFamily(path: url.path, detail: "no text encoder (cond_stage_model.*) found")
+        }
+        guard originalKeys.contains(where: { $0.hasPrefix("model.diffusion_model.") }),
+              originalKeys.contains(where: { $0.hasPrefix("first_stage_model.") }) else {
+            throw WeightsError.unknownModelFamily(path: url.path, detail: "no UNet (model.diffusion_model.*) or VAE (first_stage_model.*) found")
+        }
+        let map = LDMKeyMap.canonical(from: originalKeys, shapes: { shapes[$0] })
+        var entries: [String: StoredTensor] = [:]
+        for (canonical, entry) in map {
+            guard var shape = shapes[entry.original] else { continue }
+            switch entry.transform {
+            case .none: break
+            case .reshape(let s): shape = s
+            case .rows(_, let parts): shape[0] /= parts
+            }
+            entries[canonical] = StoredTensor(file: file, key: entry.original, shape: shape, transform: entry.transform)
+        }
+        let yaml = url.deletingPathExtension().appendingPathExtension("yaml")
+        return Checkpoint(url: url, layout: .singleFile, family: family, keys: entries.keys.sorted(),
+                          dtypes: countDTypes(file.tensorInfos),
+                          sidecarYAML: FileManager.default.fileExists(atPath: yaml.path) ? yaml : nil, entries: entries)
+    }
+
+    /// The components Darkroom loads from a diffusers folder, with the canonical prefix of each.
+    static let diffusersComponents = ["unet", "vae", "text_encoder"]
+
+    static func openDiffusersFolder(_ url: URL) throws -> Checkpoint {
+        var entries: [String: StoredTensor] = [:]
+        var infos: [TensorInfo] = []
+        for component in diffusersComponents {
+            let folder = url.appendingPathComponent(component)
+            let files = try weightFiles(in: folder)
+            guard !files.isEmpty else {
+                throw WeightsError.unknownModelFamily(path: url.path, detail: "no \(component)/*.safetensors weights in the diffusers folder")
+            }
+            for fileURL in files {
+                let file = try SafetensorsFile(url: fileURL)
+                for info in file.tensorInfos {
+                    entries["\(component).\(info.name)"] = StoredTensor(file: file, key: info.name, shape: info.shape, transform: .none)
+                    infos.append(info)
+                }
+            }
+        }
+        let textConfig = try jsonObject(url.appendingPathComponent("text_encoder/config.json"))
+        let activation = textConfig?["hidden_act"] as? String
+        let family: Family = activation == "gelu" ? .sd2 : .sd1
+        return Checkpoint(url: url, layout: .diffusers, family: family, keys: entries.keys.sorted(),
+                          dtypes: countDTypes(infos), sidecarYAML: nil, entries: entries)
+    }
+
+    /// A component folder's weight files: `*.safetensors` without a variant, else the `fp16` variant
+    /// (`diffusion_pytorch_model.fp16.safetensors`); shards (`-00001-of-00002`) all load.
+    static func weightFiles(in folder: URL) throws -> [URL] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return [] }
+        let safetensors = names.filter { $0.hasSuffix(".safetensors") }.sorted()
+        let plain = safetensors.filter { $0.split(separator: ".").count == 2 }
+        let chosen = plain.isEmpty ? safetensors.filter { $0.hasSuffix(".fp16.safetensors") } : plain
+        if chosen.isEmpty, names.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".ckpt") }) {
+            throw WeightsError.pickleCheckpoint(path: folder.path)
+        }
+        return chosen.map { folder.appendingPathComponent($0) }
+    }
+
+    /// `<folder>/<component>/config.json` (or any JSON file in the folder) as a dictionary, nil when absent.
+    public func config(_ relativePath: String) throws -> [String: Any]? {
+        guard layout == .diffusers else { return nil }
+        return try Checkpoint.jsonObject(url.appendingPathComponent(relativePath))
+    }
+
+    static func jsonObject(_ url: URL) throws -> [String: Any]? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        do {
+            let data = try Data(contentsOf: url)
+            guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw WeightsError.invalidConfig(path: url.path, detail: "not a JSON object")
+            }
+            return object
+        } catch let error as WeightsError {
+            throw error
+        } catch {
+            throw WeightsError.invalidConfig(path: url.path, detail: "\(error.localizedDescription)")
+        }
+    }
+
+    static func countDTypes(_ infos: [TensorInfo]) -> [DType: Int] {
+        infos.reduce(into: [:]) { $0[$1.dtype, default: 0] += 1 }
+    }
+}

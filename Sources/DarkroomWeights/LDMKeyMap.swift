@@ -1,0 +1,216 @@
+/// The one table from original single-file (LDM / CompVis) keys to Darkroom's canonical diffusers keys.
+///
+/// Matches diffusers `loaders/single_file_utils.py` (`convert_ldm_unet_checkpoint`,
+/// `convert_ldm_vae_checkpoint`, `convert_ldm_clip_checkpoint`, `convert_open_clip_checkpoint`):
+/// - UNet `model.diffusion_model.*`: `input_blocks.i` → `down_blocks.b.{resnets,attentions,downsamplers}`,
+///   `middle_block.{0,1,2}` → `mid_block`, `output_blocks.i` → `up_blocks.b`, ResBlock names
+///   (`in_layers.0` → `norm1`, `emb_layers.1` → `time_emb_proj`, `skip_connection` → `conv_shortcut`, …);
+///   transformer names are the same in both.
+/// - VAE `first_stage_model.*`: `down.i.block.j` → `down_blocks.i.resnets.j`, `up.i` → `up_blocks.(n−1−i)`,
+///   `mid.attn_1.{q,k,v,proj_out}` (1×1 convs) → `to_q/to_k/to_v/to_out.0` (linear: reshaped), `nin_shortcut` → `conv_shortcut`.
+/// - SD 1.x text encoder `cond_stage_model.transformer.*` → `text_encoder.*` (already transformers names).
+/// - SD 2.x OpenCLIP `cond_stage_model.model.*` → transformers names, `in_proj` split into q/k/v, and the
+///   last residual block dropped (SD 2 conditions on the penultimate layer, as diffusers' converted model does).
+public enum LDMKeyMap {
+    /// How a canonical tensor is made from the stored one.
+    public enum Transform: Sendable, Equatable {
+        case none
+        case reshape([Int])
+        /// Rows `part·n/parts ..< (part+1)·n/parts` of the first dimension (q/k/v of a fused projection).
+        case rows(part: Int, of: Int)
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public let original: String
+        public let transform: Transform
+    }
+
+    /// Canonical key → original key (and transform) for every tensor of a single-file checkpoint.
+    /// Keys that belong to no component Darkroom uses (EMA copies, `model_ema.*`, `text_projection`, …) are left out.
+    public static func canonical(from keys: [String], shapes: (String) -> [Int]?) -> [String: Entry] {
+        var map: [String: Entry] = [:]
+        let unet = keys.filter { $0.hasPrefix("model.diffusion_model.") }
+        for (canonical, entry) in unetMap(unet) { map["unet." + canonical] = entry }
+        for key in keys where key.hasPrefix("first_stage_model.") {
+            if let (name, transform) = vaeName(String(key.dropFirst("first_stage_model.".count)), keys: keys, shape: shapes(key)) {
+                map["vae." + name] = Entry(original: key, transform: transform)
+            }
+        }
+        for key in keys where key.hasPrefix("cond_stage_model.transformer.") {
+            var name = String(key.dropFirst("cond_stage_model.transformer.".count))
+            if name.hasSuffix("position_ids") { continue }
+            if !name.hasPrefix("text_model.") { name = "text_model." + name }   // pre-2022 layout
+            map["text_encoder." + name] = Entry(original: key, transform: .none)
+        }
+        for (canonical, entry) in openCLIPMap(keys.filter { $0.hasPrefix("cond_stage_model.model.") }) {
+            map["text_encoder." + canonical] = entry
+        }
+        return map
+    }
+
+    // MARK: UNet
+
+    static let resnetNames = ["in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
+                              "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"]
+
+    static func unetMap(_ keys: [String]) -> [String: Entry] {
+        let prefix = "model.diffusion_model."
+        // layers per block = index of the first downsampler (`input_blocks.i.0.op`) − 1.
+        let inputIndices = Set(keys.compactMap { index(after: prefix + "input_blocks.", in: $0) })
+        let firstDownsampler = keys.compactMap { key -> Int? in
+            guard key.contains(".0.op."), let i = index(after: prefix + "input_blocks.", in: key) else { return nil }
+            return i
+        }.min()
+        let layers = (firstDownsampler ?? ((inputIndices.max() ?? 0) + 1)) - 1
+        guard layers > 0 else { return [:] }
+
+        var map: [String: Entry] = [:]
+        for key in keys {
+            let name = String(key.dropFirst(prefix.count))
+            let parts = name.split(separator: ".").map(String.init)
+            var canonical: String?
+            switch parts.first {
+            case "time_embed":
+                canonical = ["0": "time_embedding.linear_1", "2": "time_embedding.linear_2"][parts[1]].map { ([$0] + parts[2...]).joined(separator: ".") }
+            case "input_blocks":
+                guard let i = Int(parts[1]) else { break }
+                if i == 0 { canonical = (["conv_in"] + parts[3...]).joined(separator: ".") ; break }
+                let block = (i - 1) / (layers + 1), layer = (i - 1) % (layers + 1)
+                if layer == layers {
+                    if parts[2] == "0" && parts[3] == "op" { canonical = (["down_blocks.\(block).downsamplers.0.conv"] + parts[4...]).joined(separator: ".") }
+                } else if parts[2] == "0" {
+                    canonical = resnet("down_blocks.\(block).resnets.\(layer)", Array(parts[3...]))
+                } else if parts[2] == "1" {
+                    canonical = (["down_blocks.\(block).attentions.\(layer)"] + parts[3...]).joined(separator: ".")
+                }
+            case "middle_block":
+                let rest = Array(parts[2...])
+                switch parts[1] {
+                case "0": canonical = resnet("mid_block.resnets.0", rest)
+                case "1": canonical = (["mid_block.attentions.0"] + rest).joined(separator: ".")
+                case "2": canonical = resnet("mid_block.resnets.1", rest)
+                default: break
+                }
+            case "output_blocks":
+                guard let i = Int(parts[1]) else { break }
+                let block = i / (layers + 1), layer = i % (layers + 1)
+                let rest = Array(parts[3...])
+                if parts[2] == "0" {
+                    canonical = resnet("up_blocks.\(block).resnets.\(layer)", rest)
+                } else if rest.first == "conv" {
+                    // Upsample2D: `output_blocks.i.1.conv` without attention, `output_blocks.i.2.conv` with it.
+                    canonical = (["up_blocks.\(block).upsamplers.0"] + rest).joined(separator: ".")
+                } else if parts[2] == "1" {
+                    canonical = (["up_blocks.\(block).attentions.\(layer)"] + rest).joined(separator: ".")
+                }
+            case "out":
+                canonical = ["0": "conv_norm_out", "2": "conv_out"][parts[1]].map { ([$0] + parts[2...]).joined(separator: ".") }
+            default:
+                break
+            }
+            if let canonical { map[canonical] = Entry(original: key, transform: .none) }
+        }
+        return map
+    }
+
+    static func resnet(_ base: String, _ rest: [String]) -> String? {
+        // rest is e.g. ["in_layers", "0", "weight"] or ["skip_connection", "weight"].
+        if rest.count == 3, let name = resnetNames["\(rest[0]).\(rest[1])"] { return "\(base).\(name).\(rest[2])" }
+        if rest.count == 2, let name = resnetNames[rest[0]] { return "\(base).\(name).\(rest[1])" }
+        return nil
+    }
+
+    static func index(after prefix: String, in key: String) -> Int? {
+        guard key.hasPrefix(prefix) else { return nil }
+        let rest = key.dropFirst(prefix.count)
+        return rest.firstIndex(of: ".").flatMap { Int(rest[..<$0]) }
+    }
+
+    // MARK: VAE
+
+    static func vaeName(_ name: String, keys: [String], shape: [Int]?) -> (String, Transform)? {
+        var parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 2 else { return nil }
+        func renameResnetPart(_ p: inout [String], at i: Int) { if p[i] == "nin_shortcut" { p[i] = "conv_shortcut" } }
+        switch parts[0] {
+        case "quant_conv", "post_quant_conv":
+            return (name, .none)
+        case "encoder", "decoder":
+            let side = parts[0]
+            switch parts[1] {
+            case "conv_in", "conv_out": return (name, .none)
+            case "norm_out": return ((["\(side).conv_norm_out"] + parts[2...]).joined(separator: "."), .none)
+            case "down", "up":
+                guard parts.count >= 5, let i = Int(parts[2]) else { return nil }
+                var level = i
+                if parts[1] == "up" {
+                    let levels = Set(keys.compactMap { index(after: "first_stage_model.decoder.up.", in: $0) }).count
+                    level = levels - 1 - i
+                }
+                let blocks = parts[1] == "down" ? "down_blocks" : "up_blocks"
+                if parts[3] == "block" {
+                    renameResnetPart(&parts, at: 5)
+                    return ((["\(side).\(blocks).\(level).resnets.\(parts[4])"] + parts[5...]).joined(separator: "."), .none)
+                }
+                if parts[3] == "downsample" || parts[3] == "upsample" {
+                    let sampler = parts[3] == "downsample" ? "downsamplers" : "upsamplers"
+                    return ((["\(side).\(blocks).\(level).\(sampler).0"] + parts[4...]).joined(separator: "."), .none)
+                }
+                return nil
+            case "mid":
+                guard parts.count >= 4 else { return nil }
+                if parts[2] == "block_1" || parts[2] == "block_2" {
+                    renameResnetPart(&parts, at: 3)
+                    let r = parts[2] == "block_1" ? 0 : 1
+                    return ((["\(side).mid_block.resnets.\(r)"] + parts[3...]).joined(separator: "."), .none)
+                }
+                if parts[2] == "attn_1" {
+                    let names = ["norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"]
+                    guard let n = names[parts[3]] else { return nil }
+                    let canonical = "\(side).mid_block.attentions.0.\(n).\(parts[4...].joined(separator: "."))"
+                    // LDM stores the attention projections as 1×1 convolutions [C, C, 1, 1].
+                    if parts[3] != "norm", let shape, shape.count == 4 { return (canonical, .reshape([shape[0], shape[1]])) }
+                    return (canonical, .none)
+                }
+                return nil
+            default:
+                return nil
+            }
+        default:
+            return nil
+        }
+    }
+
+    // MARK: OpenCLIP (SD 2.x)
+
+    static func openCLIPMap(_ keys: [String]) -> [String: Entry] {
+        let prefix = "cond_stage_model.model."
+        let blocks = Set(keys.compactMap { index(after: prefix + "transformer.resblocks.", in: $0) })
+        guard let lastBlock = blocks.max() else { return [:] }
+        var map: [String: Entry] = [:]
+        let names = ["ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+                     "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"]
+        for key in keys {
+            let name = String(key.dropFirst(prefix.count))
+            switch name {
+            case "token_embedding.weight": map["text_model.embeddings.token_embedding.weight"] = Entry(original: key, transform: .none)
+            case "positional_embedding": map["text_model.embeddings.position_embedding.weight"] = Entry(original: key, transform: .none)
+            case "ln_final.weight", "ln_final.bias":
+                map["text_model.final_layer_norm." + (name.hasSuffix("weight") ? "weight" : "bias")] = Entry(original: key, transform: .none)
+            default:
+                guard let i = index(after: prefix + "transformer.resblocks.", in: key), i != lastBlock else { continue }
+                let rest = String(name.dropFirst("transformer.resblocks.\(i).".count))
+                let layer = "text_model.encoder.layers.\(i)"
+                if rest == "attn.in_proj_weight" || rest == "attn.in_proj_bias" {
+                    let kind = rest.hasSuffix("weight") ? "weight" : "bias"
+                    for (part, projection) in ["q_proj", "k_proj", "v_proj"].enumerated() {
+                        map["\(layer).self_attn.\(projection).\(kind)"] = Entry(original: key, transform: .rows(part: part, of: 3))
+                    }
+                } else if let dot = rest.lastIndex(of: "."), let renamed = names[String(rest[..<dot])] {
+                    map["\(layer).\(renamed)\(rest[dot...])"] = Entry(original: key, transform: .none)
+                }
+            }
+        }
+        return map
+    }
+}
