@@ -33,7 +33,7 @@ let package = Package(
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
-            "DarkroomTensor",
+            "DarkroomTensor", "DarkroomWeights", "DarkroomModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

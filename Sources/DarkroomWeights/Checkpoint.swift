@@ -46,12 +46,13 @@ public struct Checkpoint: TensorSource {
     }
 
     /// Opens `url`: a `.safetensors` file or a diffusers folder (with `model_index.json` or `unet/`).
-    public static func open(_ url: URL) throws -> Checkpoint {
+    /// `components` limits which diffusers subfolders must be present (e.g. `["unet"]` for a lone UNet).
+    public static func open(_ url: URL, components: [String] = diffusersComponents) throws -> Checkpoint {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw WeightsError.fileNotFound(path: url.path)
         }
-        if isDirectory.boolValue { return try openDiffusersFolder(url) }
+        if isDirectory.boolValue { return try openDiffusersFolder(url, components: components) }
         let ext = url.pathExtension.lowercased()
         if ["ckpt", "pt", "pth", "bin"].contains(ext) { throw WeightsError.pickleCheckpoint(path: url.path) }
         return try openSingleFile(url)
@@ -94,12 +95,12 @@ public struct Checkpoint: TensorSource {
     }
 
     /// The components Darkroom loads from a diffusers folder, with the canonical prefix of each.
-    static let diffusersComponents = ["unet", "vae", "text_encoder"]
+    public static let diffusersComponents = ["unet", "vae", "text_encoder"]
 
-    static func openDiffusersFolder(_ url: URL) throws -> Checkpoint {
+    static func openDiffusersFolder(_ url: URL, components: [String]) throws -> Checkpoint {
         var entries: [String: StoredTensor] = [:]
         var infos: [TensorInfo] = []
-        for component in diffusersComponents {
+        for component in components {
             let folder = url.appendingPathComponent(component)
             let files = try weightFiles(in: folder)
             guard !files.isEmpty else {
@@ -139,7 +140,8 @@ public struct Checkpoint: TensorSource {
         return try Checkpoint.jsonObject(url.appendingPathComponent(relativePath))
     }
 
-    static func jsonObject(_ url: URL) throws -> [String: Any]? {
+    /// A JSON object file as a dictionary; nil when the file does not exist.
+    public static func jsonObject(_ url: URL) throws -> [String: Any]? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         do {
             let data = try Data(contentsOf: url)

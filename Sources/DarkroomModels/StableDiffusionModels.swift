@@ -1,0 +1,142 @@
+import DarkroomTensor
+import DarkroomWeights
+import Foundation
+
+/// What the UNet predicts: the noise (SD 1.x, SD 2.x base) or v (SD 2.x 768-v).
+public enum PredictionType: String, Sendable, Codable {
+    case epsilon
+    case vPrediction = "v_prediction"
+}
+
+/// The three networks of a Stable Diffusion 1.x/2.x checkpoint, loaded and ready to run.
+public struct StableDiffusionModels: Sendable {
+    public let checkpoint: Checkpoint
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    /// From the diffusers scheduler config or the A1111 `.yaml` beside a single file; nil when the
+    /// checkpoint does not say (a recipe's `prediction` must then decide; the default is epsilon).
+    public let predictionType: PredictionType?
+    /// The bytes of `scheduler/scheduler_config.json` of a diffusers folder (or of `config`), when present.
+    public let schedulerConfig: Data?
+
+    /// Loads `url` (single `.safetensors` file or diffusers folder).
+    ///
+    /// Head counts and activations are not visible in tensor shapes. They come from, in order: the
+    /// diffusers configs of `url` itself, of `config` (a diffusers folder describing a single file, as
+    /// diffusers' `from_single_file(config=…)`), the A1111 `.yaml` beside a single file, and the family's
+    /// rule (SD 1.x: 8 heads, QuickGELU; SD 2.x: 64 channels per head, GELU).
+    public static func load(_ url: URL, config: URL? = nil) throws -> StableDiffusionModels {
+        let checkpoint = try Checkpoint.open(url)
+        let configFolder = checkpoint.layout == .diffusers ? url : config
+        func json(_ path: String) throws -> [String: Any]? {
+            guard let folder = configFolder else { return nil }
+            return try Checkpoint.jsonObject(folder.appendingPathComponent(path))
+        }
+        let yaml = try checkpoint.sidecarYAML.map { try LDMYAML(contentsOf: $0) }
+        let unetJSON = try json("unet/config.json"), textJSON = try json("text_encoder/config.json")
+        let vaeJSON = try json("vae/config.json"), schedulerJSON = try json("scheduler/scheduler_config.json")
+
+        // Text encoder.
+        let family = checkpoint.family
+        let activationName = (textJSON?["hidden_act"] as? String) ?? (family == .sd1 ? "quick_gelu" : "gelu")
+        guard let activation = CLIPTextConfig.Activation(rawValue: activationName) else {
+            throw WeightsError.invalidConfig(path: (configFolder ?? url).appendingPathComponent("text_encoder/config.json").path,
+                                             detail: "hidden_act '\(activationName)' is not quick_gelu or gelu")
+        }
+        let padToken = try tokenizerPadToken(configFolder) ?? (family == .sd1 ? 49407 : 0)
+        let textScope = WeightScope(checkpoint, prefix: "text_encoder.text_model")
+        let textConfig = try CLIPTextConfig.detect(from: textScope, activation: activation, padToken: padToken,
+                                                   heads: textJSON?["num_attention_heads"] as? Int)
+
+        // UNet.
+        let heads = AttentionHeads(diffusersConfig: unetJSON) ?? AttentionHeads(yaml: yaml)
+            ?? (family == .sd1 ? .fixedCount(8) : .fixedHeadDim(64))
+        var unetConfig = try UNetConfig.detect(from: WeightScope(checkpoint, prefix: "unet"), heads: heads)
+        if let flip = unetJSON?["flip_sin_to_cos"] as? Bool { unetConfig.flipSinToCos = flip }
+        if let shift = unetJSON?["freq_shift"] as? Double { unetConfig.frequencyShift = Float(shift) }
+
+        // VAE.
+        var vaeConfig = try VAEConfig.detect(from: WeightScope(checkpoint, prefix: "vae"))
+        if let factor = vaeJSON?["scaling_factor"] as? Double { vaeConfig.scalingFactor = Float(factor) }
+        else if let factor = yaml?.double("scale_factor") { vaeConfig.scalingFactor = Float(factor) }
+
+        let prediction: PredictionType?
+        if let name = schedulerJSON?["prediction_type"] as? String {
+            guard let p = PredictionType(rawValue: name) else {
+                throw WeightsError.invalidConfig(path: "scheduler/scheduler_config.json", detail: "prediction_type '\(name)' is not epsilon or v_prediction")
+            }
+            prediction = p
+        } else if let yaml {
+            prediction = yaml.string("parameterization") == "v" ? .vPrediction : .epsilon
+        } else {
+            prediction = nil
+        }
+
+        return StableDiffusionModels(
+            checkpoint: checkpoint,
+            textEncoder: try CLIPTextModel(textScope, config: textConfig),
+            unet: try UNet2DConditionModel(WeightScope(checkpoint, prefix: "unet"), config: unetConfig),
+            vae: try AutoencoderKL(WeightScope(checkpoint, prefix: "vae"), config: vaeConfig),
+            predictionType: prediction,
+            schedulerConfig: configFolder.flatMap { try? Data(contentsOf: $0.appendingPathComponent("scheduler/scheduler_config.json")) })
+    }
+
+    /// The pad id of a diffusers `tokenizer/` (SD 2.x's is "!" = 0; SD 1.x's is the end token).
+    static func tokenizerPadToken(_ folder: URL?) throws -> Int? {
+        guard let folder, let map = try Checkpoint.jsonObject(folder.appendingPathComponent("tokenizer/special_tokens_map.json")) else { return nil }
+        let pad = (map["pad_token"] as? String) ?? ((map["pad_token"] as? [String: Any])?["content"] as? String)
+        switch pad {
+        case "!": return 0
+        case "<|endoftext|>": return 49407
+        default: return nil
+        }
+    }
+}
+
+extension AttentionHeads {
+    /// diffusers `unet/config.json`: `num_attention_heads`, else `attention_head_dim` — which SD configs use
+    /// for the head *count* (a historical misnomer diffusers keeps), an Int or one per level.
+    public init?(diffusersConfig json: [String: Any]?) {
+        guard let json else { return nil }
+        let value = json["num_attention_heads"].flatMap { $0 is NSNull ? nil : $0 } ?? json["attention_head_dim"]
+        if let n = value as? Int { self = .fixedCount(n) }
+        else if let list = value as? [Int], !list.isEmpty { self = .perLevel(list) }
+        else { return nil }
+    }
+
+    /// LDM `unet_config.params`: `num_head_channels` (SD 2.x: 64) or `num_heads` (SD 1.x: 8); −1 means unused.
+    init?(yaml: LDMYAML?) {
+        if let d = yaml?.int("num_head_channels"), d > 0 { self = .fixedHeadDim(d) }
+        else if let n = yaml?.int("num_heads"), n > 0 { self = .fixedCount(n) }
+        else { return nil }
+    }
+}
+
+/// The few values Darkroom reads from an LDM/A1111 model `.yaml` (e.g. `v2-inference-v.yaml`):
+/// leaf `key: value` lines, by key name (`parameterization`, `num_heads`, `num_head_channels`,
+/// `use_linear_in_transformer`, `scale_factor`). Not a general YAML parser.
+struct LDMYAML {
+    let values: [String: String]
+
+    init(contentsOf url: URL) throws {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw WeightsError.invalidConfig(path: url.path, detail: "cannot be read as UTF-8 text (\(error.localizedDescription))")
+        }
+        var values: [String: String] = [:]
+        for line in text.split(whereSeparator: \.isNewline) {
+            let stripped = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            guard let colon = stripped.firstIndex(of: ":") else { continue }
+            let key = stripped[..<colon].trimmingCharacters(in: .whitespaces)
+            let value = stripped[stripped.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            if !key.isEmpty, !value.isEmpty, values[key] == nil { values[key] = value }
+        }
+        self.values = values
+    }
+
+    func string(_ key: String) -> String? { values[key] }
+    func int(_ key: String) -> Int? { values[key].flatMap { Int($0) } }
+    func double(_ key: String) -> Double? { values[key].flatMap { Double($0) } }
+}
