@@ -33,7 +33,7 @@ let package = Package(
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
-            "DarkroomTensor", "DarkroomWeights", "DarkroomModels",
+            "DarkroomTensor", "DarkroomWeights", "DarkroomModels", "DarkroomImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DarkroomImageIO
 import DarkroomTensor
 import Foundation
 
@@ -18,7 +19,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Repetitions per case; the best is reported.")
         var repeats: Int = 3
 
-        func run() {
+        func run() throws {
             BLAS.threadCount = threads
             Parallel.workers = threads
             print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
@@ -63,6 +64,18 @@ struct Bench: ParsableCommand {
             let x = Tensor(shape: [2, 320, 64, 64], repeating: 0.3)
             let g = Tensor(shape: [320], repeating: 1), b = Tensor(zeros: [320])
             report("groupNorm+SiLU 2x320x64x64", flops: nil) { _ = x.groupNorm(groups: 32, weight: g, bias: b, epsilon: 1e-5, silu: true) }
+
+            // Image codecs on a smooth 2048×2048 RGB test pattern.
+            let side = 2048
+            var samples = [UInt16](repeating: 0, count: side * side * 3)
+            for y in 0..<side { for x in 0..<side { for c in 0..<3 {
+                samples[(y * side + x) * 3 + c] = UInt16((x * (c + 1) / 9 + y / 8 + c * 40) % 256)
+            } } }
+            let image = try Image(width: side, height: side, layout: .rgb, bitDepth: 8, samples: samples)
+            let jpeg = try JPEGEncoder.encode(image, quality: 95), png = try PNGEncoder.encode(image)
+            try reportThrowing("JPEG decode 2048x2048 q95") { _ = try ImageDecoder.decode(data: jpeg, name: "bench.jpg") }
+            try reportThrowing("PNG decode 2048x2048") { _ = try ImageDecoder.decode(data: png, name: "bench.png") }
+            try reportThrowing("PNG encode 2048x2048") { _ = try PNGEncoder.encode(image) }
         }
 
         func report(_ name: String, flops: Double?, _ body: () -> Void) {
@@ -74,6 +87,12 @@ struct Bench: ParsableCommand {
             }
             let rate = flops.map { String(format: "%.1f", $0 / best / 1e9) } ?? "-"
             print(pad(name, 52) + pad(String(format: "%.4f", best), 10) + rate)
+        }
+
+        func reportThrowing(_ name: String, _ body: () throws -> Void) throws {
+            var failure: Error?
+            report(name, flops: nil) { do { try body() } catch { failure = error } }
+            if let failure { throw failure }
         }
 
         func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count + 1), withPad: " ", startingAt: 0) }
