@@ -18,12 +18,20 @@ let package = Package(
         // libpng/libjpeg calls that can longjmp go through `static inline` helpers in each shim.h, which own the setjmp.
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        // zlib, only to gunzip the bundled CLIP merges (inflateInit2 is a macro: the loop is an inline helper in shim.h).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS.
         .target(name: "DarkroomTensor", dependencies: ["COpenBLAS"]),
 
         // safetensors (mmap, validated), diffusers folders, LDM→diffusers key canonicalisation, model family.
         .target(name: "DarkroomWeights", dependencies: ["DarkroomTensor"]),
+
+        // CLIP BPE tokenizer (bundled OpenAI/open_clip merges, MIT), A1111 prompt weighting and 75-token chunks.
+        .target(name: "DarkroomTokenizer", dependencies: ["CZlib"], resources: [
+            .copy("Resources/bpe_simple_vocab_16e6.txt.gz"),
+            .copy("Resources/LICENSE-open_clip.txt"),
+        ]),
 
         // CLIPTextModel, UNet2DConditionModel, AutoencoderKL and their blocks; *Config.detect(from:).
         .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
@@ -33,13 +41,14 @@ let package = Package(
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
-            "DarkroomTensor", "DarkroomWeights", "DarkroomModels", "DarkroomImageIO",
+            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "DarkroomTensorTests", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
         .testTarget(name: "DarkroomWeightsTests", dependencies: ["DarkroomWeights"]),
+        .testTarget(name: "DarkroomTokenizerTests", dependencies: ["DarkroomTokenizer"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DarkroomImageIO
 import DarkroomTensor
+import DarkroomTokenizer
 import Foundation
 
 struct Bench: ParsableCommand {
@@ -64,6 +65,11 @@ struct Bench: ParsableCommand {
             let x = Tensor(shape: [2, 320, 64, 64], repeating: 0.3)
             let g = Tensor(shape: [320], repeating: 1), b = Tensor(zeros: [320])
             report("groupNorm+SiLU 2x320x64x64", flops: nil) { _ = x.groupNorm(groups: 32, weight: g, bias: b, epsilon: 1e-5, silu: true) }
+
+            let tokenizer = try CLIPTokenizer.bundled()
+            let prompt = "portrait of an old sailor with a grey beard, on the deck of a wooden ship in a storm, waves crashing, "
+                + "lightning, dramatic lighting, oil painting, dutch masters, rich colors, impasto, rim light, cinematic, detailed"
+            report("CLIP tokenize + weight a 75-token prompt", flops: nil) { _ = tokenizer.weightedChunks(prompt, padToken: 49407) }
 
             // Image codecs on a smooth 2048×2048 RGB test pattern.
             let side = 2048
