@@ -49,6 +49,7 @@ let package = Package(
         .testTarget(name: "DarkroomTensorTests", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
         .testTarget(name: "DarkroomWeightsTests", dependencies: ["DarkroomWeights"]),
         .testTarget(name: "DarkroomTokenizerTests", dependencies: ["DarkroomTokenizer"]),
+        .testTarget(name: "DarkroomModelsTests", dependencies: ["DarkroomModels", "DarkroomWeights", "DarkroomTensor", "DarkroomTokenizer"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DarkroomImageIO
+import DarkroomModels
 import DarkroomTensor
 import DarkroomTokenizer
 import Foundation
@@ -7,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self],
+        subcommands: [Kernels.self, Model.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
@@ -103,4 +104,58 @@ struct Bench: ParsableCommand {
 
         func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count + 1), withPad: " ", startingAt: 0) }
     }
+}
+
+extension Bench {
+    struct Model: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load a checkpoint and time each network once at a given size (release build).",
+            discussion: "Make a full-size random SD 1.5 checkpoint with tools/reference/make_fullsize_checkpoint.py.")
+
+        @Argument(help: "A .safetensors checkpoint or a diffusers folder.")
+        var checkpoint: String
+
+        @Option(help: "Image size in pixels (latents are 1/8).")
+        var size: Int = 512
+
+        @Option(help: "Batch for the text encoder and UNet (2 = one classifier-free-guided step).")
+        var batch: Int = 2
+
+        @Flag(help: "Also time the VAE encoder and decoder.")
+        var vae = false
+
+        func run() throws {
+            let clock = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+            print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads")
+            var start = clock()
+            let models = try StableDiffusionModels.load(URL(fileURLWithPath: checkpoint))
+            print(String(format: "load                    %7.2f s   peak RSS %.2f GiB", clock() - start, peakRSSGiB()))
+            let ids = Array(repeating: Array(repeating: 49407, count: 77), count: batch)
+            start = clock()
+            let context = models.textEncoder(ids)
+            print(String(format: "text encoder, batch %d   %7.2f s", batch, clock() - start))
+            let latent = size / models.vae.config.downscale
+            let sample = Tensor(shape: [batch, models.unet.config.inChannels, latent, latent], repeating: 0.1)
+            start = clock()
+            _ = models.unet(sample, timesteps: [500], context: context)
+            print(String(format: "UNet %dx%d, batch %d     %7.2f s   peak RSS %.2f GiB", latent, latent, batch, clock() - start, peakRSSGiB()))
+            if vae {
+                let image = Tensor(shape: [1, 3, size, size], repeating: 0.1)
+                start = clock()
+                let posterior = models.vae.encode(image)
+                print(String(format: "VAE encode %dx%d      %7.2f s", size, size, clock() - start))
+                start = clock()
+                _ = models.vae.decode(posterior.mean)
+                print(String(format: "VAE decode %dx%d      %7.2f s   peak RSS %.2f GiB", size, size, clock() - start, peakRSSGiB()))
+            }
+        }
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), in GiB.
+func peakRSSGiB() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kb / 1024 / 1024
 }

@@ -1,0 +1,60 @@
+import DarkroomModels
+import DarkroomTensor
+import DarkroomWeights
+import Foundation
+import XCTest
+
+/// `Tests/Fixtures/models/<variant>/`, written by `tools/reference/make_model_fixtures.py` (diffusers
+/// 0.42.1, transformers 5.24, torch 2.15; float32 references). Weights are rounded to values every
+/// stored dtype holds exactly, so the F16 diffusers folder and the F16 (BF16 for sd1_inpaint) single
+/// file compute the same numbers; see `Tests/Fixtures/models/README.md`.
+enum ModelFixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/models")
+
+    enum Layout: String, CaseIterable { case diffusers, singleFile }
+
+    static func folder(_ variant: String) -> URL { root.appendingPathComponent(variant) }
+    static func diffusers(_ variant: String) -> URL { folder(variant).appendingPathComponent("diffusers") }
+    static func singleFile(_ variant: String, suffix: String = "") -> URL {
+        folder(variant).appendingPathComponent("\(variant)\(suffix).safetensors")
+    }
+
+    /// The variant in `layout`. A tiny single file cannot show its text encoder's head count (real SD
+    /// text towers all use 64-channel heads, these use 2), so, as diffusers' `from_single_file(config=)`,
+    /// the single file is described by the variant's diffusers folder.
+    static func load(_ variant: String, _ layout: Layout, suffix: String = "") throws -> StableDiffusionModels {
+        switch layout {
+        case .diffusers: return try StableDiffusionModels.load(diffusers(variant))
+        case .singleFile: return try StableDiffusionModels.load(singleFile(variant, suffix: suffix), config: diffusers(variant))
+        }
+    }
+
+    static func expected(_ variant: String) throws -> SafetensorsFile {
+        try SafetensorsFile(url: folder(variant).appendingPathComponent("expected.safetensors"))
+    }
+}
+
+extension SafetensorsFile {
+    func tensor(_ name: String) throws -> Tensor { Tensor(shape: try info(name).shape, scalars: try floats(name)) }
+    /// Token ids stored as floats, one row per prompt.
+    func ids(_ name: String) throws -> [[Int]] {
+        let t = try tensor(name)
+        return (0..<t.shape[0]).map { row in (0..<t.shape[1]).map { Int(t.scalars[row * t.shape[1] + $0]) } }
+    }
+}
+
+/// Asserts equal shapes and max|actual − expected| ≤ `relative` · max|expected| (error relative to the
+/// tensor's scale).
+func assertClose(_ actual: Tensor, _ expected: Tensor, relative: Float, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(actual.shape, expected.shape, "shape " + message, file: file, line: line)
+    guard actual.shape == expected.shape else { return }
+    let a = actual.scalars, e = expected.scalars
+    let scale = e.reduce(0) { max($0, abs($1)) }
+    var worst: Float = 0, at = 0
+    for i in e.indices where !(abs(a[i] - e[i]) <= worst) { worst = abs(a[i] - e[i]); at = i }
+    XCTAssert(worst <= relative * scale,
+              "max |Δ| \(worst) at \(at) (got \(a[at]), want \(e[at])) exceeds \(relative) × \(scale) \(message)",
+              file: file, line: line)
+}
