@@ -36,12 +36,15 @@ let package = Package(
         // CLIPTextModel, UNet2DConditionModel, AutoencoderKL and their blocks; *Config.detect(from:).
         .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
 
+        // Samplers (one file per algorithm, matching diffusers) and torch-exact random numbers.
+        .target(name: "DarkroomSchedulers", dependencies: ["DarkroomTensor"]),
+
         // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
         .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
-            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomImageIO",
+            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomSchedulers", "DarkroomImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -50,6 +53,7 @@ let package = Package(
         .testTarget(name: "DarkroomWeightsTests", dependencies: ["DarkroomWeights"]),
         .testTarget(name: "DarkroomTokenizerTests", dependencies: ["DarkroomTokenizer"]),
         .testTarget(name: "DarkroomModelsTests", dependencies: ["DarkroomModels", "DarkroomWeights", "DarkroomTensor", "DarkroomTokenizer"]),
+        .testTarget(name: "DarkroomSchedulersTests", dependencies: ["DarkroomSchedulers"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )

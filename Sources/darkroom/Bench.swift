@@ -1,6 +1,7 @@
 import ArgumentParser
 import DarkroomImageIO
 import DarkroomModels
+import DarkroomSchedulers
 import DarkroomTensor
 import DarkroomTokenizer
 import Foundation
@@ -71,6 +72,9 @@ struct Bench: ParsableCommand {
             let prompt = "portrait of an old sailor with a grey beard, on the deck of a wooden ship in a storm, waves crashing, "
                 + "lightning, dramatic lighting, oil painting, dutch masters, rich colors, impasto, rim light, cinematic, detailed"
             report("CLIP tokenize + weight a 75-token prompt", flops: nil) { _ = tokenizer.weightedChunks(prompt, padToken: 49407) }
+
+            var random = TorchRandomSource(seed: 42)
+            report("torch-exact randn 1x4x128x128", flops: nil) { _ = random.normal(shape: [1, 4, 128, 128]) }
 
             // Image codecs on a smooth 2048×2048 RGB test pattern.
             let side = 2048
