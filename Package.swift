@@ -34,7 +34,7 @@ let package = Package(
         ]),
 
         // CLIPTextModel, UNet2DConditionModel, AutoencoderKL and their blocks; *Config.detect(from:).
-        .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights"]),
+        .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer"]),
 
         // Samplers (one file per algorithm, matching diffusers) and torch-exact random numbers.
         .target(name: "DarkroomSchedulers", dependencies: ["DarkroomTensor"]),

@@ -1,4 +1,5 @@
 import DarkroomTensor
+import DarkroomTokenizer
 import DarkroomWeights
 
 /// The shape of a CLIP text transformer, from its tensors plus what shapes cannot show (activation, heads).
@@ -99,5 +100,29 @@ public struct CLIPTextModel: Sendable {
         }
         for layer in layers.dropLast(max(0, min(skipLastLayers, layers.count - 1))) { x = layer(x) }
         return finalLayerNorm(x)
+    }
+}
+
+extension CLIPTextModel {
+    /// A1111's weighted, chunked prompt encoding (`sd_hijack_clip.py::process_tokens`): each 77-token chunk
+    /// is encoded on its own, its hidden states multiplied per token by the attention weights, then
+    /// rescaled so the chunk's overall mean is what it was before weighting; chunks are concatenated
+    /// along the token axis → [1, 77·chunks, width].
+    public func callAsFunction(_ prompt: WeightedPrompt, skipLastLayers: Int = 0) -> Tensor {
+        let chunks = prompt.chunks.enumerated().map { index, ids -> Tensor in
+            var z = self([ids], skipLastLayers: skipLastLayers)                 // [1, 77, W]
+            let weights = prompt.weights[index]
+            guard weights.contains(where: { $0 != 1 }) else { return z }
+            let width = z.shape[2]
+            let originalMean = z.scalars.reduce(0.0) { $0 + Double($1) } / Double(z.count)
+            z.withUnsafeMutableBufferPointer { p in
+                for (token, weight) in weights.enumerated() {
+                    for k in 0..<width { p[token * width + k] *= weight }
+                }
+            }
+            let newMean = z.scalars.reduce(0.0) { $0 + Double($1) } / Double(z.count)
+            return z * Float(originalMean / newMean)
+        }
+        return Tensor.concatenate(chunks, axis: 1)
     }
 }

@@ -119,3 +119,22 @@ final class PromptEncodingTests: XCTestCase {
         }
     }
 }
+
+extension PromptEncodingTests {
+    /// A1111 weighting and 75-token chunks end to end: `weighted_prompt.safetensors` from
+    /// tools/reference/make_prompt_weighting_fixtures.py (A1111's tokenize_line/process_tokens ported to
+    /// Python, transformers' CLIPTextModel on the sd1 fixture). Ids and weights exactly; hidden states 1e-4.
+    func testWeightedChunkedPromptEncoding() throws {
+        let tokenizer = try CLIPTokenizer.bundled()
+        let models = try ModelFixtures.load("sd1", .diffusers)
+        let expected = try SafetensorsFile(url: ModelFixtures.folder("sd1").appendingPathComponent("weighted_prompt.safetensors"))
+        let prompts = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(expected.metadata["prompts"]).utf8)) as? [String])
+        for (index, prompt) in prompts.enumerated() {
+            let weighted = tokenizer.weightedChunks(prompt, padToken: models.textEncoder.config.padToken)
+            XCTAssertEqual(weighted.chunks, try expected.ids("prompt\(index).ids"), "prompt \(index) ids")
+            XCTAssertEqual(weighted.weights.flatMap { $0 }, try expected.tensor("prompt\(index).weights").scalars, "prompt \(index) weights")
+            assertClose(models.textEncoder(weighted), try expected.tensor("prompt\(index).hidden"),
+                        relative: ModelParityTests.tolerance, "prompt \(index)")
+        }
+    }
+}
