@@ -37,7 +37,9 @@ let package = Package(
         .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer"]),
 
         // Samplers (one file per algorithm, matching diffusers) and torch-exact random numbers.
-        .target(name: "DarkroomSchedulers", dependencies: ["DarkroomTensor"]),
+        // `-enable-testing`: its tests check internals (quadrature, noise schedules) in the optimised build.
+        .target(name: "DarkroomSchedulers", dependencies: ["DarkroomTensor"],
+                swiftSettings: [.unsafeFlags(["-enable-testing"])]),
 
         // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
         .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),

@@ -2,21 +2,16 @@ import DarkroomTensor
 import DarkroomWeights
 import Foundation
 
-/// What the UNet predicts: the noise (SD 1.x, SD 2.x base) or v (SD 2.x 768-v).
-public enum PredictionType: String, Sendable, Codable {
-    case epsilon
-    case vPrediction = "v_prediction"
-}
-
 /// The three networks of a Stable Diffusion 1.x/2.x checkpoint, loaded and ready to run.
 public struct StableDiffusionModels: Sendable {
     public let checkpoint: Checkpoint
     public let textEncoder: CLIPTextModel
     public let unet: UNet2DConditionModel
     public let vae: AutoencoderKL
-    /// From the diffusers scheduler config or the A1111 `.yaml` beside a single file; nil when the
-    /// checkpoint does not say (a recipe's `prediction` must then decide; the default is epsilon).
-    public let predictionType: PredictionType?
+    /// What the UNet predicts, in diffusers' words ("epsilon", "v_prediction"): from the scheduler config
+    /// or the A1111 `.yaml` beside a single file; nil when the checkpoint does not say (a recipe's
+    /// `prediction` then decides; the default is epsilon). The schedulers module turns it into its type.
+    public let predictionType: String?
     /// The bytes of `scheduler/scheduler_config.json` of a diffusers folder (or of `config`), when present.
     public let schedulerConfig: Data?
 
@@ -61,14 +56,14 @@ public struct StableDiffusionModels: Sendable {
         if let factor = vaeJSON?["scaling_factor"] as? Double { vaeConfig.scalingFactor = Float(factor) }
         else if let factor = yaml?.double("scale_factor") { vaeConfig.scalingFactor = Float(factor) }
 
-        let prediction: PredictionType?
+        let prediction: String?
         if let name = schedulerJSON?["prediction_type"] as? String {
-            guard let p = PredictionType(rawValue: name) else {
-                throw WeightsError.invalidConfig(path: "scheduler/scheduler_config.json", detail: "prediction_type '\(name)' is not epsilon or v_prediction")
+            guard ["epsilon", "v_prediction", "sample"].contains(name) else {
+                throw WeightsError.invalidConfig(path: "scheduler/scheduler_config.json", detail: "prediction_type '\(name)' is not epsilon, v_prediction or sample")
             }
-            prediction = p
+            prediction = name
         } else if let yaml {
-            prediction = yaml.string("parameterization") == "v" ? .vPrediction : .epsilon
+            prediction = yaml.string("parameterization") == "v" ? "v_prediction" : "epsilon"
         } else {
             prediction = nil
         }

@@ -22,7 +22,7 @@ struct Inspect: ParsableCommand {
         print("family       \(c.family.rawValue)\(models.unet.config.inChannels == 9 ? " inpainting" : "")")
         print("layout       \(c.layout.rawValue)")
         print("dtypes       \(c.dtypes.sorted { $0.value > $1.value }.map { "\($0.key.rawValue)×\($0.value)" }.joined(separator: ", "))")
-        print("prediction   \(models.predictionType?.rawValue ?? "not stated (recipe decides; default epsilon)")")
+        print("prediction   \(models.predictionType ?? "not stated (recipe decides; default epsilon)")")
         let u = models.unet.config
         print("unet         in \(u.inChannels), out \(u.outChannels), layers/block \(u.layersPerBlock), context \(u.contextDim), "
               + "\(u.linearProjection ? "linear" : "conv") projections, time embedding \(u.timeEmbeddingWidth)")

@@ -80,13 +80,13 @@ final class ModelParityTests: XCTestCase {
         XCTAssertEqual(sd1.unet.config.levels.map(\.hasAttention), [true, true, false])
         XCTAssertFalse(sd1.unet.config.linearProjection)
         XCTAssertEqual(sd1.textEncoder.config.padToken, 49407)
-        XCTAssertEqual(sd1.predictionType, .epsilon)
+        XCTAssertEqual(sd1.predictionType, "epsilon")
 
         // sd2v's single file, alone: the A1111 yaml beside it gives v-prediction and the head size
         // (num_head_channels 32 for this fixture; 64 in real SD 2.x files).
         let sd2 = try StableDiffusionModels.load(ModelFixtures.singleFile("sd2v"))
         XCTAssertEqual(sd2.checkpoint.family, .sd2)
-        XCTAssertEqual(sd2.predictionType, .vPrediction)
+        XCTAssertEqual(sd2.predictionType, "v_prediction")
         XCTAssertTrue(sd2.unet.config.linearProjection)
         XCTAssertEqual(sd2.unet.config.levels.map(\.heads), [1, 2])
         XCTAssertEqual(sd2.textEncoder.config.padToken, 0)

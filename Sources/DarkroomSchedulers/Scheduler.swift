@@ -1,0 +1,143 @@
+import DarkroomTensor
+
+/// What the denoising model predicts (diffusers' `prediction_type`).
+public enum PredictionType: String, Sendable, CaseIterable {
+    /// The added noise ε (SD 1.x, SD 2.x-base).
+    case epsilon
+    /// The velocity v = √ᾱ·ε − √(1−ᾱ)·x₀ (SD 2.x 768-v).
+    case vPrediction = "v_prediction"
+    /// The clean sample x₀.
+    case sample
+}
+
+/// A diffusion sampler: the timestep schedule and the update rule of the denoising loop.
+///
+/// Usage, as diffusers' Stable Diffusion pipelines (text-to-image shown; for img2img see
+/// `imageToImageStart(steps:strength:)`):
+/// ```swift
+/// var scheduler = try makeScheduler(name: "dpmpp_2m", config: .stableDiffusion)
+/// try scheduler.setTimesteps(25)
+/// var latents = noise * scheduler.initNoiseSigma
+/// for t in scheduler.timesteps {
+///     let eps = unet(scheduler.scaleModelInput(latents, timestep: t), t)
+///     latents = scheduler.step(modelOutput: eps, timestep: t, sample: latents, noise: { randn(latents.shape) })
+/// }
+/// ```
+///
+/// Schedulers are values; `step` advances the internal state (step index, multistep history), so run
+/// one loop per copy. Arithmetic follows diffusers' dtypes: per-element work is Float32 with the same
+/// operation order as diffusers' torch code, schedule tables are built in Float64 where diffusers uses
+/// NumPy float64 and rounded to Float32 where it casts.
+public protocol Scheduler: Sendable {
+    /// Timesteps of the denoising loop after `setTimesteps`, as diffusers passes them to the UNet
+    /// (DDIM/PNDM/DPM-Solver: integers; Euler/LMS: float32 values that may be fractional).
+    var timesteps: [Float] { get }
+    /// The standard deviation of the initial noise: text-to-image multiplies the noise by it.
+    var initNoiseSigma: Float { get }
+    /// Model evaluations per entry of `timesteps` (diffusers' `scheduler.order`; 1 for all of these).
+    var order: Int { get }
+    /// Builds the schedule for `count` inference steps and resets the loop state.
+    /// Throws `SchedulerError.invalidStepCount` unless 1 ≤ count ≤ `num_train_timesteps`.
+    mutating func setTimesteps(_ count: Int) throws
+    /// img2img: diffusers' `set_begin_index` — the loop starts at `timesteps[index]`. Schedulers without
+    /// `set_begin_index` in diffusers (DDIM, PNDM) ignore it: they need no index.
+    mutating func setBeginIndex(_ index: Int)
+    /// The model input for `timestep` (Euler/LMS divide by √(σ²+1); the others return `sample`).
+    func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor
+    /// One denoising step from `timestep` to the next. `noise` supplies standard-normal noise of the
+    /// sample's shape when the algorithm needs it (Euler ancestral: every step, including the last;
+    /// DDIM with eta > 0: every step), in the order diffusers draws it.
+    mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor
+    /// Forward diffusion q(x_t | x_0) at `timestep` (img2img start, inpaint re-noising), as diffusers'
+    /// `add_noise`. Sigma-based schedulers use the sigma at the begin index (or the current step index
+    /// once the loop runs) when one is set, else the index of `timestep` in `timesteps`, as diffusers.
+    func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor
+}
+
+extension Scheduler {
+    /// `step` for algorithms that draw no noise (all but Euler ancestral and DDIM with eta > 0).
+    public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor) -> Tensor {
+        step(modelOutput: modelOutput, timestep: timestep, sample: sample, noise: {
+            preconditionFailure("this scheduler draws noise: pass `noise:`")
+        })
+    }
+}
+
+/// Errors from building or configuring a scheduler.
+public enum SchedulerError: Error, CustomStringConvertible, Equatable {
+    /// A recipe name that `makeScheduler` does not know.
+    case unknownScheduler(String, valid: [String])
+    /// `setTimesteps` with a step count outside 1…num_train_timesteps.
+    case invalidStepCount(Int, trainTimesteps: Int)
+    /// The scheduler config cannot be read (not JSON, wrong value type, unknown enum value).
+    case invalidConfig(String)
+    /// A config option (valid in diffusers) that this implementation does not support.
+    case unsupported(scheduler: String, option: String)
+
+    public var description: String {
+        switch self {
+        case let .unknownScheduler(name, valid):
+            return "unknown scheduler \"\(name)\"; valid names: \(valid.joined(separator: ", "))"
+        case let .invalidStepCount(count, trainTimesteps):
+            return "invalid number of inference steps \(count): must be between 1 and \(trainTimesteps) (num_train_timesteps)"
+        case let .invalidConfig(message):
+            return "invalid scheduler config: \(message)"
+        case let .unsupported(scheduler, option):
+            return "\(scheduler) does not support \(option)"
+        }
+    }
+}
+
+/// Recipe names accepted by `makeScheduler`.
+public let schedulerNames: [String] = [
+    "ddim", "pndm", "lms", "lms_karras", "euler", "euler_karras", "euler_a", "dpmpp_2m", "dpmpp_2m_karras",
+]
+
+/// Builds a scheduler by recipe name from a (diffusers) scheduler config, as
+/// `XxxScheduler.from_config(config, **recipe_overrides)`: keys the target class does not have are
+/// ignored, missing keys take the target class's own default.
+///
+/// | name | diffusers class | overrides |
+/// |---|---|---|
+/// | `ddim` | DDIMScheduler | — (`eta` is a step parameter) |
+/// | `pndm` | PNDMScheduler (PLMS) | — |
+/// | `lms`, `lms_karras` | LMSDiscreteScheduler | use_karras_sigmas false / true |
+/// | `euler`, `euler_karras` | EulerDiscreteScheduler | use_karras_sigmas false / true |
+/// | `euler_a` | EulerAncestralDiscreteScheduler | — |
+/// | `dpmpp_2m`, `dpmpp_2m_karras` | DPMSolverMultistepScheduler | algorithm_type dpmsolver++, solver_order 2, use_karras_sigmas false / true |
+///
+/// - Parameter eta: DDIM's η (0: deterministic DDIM; > 0 draws noise each step). Ignored by the others.
+/// - Throws: `SchedulerError.unknownScheduler` (naming the valid names), `.unsupported`.
+public func makeScheduler(name: String, config: SchedulerConfig, eta: Float = 0) throws -> any Scheduler {
+    var config = config
+    switch name {
+    case "ddim":
+        return try DDIMScheduler(config: config, eta: eta)
+    case "pndm":
+        return try PNDMScheduler(config: config)
+    case "lms", "lms_karras":
+        config.useKarrasSigmas = name == "lms_karras"
+        return try LMSDiscreteScheduler(config: config)
+    case "euler", "euler_karras":
+        config.useKarrasSigmas = name == "euler_karras"
+        return try EulerDiscreteScheduler(config: config)
+    case "euler_a":
+        return try EulerAncestralDiscreteScheduler(config: config)
+    case "dpmpp_2m", "dpmpp_2m_karras":
+        config.algorithmType = "dpmsolver++"
+        config.solverOrder = 2
+        config.useKarrasSigmas = name == "dpmpp_2m_karras"
+        return try DPMSolverMultistepScheduler(config: config)
+    default:
+        throw SchedulerError.unknownScheduler(name, valid: schedulerNames)
+    }
+}
+
+/// img2img: the index of the first timestep to run for `strength` (diffusers'
+/// `StableDiffusionImg2ImgPipeline.get_timesteps`: `t_start = steps - min(int(steps * strength), steps)`,
+/// clamped at 0). Run `timesteps[start...]`, call `setBeginIndex(start)`, and noise the image latent
+/// with `addNoise(original:noise:timestep: timesteps[start])` (all schedulers here have order 1).
+public func imageToImageStart(steps: Int, strength: Double) -> Int {
+    let initTimestep = min(Int((Double(steps) * strength).rounded(.towardZero)), steps)
+    return max(steps - initTimestep, 0)
+}
