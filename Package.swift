@@ -41,12 +41,16 @@ let package = Package(
         .target(name: "DarkroomSchedulers", dependencies: ["DarkroomTensor"],
                 swiftSettings: [.unsafeFlags(["-enable-testing"])]),
 
+        // img2img / inpaint / restore pipelines, image↔tensor conversion, masks.
+        .target(name: "DarkroomPipeline", dependencies: ["DarkroomTensor", "DarkroomTokenizer", "DarkroomModels",
+                                                         "DarkroomSchedulers", "DarkroomImageIO"]),
+
         // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
         .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
-            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomSchedulers", "DarkroomImageIO",
+            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomSchedulers", "DarkroomPipeline", "DarkroomImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -56,6 +60,8 @@ let package = Package(
         .testTarget(name: "DarkroomTokenizerTests", dependencies: ["DarkroomTokenizer"]),
         .testTarget(name: "DarkroomModelsTests", dependencies: ["DarkroomModels", "DarkroomWeights", "DarkroomTensor", "DarkroomTokenizer"]),
         .testTarget(name: "DarkroomSchedulersTests", dependencies: ["DarkroomSchedulers"]),
+        .testTarget(name: "DarkroomPipelineTests", dependencies: ["DarkroomPipeline", "DarkroomModels", "DarkroomTokenizer",
+                                                                  "DarkroomWeights", "DarkroomImageIO", "DarkroomTensor"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )

@@ -1,0 +1,30 @@
+import DarkroomModels
+import DarkroomTensor
+import DarkroomTokenizer
+
+/// diffusers `encode_prompt` with A1111's prompt syntax: the negative and positive prompts become
+/// text-encoder hidden states [2, 77·chunks, width] (negative first, as diffusers concatenates them for
+/// classifier-free guidance), or just the positive one [1, …] when guidance is off.
+///
+/// Prompts are tokenized as A1111 does (weights `(word:1.3)`, `[word]`, `BREAK`, 75-token chunks). A plain
+/// prompt of up to 75 tokens gives the same ids as diffusers' tokenizer call, so its embedding is
+/// diffusers'. When the two prompts need different numbers of chunks, the shorter is extended with the
+/// empty prompt's chunk, as A1111's `pad_cond_uncond` does.
+struct PromptEncoder {
+    let tokenizer: CLIPTokenizer
+    let textEncoder: CLIPTextModel
+    let clipSkip: Int
+
+    func encode(prompt: String, negativePrompt: String, guidance: Bool) -> Tensor {
+        let pad = textEncoder.config.padToken
+        var positive = textEncoder(tokenizer.weightedChunks(prompt, padToken: pad), skipLastLayers: clipSkip)
+        guard guidance else { return positive }
+        var negative = textEncoder(tokenizer.weightedChunks(negativePrompt, padToken: pad), skipLastLayers: clipSkip)
+        if positive.shape[1] != negative.shape[1] {
+            let empty = textEncoder(tokenizer.weightedChunks("", padToken: pad), skipLastLayers: clipSkip)
+            while negative.shape[1] < positive.shape[1] { negative = Tensor.concatenate([negative, empty], axis: 1) }
+            while positive.shape[1] < negative.shape[1] { positive = Tensor.concatenate([positive, empty], axis: 1) }
+        }
+        return Tensor.concatenate([negative, positive], axis: 0)
+    }
+}

@@ -1,0 +1,147 @@
+import DarkroomModels
+import DarkroomSchedulers
+import DarkroomTensor
+import DarkroomTokenizer
+import Foundation
+
+/// The settings of one generation, with A1111/diffusers defaults.
+public struct GenerationSettings: Sendable, Equatable {
+    public var prompt = ""
+    public var negativePrompt = ""
+    /// Inference steps before `strength` is applied (diffusers: strength s at N steps runs the last ⌊N·s⌋).
+    public var steps = 20
+    /// How far the input is noised, in (0, 1]: 1 repaints from (almost) pure noise.
+    public var strength = 0.75
+    /// Classifier-free guidance scale; ≤ 1 skips the unconditional pass (diffusers' rule).
+    public var guidance: Float = 7.5
+    /// A recipe sampler name (`schedulerNames`); A1111's default since 1.6 is DPM++ 2M Karras.
+    public var sampler = "dpmpp_2m_karras"
+    public var seed: UInt64 = 0
+    /// DDIM's η.
+    public var eta: Float = 0
+    /// "epsilon" or "v_prediction", overriding what the checkpoint states.
+    public var prediction: String?
+    /// Text-encoder layers to skip at the end (A1111's "Clip skip" − 1).
+    public var clipSkip = 0
+
+    public init() {}
+}
+
+/// What a run produced: the image in [0, 1] ([1, 3, H, W]) and the latents it was decoded from.
+public struct GenerationResult: Sendable {
+    public let image: Tensor
+    public let latents: Tensor
+    public let seed: UInt64
+}
+
+/// Stable Diffusion img2img and inpainting on loaded models, in diffusers' order of operations and of
+/// random draws, so that the same seed gives the same image as diffusers.
+///
+/// This implementation matches: diffusers `pipeline_stable_diffusion_img2img.py` (0.42.1):
+/// 1. check inputs  2. encode prompt  3. preprocess image  4. timesteps for `strength`
+/// 5. prepare latents (posterior sample, noise, `add_noise`)  6. denoise  7. decode.
+public struct StableDiffusionPipeline: Sendable {
+    public let models: StableDiffusionModels
+    public let tokenizer: CLIPTokenizer
+
+    public init(models: StableDiffusionModels, tokenizer: CLIPTokenizer) {
+        self.models = models
+        self.tokenizer = tokenizer
+    }
+
+    /// Called after every denoising step with (step, total); return false to cancel.
+    public typealias Progress = (Int, Int) -> Bool
+
+    /// img2img: `image` is [1, 3, H, W] in [-1, 1] with H and W multiples of the VAE's factor (8).
+    public func imageToImage(_ image: Tensor, settings: GenerationSettings, progress: Progress? = nil) throws -> GenerationResult {
+        // 1. Check inputs.
+        try check(settings)
+        let factor = models.vae.config.downscale
+        guard image.shape[2] % factor == 0, image.shape[3] % factor == 0 else {
+            throw PipelineError.invalidValue(field: "image size", value: "\(image.shape[3])×\(image.shape[2])",
+                                             expected: "multiples of \(factor) (resize, crop or pad first)")
+        }
+        // 2. Encode the prompt.
+        let guided = settings.guidance > 1
+        let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
+            .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
+        // 4. Timesteps for the strength.
+        var scheduler = try makeScheduler(settings)
+        try scheduler.setTimesteps(settings.steps)
+        let start = imageToImageStart(steps: settings.steps, strength: settings.strength)
+        let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
+        guard let first = timesteps.first else {
+            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)",
+                                             expected: "large enough that at least one of the \(settings.steps) steps runs")
+        }
+        scheduler.setBeginIndex(start)
+        // 5. Prepare latents: sample the posterior, then draw the noise, in diffusers' order.
+        var random = TorchRandomSource(seed: settings.seed)
+        let posterior = models.vae.encode(image)
+        let initLatents = posterior.sample(noise: Tensor(shape: posterior.mean.shape, scalars: random.normal(shape: posterior.mean.shape)))
+            * models.vae.config.scalingFactor
+        let noise = Tensor(shape: initLatents.shape, scalars: random.normal(shape: initLatents.shape))
+        var latents = scheduler.addNoise(original: initLatents, noise: noise, timestep: first)
+        // 6. Denoise.
+        latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
+                              guidance: guided ? settings.guidance : nil, random: &random, progress: progress)
+        // 7. Decode.
+        let decoded = models.vae.decode(latents / models.vae.config.scalingFactor)
+        return GenerationResult(image: ImageTensor.unitRange(decoded), latents: latents, seed: settings.seed)
+    }
+
+    /// The denoising loop shared by img2img and inpainting. `prepareInput` lets inpainting append the
+    /// mask and masked-image latents (9-channel models); `afterStep` lets it blend the known region back
+    /// (4-channel models).
+    func denoise(_ latents: Tensor, timesteps: [Float], scheduler: inout any Scheduler, embeddings: Tensor,
+                 guidance: Float?, random: inout TorchRandomSource, progress: Progress?,
+                 prepareInput: (Tensor) -> Tensor = { $0 },
+                 afterStep: (Tensor, Int) -> Tensor = { latents, _ in latents }) throws -> Tensor {
+        var latents = latents
+        for (i, t) in timesteps.enumerated() {
+            let doubled = guidance == nil ? latents : Tensor.concatenate([latents, latents], axis: 0)
+            let input = prepareInput(scheduler.scaleModelInput(doubled, timestep: t))
+            var prediction = models.unet(input, timesteps: [t], context: embeddings)
+            if let guidance {
+                let halves = prediction.chunked(2, axis: 0)
+                prediction = halves[0] + (halves[1] - halves[0]) * guidance
+            }
+            let shape = latents.shape
+            latents = scheduler.step(modelOutput: prediction, timestep: t, sample: latents) {
+                Tensor(shape: shape, scalars: random.normal(shape: shape))
+            }
+            latents = afterStep(latents, i)
+            if let progress, !progress(i + 1, timesteps.count) { throw PipelineError.cancelled(step: i + 1) }
+        }
+        return latents
+    }
+
+    func check(_ settings: GenerationSettings) throws {
+        guard settings.strength > 0, settings.strength <= 1 else {
+            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)", expected: "a number in (0, 1]")
+        }
+        guard settings.steps >= 1, settings.steps <= 1000 else {
+            throw PipelineError.invalidValue(field: "steps", value: "\(settings.steps)", expected: "a whole number from 1 to 1000")
+        }
+        guard settings.guidance.isFinite, settings.guidance >= 0 else {
+            throw PipelineError.invalidValue(field: "guidance", value: "\(settings.guidance)", expected: "a number ≥ 0")
+        }
+        guard schedulerNames.contains(settings.sampler) else {
+            throw PipelineError.invalidValue(field: "sampler", value: "'\(settings.sampler)'",
+                                             expected: "one of \(schedulerNames.joined(separator: ", "))")
+        }
+    }
+
+    /// The recipe's sampler from the checkpoint's scheduler config (diffusers folders) or SD's default
+    /// config, with the prediction type the recipe or checkpoint states.
+    func makeScheduler(_ settings: GenerationSettings) throws -> any Scheduler {
+        var config = try models.schedulerConfig.map { try SchedulerConfig(json: $0) } ?? .stableDiffusion
+        if let name = settings.prediction ?? models.predictionType {
+            guard let type = PredictionType(rawValue: name) else {
+                throw PipelineError.invalidValue(field: "prediction", value: "'\(name)'", expected: "epsilon or v_prediction")
+            }
+            config.predictionType = type
+        }
+        return try DarkroomSchedulers.makeScheduler(name: settings.sampler, config: config, eta: settings.eta)
+    }
+}

@@ -1,0 +1,91 @@
+import DarkroomImageIO
+import DarkroomModels
+import DarkroomPipeline
+import DarkroomTensor
+import DarkroomTokenizer
+import DarkroomWeights
+import Foundation
+import XCTest
+
+/// `Tests/Fixtures/pipelines/`, written by `tools/reference/make_pipeline_fixtures.py`: whole diffusers
+/// 0.42.1 pipeline runs on the small random models of `Tests/Fixtures/models` (`cases.json` holds every
+/// setting; `expected.safetensors` the `output_type="np"` images and the start/final latents).
+struct PipelineCase {
+    let name: String, pipeline: String, model: String, recipe: String
+    let prompt: String, negativePrompt: String
+    let steps: Int, strength: Double, guidance: Float, seed: UInt64, eta: Float
+    let image: String, mask: String?
+    let paddingMaskCrop: Int?
+
+    init(_ json: [String: Any]) throws {
+        name = try XCTUnwrap(json["name"] as? String)
+        pipeline = try XCTUnwrap(json["pipeline"] as? String)
+        model = try XCTUnwrap(json["model"] as? String)
+        recipe = try XCTUnwrap(json["recipe"] as? String)
+        prompt = try XCTUnwrap(json["prompt"] as? String)
+        negativePrompt = (json["negative_prompt"] as? String) ?? ""
+        steps = try XCTUnwrap(json["steps"] as? Int)
+        strength = try XCTUnwrap(json["strength"] as? Double)
+        guidance = Float(try XCTUnwrap(json["guidance"] as? Double))
+        seed = UInt64(try XCTUnwrap(json["seed"] as? Int))
+        eta = Float((json["eta"] as? Double) ?? 0)
+        image = try XCTUnwrap(json["image"] as? String)
+        mask = json["mask"] as? String
+        paddingMaskCrop = json["padding_mask_crop"] as? Int
+    }
+
+    var settings: GenerationSettings {
+        var s = GenerationSettings()
+        s.prompt = prompt; s.negativePrompt = negativePrompt
+        s.steps = steps; s.strength = strength; s.guidance = guidance
+        s.sampler = recipe; s.seed = seed; s.eta = eta
+        return s
+    }
+}
+
+enum PipelineFixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/pipelines")
+    static let modelsRoot = root.deletingLastPathComponent().appendingPathComponent("models")
+
+    static func cases() throws -> [PipelineCase] {
+        let data = try Data(contentsOf: root.appendingPathComponent("cases.json"))
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        return try XCTUnwrap(json["cases"] as? [[String: Any]]).map(PipelineCase.init)
+    }
+
+    static func expected() throws -> SafetensorsFile {
+        try SafetensorsFile(url: root.appendingPathComponent("expected.safetensors"))
+    }
+
+    static func input(_ name: String) throws -> Image {
+        try ImageDecoder.decode(fileAt: root.appendingPathComponent("inputs").appendingPathComponent(name)).image
+    }
+
+    nonisolated(unsafe) static var loaded: [String: StableDiffusionPipeline] = [:]
+
+    /// The case's model from its diffusers folder (tokenizer: the bundled one, as the models' own).
+    static func pipeline(_ model: String) throws -> StableDiffusionPipeline {
+        if let cached = loaded[model] { return cached }
+        let models = try StableDiffusionModels.load(modelsRoot.appendingPathComponent(model).appendingPathComponent("diffusers"))
+        let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
+        loaded[model] = pipeline
+        return pipeline
+    }
+}
+
+extension SafetensorsFile {
+    func tensor(_ name: String) throws -> Tensor { Tensor(shape: try info(name).shape, scalars: try floats(name)) }
+}
+
+/// max |actual − expected| ≤ `absolute`, element-wise.
+func assertWithin(_ actual: Tensor, _ expected: Tensor, absolute: Float, _ message: String,
+                  file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(actual.shape, expected.shape, "shape " + message, file: file, line: line)
+    guard actual.shape == expected.shape else { return }
+    let a = actual.scalars, e = expected.scalars
+    var worst: Float = 0, at = 0
+    for i in e.indices where !(abs(a[i] - e[i]) <= worst) { worst = abs(a[i] - e[i]); at = i }
+    XCTAssert(worst <= absolute, "max |Δ| \(worst) at \(at) (got \(a[at]), want \(e[at])) exceeds \(absolute) \(message)",
+              file: file, line: line)
+}
