@@ -91,12 +91,12 @@ public struct StableDiffusionPipeline: Sendable {
     }
 
     /// The denoising loop shared by img2img and inpainting. `prepareInput` lets inpainting append the
-    /// mask and masked-image latents (9-channel models); `afterStep` lets it blend the known region back
-    /// (4-channel models).
+    /// mask and masked-image latents (9-channel models); `afterStep` (latents, step, the scheduler as
+    /// stepped) lets it blend the known region back (4-channel models).
     func denoise(_ latents: Tensor, timesteps: [Float], scheduler: inout any Scheduler, embeddings: Tensor,
                  guidance: Float?, random: inout TorchRandomSource, progress: Progress?,
                  prepareInput: (Tensor) -> Tensor = { $0 },
-                 afterStep: (Tensor, Int) -> Tensor = { latents, _ in latents }) throws -> Tensor {
+                 afterStep: (Tensor, Int, any Scheduler) -> Tensor = { latents, _, _ in latents }) throws -> Tensor {
         var latents = latents
         for (i, t) in timesteps.enumerated() {
             let doubled = guidance == nil ? latents : Tensor.concatenate([latents, latents], axis: 0)
@@ -110,7 +110,7 @@ public struct StableDiffusionPipeline: Sendable {
             latents = scheduler.step(modelOutput: prediction, timestep: t, sample: latents) {
                 Tensor(shape: shape, scalars: random.normal(shape: shape))
             }
-            latents = afterStep(latents, i)
+            latents = afterStep(latents, i, scheduler)
             if let progress, !progress(i + 1, timesteps.count) { throw PipelineError.cancelled(step: i + 1) }
         }
         return latents

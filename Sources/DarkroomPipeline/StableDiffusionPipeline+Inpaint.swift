@@ -1,0 +1,135 @@
+import DarkroomModels
+import DarkroomSchedulers
+import DarkroomTensor
+
+extension StableDiffusionPipeline {
+    /// Inpainting: repaint where `mask` is white (≥ 0.5 after diffusers' binarisation), keep the rest.
+    ///
+    /// This implementation matches: diffusers `pipeline_stable_diffusion_inpaint.py` (0.42.1), both paths
+    /// chosen by the UNet's input channels:
+    /// - 9-channel inpainting models: the UNet sees [latents, mask, masked-image latents];
+    /// - 4-channel models: after every step the known region is replaced by the original latents,
+    ///   re-noised to the next timestep (`(1 − m)·add_noise(x₀, noise, t_next) + m·latents`).
+    /// Random draws in diffusers' order: the init-image posterior (4-channel, or strength < 1), the noise,
+    /// then the masked-image posterior.
+    ///
+    /// - Parameters:
+    ///   - image: [1, 3, H, W] in [-1, 1], H and W multiples of 8.
+    ///   - mask: [1, 1, H, W] in [0, 1] (`ImageTensor.mask(from:)`); binarised at 0.5.
+    ///   - pasteBack: replace every pixel outside the mask by the input's, so nothing outside the mask
+    ///     changes colour (A1111 does; diffusers only with `padding_mask_crop`).
+    public func inpaint(_ image: Tensor, mask: Tensor, settings: GenerationSettings, pasteBack: Bool = true,
+                        progress: Progress? = nil) throws -> GenerationResult {
+        // 1. Check inputs.
+        try check(settings)
+        let (height, width) = (image.shape[2], image.shape[3])
+        let factor = models.vae.config.downscale
+        guard height % factor == 0, width % factor == 0 else {
+            throw PipelineError.invalidValue(field: "image size", value: "\(width)×\(height)",
+                                             expected: "multiples of \(factor) (resize, crop or pad first)")
+        }
+        guard mask.shape[2] == height, mask.shape[3] == width else {
+            throw PipelineError.maskSizeMismatch(mask: "mask", maskSize: "\(mask.shape[3])×\(mask.shape[2])", imageSize: "\(width)×\(height)")
+        }
+        let binary = mask.mapValues { $0 >= 0.5 ? 1 : 0 }
+        guard binary.scalars.contains(1) else { throw PipelineError.emptyMask(mask: "mask") }
+        let channels = models.unet.config.inChannels
+        guard channels == 4 || channels == 9 else {
+            throw PipelineError.invalidValue(field: "model", value: "a UNet with \(channels) input channels", expected: "4 or 9")
+        }
+
+        // 2. Encode the prompt.
+        let guided = settings.guidance > 1
+        let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
+            .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
+
+        // 4. Timesteps for the strength.
+        var scheduler = try makeScheduler(settings)
+        try scheduler.setTimesteps(settings.steps)
+        let start = imageToImageStart(steps: settings.steps, strength: settings.strength)
+        let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
+        guard let first = timesteps.first else {
+            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)",
+                                             expected: "large enough that at least one of the \(settings.steps) steps runs")
+        }
+        scheduler.setBeginIndex(start)
+        let fullStrength = settings.strength == 1
+
+        // 5. Prepare latents, in diffusers' draw order.
+        var random = TorchRandomSource(seed: settings.seed)
+        let scaling = models.vae.config.scalingFactor
+        let latentShape = [1, models.vae.config.latentChannels, height / factor, width / factor]
+        func sample(_ posterior: DiagonalGaussianDistribution) -> Tensor {
+            posterior.sample(noise: Tensor(shape: posterior.mean.shape, scalars: random.normal(shape: posterior.mean.shape))) * scaling
+        }
+        let imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(image)) : nil
+        let noise = Tensor(shape: latentShape, scalars: random.normal(shape: latentShape))
+        var latents: Tensor
+        if fullStrength {
+            latents = noise * scheduler.initNoiseSigma
+        } else if let imageLatents {
+            latents = scheduler.addNoise(original: imageLatents, noise: noise, timestep: first)
+        } else {
+            latents = noise
+        }
+        // The masked image: known pixels kept, the area to repaint set to 0 (mid-grey in [-1, 1]).
+        let keep = binary.mapValues { $0 < 0.5 ? 1 : 0 }
+        let maskedImageLatents = sample(models.vae.encode(image * keep))
+        let latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
+        let latentKeep = latentMask.mapValues { 1 - $0 }
+
+        // 6. Denoise.
+        let cfgCopies = guided ? 2 : 1
+        let maskInput = Tensor.concatenate(Array(repeating: latentMask, count: cfgCopies), axis: 0)
+        let maskedInput = Tensor.concatenate(Array(repeating: maskedImageLatents, count: cfgCopies), axis: 0)
+        latents = try denoise(
+            latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
+            guidance: guided ? settings.guidance : nil, random: &random, progress: progress,
+            prepareInput: { scaled in
+                channels == 9 ? Tensor.concatenate([scaled, maskInput, maskedInput], axis: 1) : scaled
+            },
+            afterStep: { latents, i, scheduler in
+                guard channels == 4, let imageLatents else { return latents }
+                // diffusers: the original re-noised to the next timestep — sigma-based schedulers take the
+                // sigma at their live step index, so this must be the scheduler as stepped — or the clean
+                // original after the last step.
+                let known = i + 1 < timesteps.count
+                    ? scheduler.addNoise(original: imageLatents, noise: noise, timestep: timesteps[i + 1])
+                    : imageLatents
+                return latentKeep * known + latentMask * latents
+            })
+
+        // 7. Decode, then paste the untouched pixels back.
+        var output = ImageTensor.unitRange(models.vae.decode(latents / scaling))
+        if pasteBack {
+            let original = ImageTensor.unitRange(image)
+            output = original * keep + output * binary
+        }
+        return GenerationResult(image: output, latents: latents, seed: settings.seed)
+    }
+}
+
+extension Tensor {
+    /// Element-wise `transform` (for masks).
+    func mapValues(_ transform: (Float) -> Float) -> Tensor {
+        var out = self
+        out.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = transform(p[i]) } }
+        return out
+    }
+
+    /// [N, C, H, W] → [N, C, H/f, W/f] taking the top-left pixel of each f×f block: exactly what
+    /// `F.interpolate(mask, size=(H/f, W/f), mode="nearest")` computes for integer factors.
+    func nearestDownsample(by f: Int) -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (oh, ow) = (h / f, w / f)
+        var out = Tensor(zeros: [n, c, oh, ow])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for p in 0..<(n * c) {
+                    for y in 0..<oh { for x in 0..<ow { dst[(p * oh + y) * ow + x] = src[(p * h + y * f) * w + x * f] } }
+                }
+            }
+        }
+        return out
+    }
+}
