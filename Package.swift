@@ -45,12 +45,17 @@ let package = Package(
         .target(name: "DarkroomPipeline", dependencies: ["DarkroomTensor", "DarkroomTokenizer", "DarkroomModels",
                                                          "DarkroomSchedulers", "DarkroomImageIO"]),
 
+        // Recipes, inbox/outbox jobs, systemd notify, logging — no math here.
+        .target(name: "DarkroomService", dependencies: ["DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
+                                                        "DarkroomImageIO", "DarkroomTokenizer",
+                                                        .product(name: "Logging", package: "swift-log")]),
+
         // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
         .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
-            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomSchedulers", "DarkroomPipeline", "DarkroomImageIO",
+            "DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer", "DarkroomModels", "DarkroomSchedulers", "DarkroomPipeline", "DarkroomService", "DarkroomImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -62,6 +67,8 @@ let package = Package(
         .testTarget(name: "DarkroomSchedulersTests", dependencies: ["DarkroomSchedulers"]),
         .testTarget(name: "DarkroomPipelineTests", dependencies: ["DarkroomPipeline", "DarkroomModels", "DarkroomTokenizer",
                                                                   "DarkroomWeights", "DarkroomImageIO", "DarkroomTensor"]),
+        .testTarget(name: "DarkroomServiceTests", dependencies: ["DarkroomService", "DarkroomPipeline", "DarkroomModels",
+                                                                 "DarkroomTokenizer", "DarkroomWeights", "DarkroomImageIO"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )

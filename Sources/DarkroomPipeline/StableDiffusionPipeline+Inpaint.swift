@@ -18,7 +18,9 @@ extension StableDiffusionPipeline {
     ///   - mask: [1, 1, H, W] in [0, 1] (`ImageTensor.mask(from:)`); binarised at 0.5.
     ///   - pasteBack: replace every pixel outside the mask by the input's, so nothing outside the mask
     ///     changes colour (A1111 does; diffusers only with `padding_mask_crop`).
+    ///   - maskedContent: what the masked area starts from (`.original`: diffusers' behaviour).
     public func inpaint(_ image: Tensor, mask: Tensor, settings: GenerationSettings, pasteBack: Bool = true,
+                        maskedContent: PipelineConfiguration.MaskedContent = .original,
                         progress: Progress? = nil) throws -> GenerationResult {
         // 1. Check inputs.
         try check(settings)
@@ -62,8 +64,22 @@ extension StableDiffusionPipeline {
         func sample(_ posterior: DiagonalGaussianDistribution) -> Tensor {
             posterior.sample(noise: Tensor(shape: posterior.mean.shape, scalars: random.normal(shape: posterior.mean.shape))) * scaling
         }
-        let imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(image)) : nil
+        // The area to repaint and the area to keep, in pixels and in latents.
+        let keep = binary.mapValues { $0 < 0.5 ? 1 : 0 }
+        let latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
+        let latentKeep = latentMask.mapValues { 1 - $0 }
+        guard maskedContent != .fill else {
+            throw PipelineError.invalidValue(field: "masked_content", value: "fill", expected: "original, latent_noise or latent_nothing (fill is not available yet)")
+        }
+        var imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(image)) : nil
         let noise = Tensor(shape: latentShape, scalars: random.normal(shape: latentShape))
+        // A1111's latent fills: the masked area of the start latents becomes noise or zero. (Drawn after
+        // diffusers' draws, so `.original` keeps diffusers' sequence.)
+        if let base = imageLatents, maskedContent == .latentNoise || maskedContent == .latentNothing {
+            let replacement = maskedContent == .latentNoise
+                ? Tensor(shape: latentShape, scalars: random.normal(shape: latentShape)) : Tensor(zeros: latentShape)
+            imageLatents = base * latentKeep + replacement * latentMask
+        }
         var latents: Tensor
         if fullStrength {
             latents = noise * scheduler.initNoiseSigma
@@ -73,10 +89,7 @@ extension StableDiffusionPipeline {
             latents = noise
         }
         // The masked image: known pixels kept, the area to repaint set to 0 (mid-grey in [-1, 1]).
-        let keep = binary.mapValues { $0 < 0.5 ? 1 : 0 }
         let maskedImageLatents = sample(models.vae.encode(image * keep))
-        let latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
-        let latentKeep = latentMask.mapValues { 1 - $0 }
 
         // 6. Denoise.
         let cfgCopies = guided ? 2 : 1
@@ -102,8 +115,9 @@ extension StableDiffusionPipeline {
         // 7. Decode, then paste the untouched pixels back.
         var output = ImageTensor.unitRange(models.vae.decode(latents / scaling))
         if pasteBack {
+            // Composite with the (possibly blurred) mask, so the edge blends and nothing outside changes.
             let original = ImageTensor.unitRange(image)
-            output = original * keep + output * binary
+            output = original * mask.mapValues { 1 - $0 } + output * mask
         }
         return GenerationResult(image: output, latents: latents, seed: settings.seed)
     }

@@ -1,0 +1,136 @@
+import DarkroomImageIO
+import DarkroomTensor
+
+/// Everything one job needs besides the model and the input images (A1111/diffusers defaults).
+/// The CLI and the daemon both build one from a recipe and hand it to `StableDiffusionPipeline.run`.
+public struct PipelineConfiguration: Sendable, Equatable {
+    public enum Mode: String, Sendable, CaseIterable { case img2img, inpaint, restore }
+    /// What the masked area starts from (A1111's `inpainting_fill`).
+    public enum MaskedContent: String, Sendable, CaseIterable {
+        /// The input image (A1111 "original"; diffusers' behaviour).
+        case original
+        /// The input with the masked area filled from its surroundings before encoding: what removing an
+        /// object with a plain checkpoint needs (otherwise the object tends to come back).
+        case fill
+        /// The masked area of the start latents replaced by fresh noise.
+        case latentNoise = "latent_noise"
+        /// The masked area of the start latents set to zero.
+        case latentNothing = "latent_nothing"
+    }
+    public enum InpaintArea: String, Sendable, CaseIterable { case whole, masked }
+    /// How an input whose sides are not multiples of 8 is made to fit. `pad` and `resize` give back an
+    /// image of the input's size; `crop` returns the cropped size.
+    public enum SizeHandling: String, Sendable, CaseIterable { case pad, crop, resize }
+
+    public var mode: Mode = .img2img
+    public var generation = GenerationSettings()
+    /// Images per job; image i uses seed + i.
+    public var count = 1
+    public var sizeHandling: SizeHandling = .pad
+    // Inpainting.
+    public var invertMask = false
+    /// Gaussian blur of the mask edge in pixels (A1111's default 4); the blurred mask is what pastes back.
+    public var maskBlur = 4
+    public var inpaintArea: InpaintArea = .whole
+    /// Pixels around the mask's bounding box for `inpaintArea: .masked`.
+    public var padding = 32
+    public var pasteBack = true
+    public var maskedContent: MaskedContent = .original
+
+    public init() {}
+}
+
+/// A mask blur (radius in pixels, [1, 1, H, W] in [0, 1] → same): supplied by the image operations.
+public typealias MaskBlur = @Sendable (Tensor, Int) -> Tensor
+
+extension StableDiffusionPipeline {
+    /// Runs one job: `count` images (seeds seed, seed + 1, …) from `image` (and `mask` for inpainting).
+    /// The progress callback receives (image index, step, steps) and may cancel.
+    public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil,
+                    maskBlur: MaskBlur? = nil,
+                    progress: ((Int, Int, Int) -> Bool)? = nil) throws -> [GenerationResult] {
+        guard configuration.count >= 1, configuration.count <= 100 else {
+            throw PipelineError.invalidValue(field: "count", value: "\(configuration.count)", expected: "a whole number from 1 to 100")
+        }
+        let factor = models.vae.config.downscale
+        guard image.width >= factor, image.height >= factor else {
+            throw PipelineError.imageTooSmall(width: image.width, height: image.height, minimum: factor)
+        }
+        var input = ImageTensor.tensor(from: image)
+        var maskTensor: Tensor?
+        if configuration.mode == .inpaint {
+            guard let mask else { throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image for inpaint") }
+            guard mask.width == image.width, mask.height == image.height else {
+                throw PipelineError.maskSizeMismatch(mask: "mask", maskSize: "\(mask.width)×\(mask.height)",
+                                                     imageSize: "\(image.width)×\(image.height)")
+            }
+            var m = ImageTensor.mask(from: mask)
+            if configuration.invertMask { m = m.mapValues { 1 - $0 } }
+            if configuration.maskBlur > 0, let maskBlur { m = maskBlur(m, configuration.maskBlur) }
+            maskTensor = m
+        }
+        // Make the sides multiples of the VAE factor.
+        let (height, width) = (image.height, image.width)
+        let fitted = (height: height / factor * factor, width: width / factor * factor)
+        let needsFit = fitted.height != height || fitted.width != width
+        if needsFit {
+            switch configuration.sizeHandling {
+            case .pad:
+                let padded = (height: (height + factor - 1) / factor * factor, width: (width + factor - 1) / factor * factor)
+                input = input.padReplicate(height: padded.height, width: padded.width)
+                maskTensor = maskTensor?.padReplicate(height: padded.height, width: padded.width)
+            case .crop:
+                input = input.centerCrop(height: fitted.height, width: fitted.width)
+                maskTensor = maskTensor?.centerCrop(height: fitted.height, width: fitted.width)
+            case .resize:
+                throw PipelineError.invalidValue(field: "size", value: "resize", expected: "pad or crop (resize is not available yet)")
+            }
+        }
+        var results: [GenerationResult] = []
+        for index in 0..<configuration.count {
+            var settings = configuration.generation
+            settings.seed = configuration.generation.seed &+ UInt64(index)
+            let step: Progress? = progress.map { callback in { callback(index, $0, $1) } }
+            var result: GenerationResult
+            switch configuration.mode {
+            case .img2img, .restore:
+                result = try imageToImage(input, settings: settings, progress: step)
+            case .inpaint:
+                guard let maskTensor else { throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image") }
+                result = try inpaint(input, mask: maskTensor, settings: settings, pasteBack: configuration.pasteBack,
+                                     maskedContent: configuration.maskedContent, progress: step)
+            }
+            if needsFit, configuration.sizeHandling == .pad {
+                result = GenerationResult(image: result.image.slice(0..<height, axis: 2).slice(0..<width, axis: 3),
+                                          latents: result.latents, seed: result.seed)
+            }
+            results.append(result)
+        }
+        return results
+    }
+}
+
+extension Tensor {
+    /// [N, C, H, W] padded at the right and bottom to `height`×`width` by repeating the edge pixels.
+    func padReplicate(height: Int, width: Int) -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        var out = Tensor(zeros: [n, c, height, width])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for p in 0..<(n * c) {
+                    for y in 0..<height {
+                        let sy = min(y, h - 1)
+                        for x in 0..<width { dst[(p * height + y) * width + x] = src[(p * h + sy) * w + min(x, w - 1)] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The central `height`×`width` region of [N, C, H, W].
+    func centerCrop(height: Int, width: Int) -> Tensor {
+        let top = (shape[2] - height) / 2, left = (shape[3] - width) / 2
+        return slice(top..<(top + height), axis: 2).slice(left..<(left + width), axis: 3)
+    }
+}

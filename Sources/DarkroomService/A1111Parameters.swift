@@ -1,0 +1,54 @@
+import DarkroomPipeline
+
+/// The `parameters` PNG text chunk AUTOMATIC1111 writes and its "PNG Info" tab reads:
+///
+///     <prompt>
+///     Negative prompt: <negative prompt>
+///     Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 1234, Size: 512x512, Model hash: …, Model: name, Denoising strength: 0.75
+///
+/// (A1111 `modules/processing.py::create_infotext`: "key: value" pairs joined by ", ", the negative
+/// line only when there is a negative prompt, values containing commas or quotes JSON-quoted.)
+public enum A1111Parameters {
+    /// A1111's names for the recipe's samplers.
+    public static let samplerNames = [
+        "ddim": "DDIM", "pndm": "PLMS", "lms": "LMS", "lms_karras": "LMS Karras", "euler": "Euler",
+        "euler_karras": "Euler Karras", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras",
+    ]
+
+    public static func text(configuration c: PipelineConfiguration, seed: UInt64, width: Int, height: Int,
+                            modelName: String?, modelHash: String?) -> String {
+        let g = c.generation
+        var pairs: [(String, String)] = [
+            ("Steps", "\(g.steps)"), ("Sampler", samplerNames[g.sampler] ?? g.sampler),
+            ("CFG scale", format(g.guidance)), ("Seed", "\(seed)"), ("Size", "\(width)x\(height)"),
+        ]
+        if let modelHash { pairs.append(("Model hash", modelHash)) }
+        if let modelName { pairs.append(("Model", modelName)) }
+        pairs.append(("Denoising strength", format(Float(g.strength))))
+        if g.clipSkip > 0 { pairs.append(("Clip skip", "\(g.clipSkip + 1)")) }
+        if c.mode == .inpaint {
+            pairs.append(("Mask blur", "\(c.maskBlur)"))
+            if c.inpaintArea == .masked { pairs.append(("Inpaint area", "Only masked")); pairs.append(("Masked area padding", "\(c.padding)")) }
+        }
+        if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
+        pairs.append(("Version", "Darkroom"))
+        var lines = [g.prompt]
+        if !g.negativePrompt.isEmpty { lines.append("Negative prompt: \(g.negativePrompt)") }
+        lines.append(pairs.map { "\($0.0): \(quote($0.1))" }.joined(separator: ", "))
+        return lines.joined(separator: "\n")
+    }
+
+    /// As Python prints a float, which A1111 writes: 7.5 → "7.5", 7 → "7.0", 0.75 → "0.75".
+    static func format(_ value: Float) -> String {
+        let v = Double(value)
+        return v == v.rounded() ? String(format: "%.1f", v) : String(Float(value))
+    }
+
+    /// A1111 `quote`: values with ',', ':' or '"' (or a newline) become JSON strings.
+    static func quote(_ value: String) -> String {
+        guard value.contains(where: { $0 == "," || $0 == ":" || $0 == "\"" || $0 == "\n" }) else { return value }
+        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+        return "\"\(escaped)\""
+    }
+}

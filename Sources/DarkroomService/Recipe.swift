@@ -1,0 +1,204 @@
+import DarkroomPipeline
+import DarkroomSchedulers
+import Foundation
+
+/// One problem with a recipe: the field (JSON key path) and what is wrong with it.
+public struct RecipeProblem: Sendable, Equatable, CustomStringConvertible {
+    public let field: String
+    public let message: String
+    public var description: String { "\(field): \(message)" }
+}
+
+/// A recipe that could not be read: every problem at once, each naming its field.
+public struct RecipeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let file: String
+    public let problems: [RecipeProblem]
+    public var description: String {
+        "Recipe '\(file)' has \(problems.count) problem\(problems.count == 1 ? "" : "s"):\n"
+            + problems.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}
+
+/// Recipe format v1 (`Recipes/recipe.schema.json`): a JSON object; unknown keys are errors.
+public struct Recipe: Sendable, Equatable {
+    public var configuration: PipelineConfiguration
+    /// nil when the recipe gave none: the job draws a random 64-bit seed and records it.
+    public var seed: UInt64?
+    /// A checkpoint name in the models folder (file or folder name, with or without extension).
+    public var model: String?
+    /// A mask file beside the recipe.
+    public var mask: String?
+
+    /// Every key the format knows, with the kind of value it takes.
+    static let fields: [String: String] = [
+        "mode": "one of img2img, inpaint, restore", "prompt": "a string", "negative_prompt": "a string",
+        "strength": "a number in (0, 1]", "steps": "a whole number from 1 to 1000", "guidance": "a number from 0 to 50",
+        "sampler": "a sampler name", "seed": "a whole number from 0 to 2^64-1", "count": "a whole number from 1 to 100",
+        "prediction": "epsilon or v_prediction", "model": "a checkpoint name", "mask": "a file name",
+        "mask_blur": "a whole number of pixels from 0 to 64", "invert_mask": "true or false",
+        "inpaint_area": "whole or masked", "padding": "a whole number of pixels from 0 to 256",
+        "paste_back": "true or false", "masked_content": "original, fill, latent_noise or latent_nothing",
+        "size": "pad, crop or resize", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
+        "$schema": "a string",
+    ]
+
+    public static func parse(_ data: Data, file: String) throws -> Recipe {
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw RecipeError(file: file, problems: [RecipeProblem(field: "(file)", message: "not valid JSON (\(Self.jsonMessage(error)))")])
+        }
+        guard let json = object as? [String: Any] else {
+            throw RecipeError(file: file, problems: [RecipeProblem(field: "(file)", message: "must be a JSON object ({ … })")])
+        }
+        var reader = FieldReader(json: json)
+        var recipe = Recipe(configuration: PipelineConfiguration(), seed: nil, model: nil, mask: nil)
+        var c = PipelineConfiguration()
+        for key in json.keys.sorted() where fields[key] == nil {
+            let suggestion = closest(key, among: Array(fields.keys)).map { " (did you mean '\($0)'?)" } ?? ""
+            reader.problems.append(RecipeProblem(field: key, message: "unknown key\(suggestion)"))
+        }
+        if let mode = reader.choice("mode", PipelineConfiguration.Mode.self) { c.mode = mode }
+        else if json["mode"] == nil { reader.problems.append(RecipeProblem(field: "mode", message: "missing; one of img2img, inpaint, restore")) }
+        if let v = reader.string("prompt") { c.generation.prompt = v }
+        if let v = reader.string("negative_prompt") { c.generation.negativePrompt = v }
+        if let v = reader.number("strength", where: { $0 > 0 && $0 <= 1 }) { c.generation.strength = v }
+        if let v = reader.integer("steps", 1...1000) { c.generation.steps = v }
+        if let v = reader.number("guidance", where: { $0 >= 0 && $0 <= 50 }) { c.generation.guidance = Float(v) }
+        if let v = reader.string("sampler") {
+            if schedulerNames.contains(v) { c.generation.sampler = v }
+            else {
+                let hint = closest(v, among: schedulerNames).map { " (did you mean '\($0)'?)" } ?? ""
+                reader.problems.append(RecipeProblem(field: "sampler", message: "unknown sampler '\(v)'\(hint); one of \(schedulerNames.joined(separator: ", "))"))
+            }
+        }
+        if let v = reader.string("prediction") {
+            if ["epsilon", "v_prediction"].contains(v) { c.generation.prediction = v }
+            else { reader.problems.append(RecipeProblem(field: "prediction", message: "'\(v)' is not epsilon or v_prediction")) }
+        }
+        if let v = reader.number("eta", where: { $0 >= 0 && $0 <= 1 }) { c.generation.eta = Float(v) }
+        if let v = reader.integer("clip_skip", 1...12) { c.generation.clipSkip = v - 1 }
+        if let v = reader.integer("count", 1...100) { c.count = v }
+        if let v = reader.integer("mask_blur", 0...64) { c.maskBlur = v }
+        if let v = reader.bool("invert_mask") { c.invertMask = v }
+        if let v = reader.choice("inpaint_area", PipelineConfiguration.InpaintArea.self) { c.inpaintArea = v }
+        if let v = reader.integer("padding", 0...256) { c.padding = v }
+        if let v = reader.bool("paste_back") { c.pasteBack = v }
+        if let v = reader.choice("masked_content", PipelineConfiguration.MaskedContent.self) { c.maskedContent = v }
+        if let v = reader.choice("size", PipelineConfiguration.SizeHandling.self) { c.sizeHandling = v }
+        _ = reader.string("$schema")
+        recipe.seed = reader.seed("seed")
+        recipe.model = reader.string("model")
+        recipe.mask = reader.string("mask")
+        if let mask = recipe.mask, !isPlainFileName(mask) {
+            reader.problems.append(RecipeProblem(field: "mask", message: "'\(mask)' must be a file name beside the recipe (no folders, no '..')"))
+        }
+        if let model = recipe.model, !isPlainFileName(model) {
+            reader.problems.append(RecipeProblem(field: "model", message: "'\(model)' must be a name in the models folder (no folders, no '..')"))
+        }
+        guard reader.problems.isEmpty else { throw RecipeError(file: file, problems: reader.problems) }
+        recipe.configuration = c
+        return recipe
+    }
+
+    static func isPlainFileName(_ name: String) -> Bool {
+        !name.isEmpty && !name.contains("/") && !name.contains("\\") && name != "." && name != ".." && !name.hasPrefix("~")
+            && !name.contains("\0")
+    }
+
+    static func jsonMessage(_ error: Error) -> String {
+        let text = "\((error as NSError).userInfo["NSDebugDescription"] ?? error.localizedDescription)"
+        return text.isEmpty ? "syntax error" : text
+    }
+
+    /// The known name nearest to `name` (edit distance ≤ 3), else the longest known name it starts with
+    /// (`euler_ancestral` → `euler_a`), for "did you mean".
+    static func closest(_ name: String, among names: [String]) -> String? {
+        let lowered = name.lowercased()
+        if let near = names.map({ ($0, editDistance(lowered, $0)) }).filter({ $0.1 <= 3 }).min(by: { $0.1 < $1.1 })?.0 {
+            return near
+        }
+        return names.filter { $0.count >= 3 && lowered.hasPrefix($0) }.max { $0.count < $1.count }
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let saved = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = saved
+            }
+        }
+        return row[b.count]
+    }
+}
+
+/// Typed access to recipe fields that records a problem instead of failing at the first.
+struct FieldReader {
+    let json: [String: Any]
+    var problems: [RecipeProblem] = []
+
+    mutating func wrongType(_ key: String) {
+        problems.append(RecipeProblem(field: key, message: "must be \(Recipe.fields[key] ?? "another type"), not \(describe(json[key]))"))
+    }
+
+    func describe(_ value: Any?) -> String {
+        switch value {
+        case is String: return "a string"
+        case let v? where isBool(v): return "true/false"
+        case let n as NSNumber: return "the number \(n)"
+        case is [Any]: return "a list"
+        case is [String: Any]: return "an object"
+        case is NSNull: return "null"
+        default: return "something else"
+        }
+    }
+
+    /// JSON true/false (Foundation boxes them as a boolean NSNumber, which also casts to Int).
+    func isBool(_ v: Any) -> Bool { "\(type(of: v))".contains("Boolean") || type(of: v) == Bool.self }
+
+    mutating func string(_ key: String) -> String? {
+        guard let v = json[key] else { return nil }
+        guard let s = v as? String else { wrongType(key); return nil }
+        return s
+    }
+
+    mutating func bool(_ key: String) -> Bool? {
+        guard let v = json[key] else { return nil }
+        guard isBool(v), let b = v as? Bool else { wrongType(key); return nil }
+        return b
+    }
+
+    mutating func number(_ key: String, where valid: (Double) -> Bool) -> Double? {
+        guard let v = json[key] else { return nil }
+        guard !isBool(v), let n = v as? NSNumber, valid(n.doubleValue) else { wrongType(key); return nil }
+        return n.doubleValue
+    }
+
+    mutating func integer(_ key: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let v = json[key] else { return nil }
+        guard !isBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded(),
+              let i = Int(exactly: n.doubleValue), range.contains(i) else { wrongType(key); return nil }
+        return i
+    }
+
+    mutating func seed(_ key: String) -> UInt64? {
+        guard let v = json[key] else { return nil }
+        // Seeds are 64-bit: numbers beyond 2^53 lose precision in JSON parsers, so accept a string too.
+        if let s = v as? String, let seed = UInt64(s) { return seed }
+        guard !isBool(v), let n = v as? NSNumber, let seed = UInt64(n.stringValue) else { wrongType(key); return nil }
+        return seed
+    }
+
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) -> T? where T.RawValue == String {
+        guard let s = string(key) else { return nil }
+        guard let value = T(rawValue: s) else {
+            problems.append(RecipeProblem(field: key, message: "'\(s)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))"))
+            return nil
+        }
+        return value
+    }
+}

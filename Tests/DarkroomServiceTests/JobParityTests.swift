@@ -1,0 +1,40 @@
+import DarkroomImageIO
+import DarkroomModels
+import DarkroomPipeline
+import DarkroomService
+import DarkroomTokenizer
+import DarkroomWeights
+import XCTest
+
+/// A recipe through `StableDiffusionPipeline.run` — the path the CLI and the daemon share — against
+/// diffusers' StableDiffusionInpaintPipeline (case `inp4_euler_s075` of Tests/Fixtures/pipelines, made by
+/// tools/reference/make_pipeline_fixtures.py): with `mask_blur: 0, paste_back: false, inpaint_area:
+/// whole` the 8-bit output equals diffusers' image quantised as `numpy_to_pil` does, within one level.
+final class JobParityTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+
+    func testRecipeInpaintEqualsDiffusers() throws {
+        let recipe = try Recipe.parse(Data("""
+            {"mode": "inpaint", "prompt": "a photograph of an astronaut riding a horse", "steps": 10, "strength": 0.75,
+             "guidance": 7.5, "sampler": "euler", "seed": 1234, "count": 2, "mask_blur": 0, "paste_back": false}
+            """.utf8), file: "recipe.json")
+        var configuration = recipe.configuration
+        configuration.generation.seed = try XCTUnwrap(recipe.seed)
+        let models = try StableDiffusionModels.load(Self.fixtures.appendingPathComponent("models/sd1/diffusers"))
+        let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
+        let inputs = Self.fixtures.appendingPathComponent("pipelines/inputs")
+        let image = try ImageDecoder.decode(fileAt: inputs.appendingPathComponent("photo.png")).image
+        let mask = try ImageDecoder.decode(fileAt: inputs.appendingPathComponent("mask.png")).image
+        let results = try pipeline.run(configuration, image: image, mask: mask)
+        XCTAssertEqual(results.map(\.seed), [1234, 1235])
+
+        let expected = try SafetensorsFile(url: Self.fixtures.appendingPathComponent("pipelines/expected.safetensors"))
+        let want = try expected.floats("inp4_euler_s075.image")                  // [64, 64, 3] in [0, 1]
+        let got = try ImageTensor.image(fromUnitRange: results[0].image)
+        var worst = 0
+        for (i, value) in want.enumerated() { worst = max(worst, abs(Int(got.samples[i]) - Int((value * 255).rounded()))) }
+        XCTAssertLessThanOrEqual(worst, 1)
+        XCTAssertNotEqual(results[0].image.scalars, results[1].image.scalars, "seed + 1 gives another image")
+    }
+}

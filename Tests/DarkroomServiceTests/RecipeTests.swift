@@ -1,0 +1,80 @@
+import DarkroomPipeline
+import DarkroomService
+import XCTest
+
+final class RecipeTests: XCTestCase {
+    func parse(_ json: String) throws -> Recipe { try Recipe.parse(Data(json.utf8), file: "recipe.json") }
+
+    func problems(_ json: String, file: StaticString = #filePath, line: UInt = #line) -> [RecipeProblem] {
+        do { _ = try parse(json); XCTFail("accepted \(json)", file: file, line: line); return [] } catch let error as RecipeError {
+            return error.problems
+        } catch { XCTFail("\(error)", file: file, line: line); return [] }
+    }
+
+    func testDefaultsAreA1111s() throws {
+        let recipe = try parse(#"{"mode": "inpaint", "prompt": "a red fox", "mask": "fox.mask.png"}"#)
+        let c = recipe.configuration
+        XCTAssertEqual(c.mode, .inpaint)
+        XCTAssertEqual(c.generation.prompt, "a red fox")
+        XCTAssertEqual(c.maskBlur, 4)
+        XCTAssertTrue(c.pasteBack)
+        XCTAssertEqual(c.maskedContent, .original)
+        XCTAssertEqual(c.inpaintArea, .whole)
+        XCTAssertEqual(c.count, 1)
+        XCTAssertNil(recipe.seed, "no seed: the job draws one and records it")
+        XCTAssertEqual(recipe.mask, "fox.mask.png")
+    }
+
+    func testEveryFieldIsRead() throws {
+        let recipe = try parse("""
+            {"mode": "img2img", "prompt": "p", "negative_prompt": "n", "strength": 0.4, "steps": 30, "guidance": 5,
+             "sampler": "euler_a", "seed": 18446744073709551615, "count": 3, "prediction": "v_prediction",
+             "model": "v2-1_768-ema-pruned", "size": "crop", "clip_skip": 2, "eta": 0.5}
+            """)
+        let g = recipe.configuration.generation
+        XCTAssertEqual([g.strength, Double(g.guidance), Double(g.eta)], [0.4, 5, 0.5])
+        XCTAssertEqual([g.steps, recipe.configuration.count, g.clipSkip], [30, 3, 1])
+        XCTAssertEqual(g.sampler, "euler_a")
+        XCTAssertEqual(g.prediction, "v_prediction")
+        XCTAssertEqual(recipe.seed, UInt64.max, "seeds are 64-bit")
+        XCTAssertEqual(recipe.model, "v2-1_768-ema-pruned")
+        XCTAssertEqual(recipe.configuration.sizeHandling, .crop)
+        XCTAssertEqual(try parse(#"{"mode": "img2img", "seed": "9223372036854775808"}"#).seed, 1 << 63, "a seed may be a string")
+    }
+
+    func testAllProblemsAtOnceEachNamingItsField() {
+        let found = problems("""
+            {"mode": "paint", "strenght": 0.5, "steps": 0, "guidance": "high", "sampler": "euler_ancestral",
+             "count": 2.5, "paste_back": 1, "mask_blur": -1, "mask": "../../etc/passwd", "model": "/abs/model"}
+            """)
+        let fields = Set(found.map(\.field))
+        XCTAssertEqual(fields, ["mode", "strenght", "steps", "guidance", "sampler", "count", "paste_back", "mask_blur", "mask", "model"])
+        XCTAssert(found.first { $0.field == "strenght" }!.message.contains("did you mean 'strength'"))
+        XCTAssert(found.first { $0.field == "sampler" }!.message.contains("did you mean 'euler_a'"))
+        XCTAssert(found.first { $0.field == "guidance" }!.message.contains("not a string"))
+        XCTAssert(found.first { $0.field == "paste_back" }!.message.contains("true or false"))
+    }
+
+    func testMalformedAndMissing() {
+        XCTAssertEqual(problems("{\"mode\": \"img2img\",").map(\.field), ["(file)"])
+        XCTAssertEqual(problems("[1, 2]").map(\.field), ["(file)"])
+        XCTAssertEqual(problems("{}").map(\.field), ["mode"])
+        XCTAssertEqual(problems(#"{"mode": "img2img", "strength": 1.5}"#).map(\.field), ["strength"])
+        XCTAssertEqual(problems(#"{"mode": "img2img", "strength": true}"#).map(\.field), ["strength"])
+    }
+
+    func testA1111ParametersText() {
+        var c = PipelineConfiguration()
+        c.mode = .inpaint
+        c.generation.prompt = "a red fox, (snow:1.2)"
+        c.generation.negativePrompt = "blurry"
+        c.generation.steps = 20; c.generation.sampler = "dpmpp_2m_karras"; c.generation.guidance = 7
+        c.generation.strength = 0.75
+        let text = A1111Parameters.text(configuration: c, seed: 42, width: 512, height: 768, modelName: "sd15", modelHash: nil)
+        XCTAssertEqual(text, """
+            a red fox, (snow:1.2)
+            Negative prompt: blurry
+            Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: 42, Size: 512x768, Model: sd15, Denoising strength: 0.75, Mask blur: 4, Version: Darkroom
+            """)
+    }
+}
