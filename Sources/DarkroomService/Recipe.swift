@@ -42,6 +42,9 @@ public struct Recipe: Sendable, Equatable {
         "$schema": "a string",
     ]
 
+    /// The keys recipe format v1 accepts.
+    public static var knownKeys: Set<String> { Set(fields.keys) }
+
     public static func parse(_ data: Data, file: String) throws -> Recipe {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {

@@ -78,3 +78,26 @@ final class RecipeTests: XCTestCase {
             """)
     }
 }
+
+/// The examples in Recipes/ are valid recipes, and the schema lists exactly the keys the parser knows.
+final class ExampleRecipeTests: XCTestCase {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Recipes")
+
+    func testExamplesParse() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path)
+            .filter { $0.hasSuffix(".json") && $0 != "recipe.schema.json" }
+        XCTAssertGreaterThanOrEqual(names.count, 3)
+        for name in names {
+            XCTAssertNoThrow(try Recipe.parse(try Data(contentsOf: Self.folder.appendingPathComponent(name)), file: name), name)
+        }
+    }
+
+    func testSchemaMatchesParser() throws {
+        let data = try Data(contentsOf: Self.folder.appendingPathComponent("recipe.schema.json"))
+        let schema = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let properties = try XCTUnwrap(schema["properties"] as? [String: Any])
+        XCTAssertEqual(Set(properties.keys), Recipe.knownKeys)
+        XCTAssertEqual(schema["additionalProperties"] as? Bool, false)
+    }
+}
