@@ -36,8 +36,17 @@ public struct PipelineConfiguration: Sendable, Equatable {
     public var padding = 32
     public var pasteBack = true
     public var maskedContent: MaskedContent = .original
+    // Restoration.
+    /// A grayscale input gives a grayscale output unless this is set.
+    public var colorize = false
 
     public init() {}
+
+    /// Restoration's defaults where the recipe says nothing: a light img2img pass (strength 0.3) under
+    /// prompts that ask for a clean photograph of the same picture.
+    public static let restorationPrompt = "a clean, sharp, well exposed photograph, fine detail, natural film grain"
+    public static let restorationNegativePrompt = "scratches, dust, stains, tears, cracks, blur, noise, jpeg artifacts, faded, low quality"
+    public static let restorationStrength = 0.3
 }
 
 /// A mask blur (radius in pixels, [1, 1, H, W] in [0, 1] → same): supplied by the image operations.
@@ -86,6 +95,8 @@ extension StableDiffusionPipeline {
                 throw PipelineError.invalidValue(field: "size", value: "resize", expected: "pad or crop (resize is not available yet)")
             }
         }
+        // Restoration keeps a grayscale photo grayscale (gray PNG/JPEG, or RGB with equal channels).
+        let grayOutput = configuration.mode == .restore && !configuration.colorize && image.isGrayscale
         var results: [GenerationResult] = []
         for index in 0..<configuration.count {
             var settings = configuration.generation
@@ -104,13 +115,43 @@ extension StableDiffusionPipeline {
                 result = GenerationResult(image: result.image.slice(0..<height, axis: 2).slice(0..<width, axis: 3),
                                           latents: result.latents, seed: result.seed)
             }
+            if grayOutput {
+                result = GenerationResult(image: result.image.luminanceReplicated(), latents: result.latents, seed: result.seed)
+            }
             results.append(result)
         }
         return results
     }
 }
 
+extension Image {
+    /// Gray layouts, or RGB(A) whose three channels are equal everywhere.
+    public var isGrayscale: Bool {
+        switch layout {
+        case .gray, .grayAlpha: return true
+        case .rgb, .rgba:
+            let channels = layout.rawValue
+            return samples.withUnsafeBufferPointer { s in
+                stride(from: 0, to: s.count, by: channels).allSatisfy { s[$0] == s[$0 + 1] && s[$0] == s[$0 + 2] }
+            }
+        }
+    }
+}
+
 extension Tensor {
+    /// [1, 3, H, W] → the same with every channel set to the luminance 0.299 R + 0.587 G + 0.114 B.
+    func luminanceReplicated() -> Tensor {
+        let plane = shape[2] * shape[3]
+        var out = self
+        out.withUnsafeMutableBufferPointer { p in
+            for i in 0..<plane {
+                let y = 0.299 * p[i] + 0.587 * p[plane + i] + 0.114 * p[2 * plane + i]
+                p[i] = y; p[plane + i] = y; p[2 * plane + i] = y
+            }
+        }
+        return out
+    }
+
     /// [N, C, H, W] padded at the right and bottom to `height`×`width` by repeating the edge pixels.
     func padReplicate(height: Int, width: Int) -> Tensor {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])

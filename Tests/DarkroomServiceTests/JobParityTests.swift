@@ -38,3 +38,25 @@ final class JobParityTests: XCTestCase {
         XCTAssertNotEqual(results[0].image.scalars, results[1].image.scalars, "seed + 1 gives another image")
     }
 }
+
+extension JobParityTests {
+    /// Restoration of a grayscale photo stays grayscale (every output pixel has R = G = B).
+    func testRestoreKeepsGrayscale() throws {
+        let models = try StableDiffusionModels.load(Self.fixtures.appendingPathComponent("models/sd1/diffusers"))
+        let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
+        let color = try ImageDecoder.decode(fileAt: Self.fixtures.appendingPathComponent("pipelines/inputs/photo.png")).image
+        var gray = [UInt16]()
+        for i in 0..<(color.width * color.height) {
+            let (r, g, b) = (Int(color.samples[i * 3]), Int(color.samples[i * 3 + 1]), Int(color.samples[i * 3 + 2]))
+            gray.append(UInt16((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16))
+        }
+        let input = try Image(width: color.width, height: color.height, layout: .gray, bitDepth: 8, samples: gray)
+        var configuration = try Recipe.parse(Data(#"{"mode": "restore", "steps": 4, "seed": 3}"#.utf8), file: "r.json").configuration
+        configuration.generation.seed = 3
+        let out = try ImageTensor.image(fromUnitRange: try pipeline.run(configuration, image: input)[0].image)
+        XCTAssertTrue(out.isGrayscale)
+        configuration.colorize = true
+        let colored = try ImageTensor.image(fromUnitRange: try pipeline.run(configuration, image: input)[0].image)
+        XCTAssertFalse(colored.isGrayscale, "with color: true the model's colours are kept")
+    }
+}

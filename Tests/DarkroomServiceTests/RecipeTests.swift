@@ -25,6 +25,17 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(recipe.mask, "fox.mask.png")
     }
 
+    func testRestorationDefaultsApplyOnlyWhereTheRecipeIsSilent() throws {
+        let quiet = try parse(#"{"mode": "restore"}"#).configuration
+        XCTAssertEqual(quiet.generation.strength, 0.3)
+        XCTAssertEqual(quiet.generation.prompt, PipelineConfiguration.restorationPrompt)
+        XCTAssertFalse(quiet.colorize)
+        let explicit = try parse(#"{"mode": "restore", "prompt": "", "strength": 0.2, "color": true}"#).configuration
+        XCTAssertEqual(explicit.generation.prompt, "")
+        XCTAssertEqual(explicit.generation.strength, 0.2)
+        XCTAssertTrue(explicit.colorize)
+    }
+
     func testEveryFieldIsRead() throws {
         let recipe = try parse("""
             {"mode": "img2img", "prompt": "p", "negative_prompt": "n", "strength": 0.4, "steps": 30, "guidance": 5,
