@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "DarkroomSchedulersTests", dependencies: ["DarkroomSchedulers"]),
         .testTarget(name: "DarkroomPipelineTests", dependencies: ["DarkroomPipeline", "DarkroomModels", "DarkroomTokenizer",
                                                                   "DarkroomWeights", "DarkroomImageIO", "DarkroomTensor"]),
-        .testTarget(name: "DarkroomServiceTests", dependencies: ["DarkroomService", "DarkroomPipeline", "DarkroomModels",
+        .testTarget(name: "DarkroomServiceTests", dependencies: ["DarkroomService", "DarkroomPipeline", "DarkroomModels", .product(name: "Logging", package: "swift-log"),
                                                                  "DarkroomTokenizer", "DarkroomWeights", "DarkroomImageIO"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]

@@ -1,0 +1,119 @@
+import DarkroomPipeline
+import DarkroomService
+import Foundation
+import Logging
+import XCTest
+
+/// The inbox → outbox path on a temporary folder with the sd1 fixture model (Tests/Fixtures/models):
+/// conventions, failures with error.json, exactly-once delivery across interruption, no overwrites.
+final class InboxTests: XCTestCase {
+    var root: URL!
+    var inbox: URL { root.appendingPathComponent("Inbox") }
+    var outbox: URL { root.appendingPathComponent("Outbox") }
+    let fixtures = JobParityTests.fixtures
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("darkroom-inbox-\(UUID().uuidString)")
+        let models = root.appendingPathComponent("Models")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("models/sd1/diffusers"), to: models.appendingPathComponent("sd1"))
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+
+    func runner() throws -> JobRunner {
+        JobRunner(store: try JobStore(inbox: inbox, outbox: outbox), scanner: InboxScanner(inbox: inbox, settle: 0),
+                  library: ModelLibrary(folder: root.appendingPathComponent("Models")), logger: Logger(label: "test"))
+    }
+
+    func put(_ name: String, _ text: String) throws { try Data(text.utf8).write(to: inbox.appendingPathComponent(name)) }
+    func putImage(_ name: String, from fixture: String = "photo.png") throws {
+        let target = inbox.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("pipelines/inputs/\(fixture)"), to: target)
+    }
+    func exists(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
+    func failure(_ stem: String) throws -> [String: Any] {
+        let folder = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("Failed").path)
+            .first { $0.contains("-\(stem)-") }, "no failed job for \(stem)")
+        let data = try Data(contentsOf: inbox.appendingPathComponent("Failed/\(folder)/error.json"))
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    func testPairsBatchesAndHostileInputs() throws {
+        try putImage("photo.png"); try put("photo.json", #"{"mode": "img2img", "steps": 2, "seed": 1, "count": 2}"#)
+        try putImage("album/a.png"); try putImage("album/b b é.png", from: "photo_ns.png")
+        try put("album/recipe.json", #"{"mode": "img2img", "steps": 2}"#)
+        try put("notimage.jpg", "plain text"); try put("notimage.json", #"{"mode": "img2img"}"#)
+        try putImage("typo.png"); try put("typo.json", #"{"mode": "img2img", "strenght": 0.5}"#)
+        try putImage("nomask.png"); try put("nomask.json", #"{"mode": "inpaint"}"#)
+        try putImage("escape.png"); try put("escape.json", #"{"mode": "inpaint", "mask": "../../etc/passwd"}"#)
+        try putImage("size.png"); try putImage("size.mask.png", from: "mask_ns.png"); try put("size.json", #"{"mode": "inpaint", "steps": 2}"#)
+        try putImage("model.png"); try put("model.json", #"{"mode": "img2img", "model": "../Models/sd1"}"#)
+        try put("waiting.json", #"{"mode": "img2img"}"#)   // its image has not arrived: not a job yet
+
+        let outcomes = try runner().drain()
+        XCTAssertEqual(outcomes.count, 9)
+        for name in ["photo.png", "photo-2.png", "photo.json", "album/a.png", "album/b b é.png", "album/b b é.json"] {
+            XCTAssertTrue(exists(outbox.appendingPathComponent(name)), name)
+        }
+        XCTAssertEqual(try failure("notimage")["code"] as? String, "image")
+        XCTAssertEqual(try failure("notimage")["file"] as? String, "notimage.jpg")
+        XCTAssertEqual(try failure("typo")["field"] as? String, "strenght")
+        XCTAssertEqual(try failure("nomask")["code"] as? String, "mask")
+        XCTAssertEqual(try failure("escape")["field"] as? String, "mask")
+        XCTAssert((try failure("size")["message"] as? String ?? "").contains("Mask 'size.mask.png' is 64×48"))
+        XCTAssertEqual(try failure("size")["file"] as? String, "size.mask.png")
+        XCTAssertEqual(try failure("model")["field"] as? String, "model")
+        XCTAssertTrue(exists(inbox.appendingPathComponent("waiting.json")), "a recipe without its image waits")
+        // Every input is kept: processed or failed, never deleted.
+        let kept = try FileManager.default.subpathsOfDirectory(atPath: inbox.path).filter { $0.hasPrefix("Processed/") || $0.hasPrefix("Failed/") }
+        for input in ["image-photo.png", "image-notimage.jpg", "recipe-typo.json", "mask-size.mask.png", "image-a.png"] {
+            XCTAssertTrue(kept.contains { $0.hasSuffix("/" + input) }, input)
+        }
+    }
+
+    func testExistingOutputsAreNeverOverwritten() throws {
+        try FileManager.default.createDirectory(at: outbox, withIntermediateDirectories: true)
+        try Data("earlier".utf8).write(to: outbox.appendingPathComponent("photo.png"))
+        try putImage("photo.png"); try put("photo.json", #"{"mode": "img2img", "steps": 2, "seed": 1}"#)
+        XCTAssertEqual(try runner().drain(), [.done])
+        XCTAssertEqual(try String(contentsOf: outbox.appendingPathComponent("photo.png"), encoding: .utf8), "earlier")
+        XCTAssertTrue(exists(outbox.appendingPathComponent("photo_2.png")))
+    }
+
+    /// Stopped after the first of two images (as SIGTERM or a crash between outputs): the next start
+    /// finishes the job, delivers only the missing image, and leaves the first one untouched.
+    func testInterruptedJobFinishesExactlyOnce() throws {
+        try putImage("photo.png"); try put("photo.json", #"{"mode": "img2img", "steps": 2, "seed": 9, "count": 2}"#)
+        let first = outbox.appendingPathComponent("photo.png")
+        let outcomes = try runner().drain(shouldStop: { [self] in exists(first) })
+        XCTAssertEqual(outcomes, [.requeued])
+        let firstBytes = try Data(contentsOf: first)
+        XCTAssertFalse(exists(outbox.appendingPathComponent("photo-2.png")))
+        XCTAssertFalse(exists(inbox.appendingPathComponent("photo.png")), "claimed: out of the inbox")
+
+        XCTAssertEqual(try runner().drain(), [.done])
+        XCTAssertEqual(try Data(contentsOf: first), firstBytes)
+        XCTAssertTrue(exists(outbox.appendingPathComponent("photo-2.png")))
+        XCTAssertFalse(exists(outbox.appendingPathComponent("photo_2.png")), "no duplicate job")
+        XCTAssertEqual(try runner().drain(), [], "nothing left to do")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: outbox.appendingPathComponent("photo.json"))) as? [String: Any]
+        XCTAssertEqual(report?["seeds"] as? [String], ["9", "10"])
+    }
+
+    /// A claim cut short by a crash (record written, image still in the inbox) is completed on restart.
+    func testHalfClaimedJobIsRecovered() throws {
+        try putImage("photo.png"); try put("photo.json", #"{"mode": "img2img", "steps": 2, "seed": 2}"#)
+        let store = try JobStore(inbox: inbox, outbox: outbox)
+        let spec = try XCTUnwrap(InboxScanner(inbox: inbox, settle: 0).scan().first)
+        // Simulate: publish the record, move nothing, "crash".
+        let record = try store.claim(spec, count: 1, seed: 2)
+        let claimedImage = try XCTUnwrap(store.claimed(record, role: "image"))
+        try FileManager.default.moveItem(at: claimedImage, to: inbox.appendingPathComponent("photo.png"))
+        XCTAssertEqual(try runner().drain(), [.done])
+        XCTAssertTrue(exists(outbox.appendingPathComponent("photo.png")))
+        XCTAssertFalse(exists(inbox.appendingPathComponent("photo.png")))
+    }
+}
