@@ -38,7 +38,9 @@ struct Run: ParsableCommand {
         let store = try JobStore(inbox: URL(fileURLWithPath: inbox), outbox: URL(fileURLWithPath: outbox))
         let runner = JobRunner(store: store, scanner: InboxScanner(inbox: store.inbox, settle: settle),
                                library: ModelLibrary(folder: URL(fileURLWithPath: models), defaultName: model), logger: logger)
-        logger.info("watching", metadata: ["inbox": "\(store.inbox.path)", "outbox": "\(store.outbox.path)"])
+        let watcher = once ? nil : InboxWatcher(inbox: store.inbox)
+        logger.info("watching", metadata: ["inbox": "\(store.inbox.path)", "outbox": "\(store.outbox.path)",
+                                          "inotify": "\(watcher != nil)"])
         var failures = 0
         repeat {
             let outcomes = runner.drain(shouldStop: { stopRequested != 0 })
@@ -51,7 +53,16 @@ struct Run: ParsableCommand {
                 }
                 break
             }
-            if stopRequested == 0 { Thread.sleep(forTimeInterval: 1) }
+            // Sleep until inotify reports a change (or at most a second: files still settling need a
+            // look again once their settle time has passed, and a full rescan catches anything missed).
+            if stopRequested == 0 {
+                if let watcher {
+                    watcher.refresh(store.inbox)
+                    _ = watcher.wait(timeout: 1)
+                } else {
+                    Thread.sleep(forTimeInterval: 1)
+                }
+            }
         } while stopRequested == 0
         logger.info("stopped", metadata: ["failures": "\(failures)"])
         if failures > 0 { throw ExitCode(1) }

@@ -117,3 +117,18 @@ final class InboxTests: XCTestCase {
         XCTAssertFalse(exists(inbox.appendingPathComponent("photo.png")))
     }
 }
+
+extension InboxTests {
+    /// inotify wakes the loop for a file written at the top and inside a batch folder created later.
+    func testWatcherWakesOnNewFiles() throws {
+        let watcher = try XCTUnwrap(InboxWatcher(inbox: inbox))
+        XCTAssertFalse(watcher.wait(timeout: 0.05), "nothing happened yet")
+        try put("a.json", "{}")
+        XCTAssertTrue(watcher.wait(timeout: 1))
+        try FileManager.default.createDirectory(at: inbox.appendingPathComponent("album"), withIntermediateDirectories: true)
+        XCTAssertTrue(watcher.wait(timeout: 1))
+        watcher.refresh(inbox)
+        try put("album/recipe.json", "{}")
+        XCTAssertTrue(watcher.wait(timeout: 1), "events inside a batch folder")
+    }
+}
