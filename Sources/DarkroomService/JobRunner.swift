@@ -16,6 +16,8 @@ public final class JobRunner {
     let logger: Logger
     let loadPipeline: (URL) throws -> StableDiffusionPipeline
     var loaded: (url: URL, pipeline: StableDiffusionPipeline)?
+    /// Called after every denoising step with (job id, image index, step, steps): status and watchdog.
+    public var onStep: ((String, Int, Int, Int) -> Void)?
 
     public enum Outcome: Equatable { case done, failed(JobFailure), requeued }
 
@@ -32,6 +34,15 @@ public final class JobRunner {
 
     public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
         StableDiffusionPipeline(models: try StableDiffusionModels.load(url), tokenizer: try CLIPTokenizer.bundled())
+    }
+
+    /// Loads the default model now (so `READY=1` means ready); returns its name, or nil when recipes
+    /// must name one.
+    @discardableResult
+    public func preload() throws -> String? {
+        guard let url = try? library.resolve(nil) else { return nil }
+        if loaded?.url != url { loaded = (url, try loadPipeline(url)) }
+        return url.lastPathComponent
     }
 
     /// Finishes jobs interrupted earlier, then everything complete in the inbox; returns the outcomes.
@@ -151,7 +162,11 @@ public final class JobRunner {
             single.generation.seed = seed
             let results: [GenerationResult]
             do {
-                results = try pipeline.run(single, image: image, mask: mask, progress: { _, _, _ in !shouldStop() })
+                let onStep = self.onStep
+                results = try pipeline.run(single, image: image, mask: mask, progress: { _, step, steps in
+                    onStep?(record.id, index, step, steps)
+                    return !shouldStop()
+                })
             } catch PipelineError.cancelled {
                 throw JobFailure(code: "cancelled", message: "Stopped; the job stays claimed and resumes at the next start.", file: nil, field: nil)
             } catch PipelineError.maskSizeMismatch(_, let maskSize, let imageSize) {

@@ -38,6 +38,13 @@ struct Run: ParsableCommand {
         let store = try JobStore(inbox: URL(fileURLWithPath: inbox), outbox: URL(fileURLWithPath: outbox))
         let runner = JobRunner(store: store, scanner: InboxScanner(inbox: store.inbox, settle: settle),
                                library: ModelLibrary(folder: URL(fileURLWithPath: models), defaultName: model), logger: logger)
+        let notifier = SystemdNotifier()
+        runner.onStep = { job, image, step, steps in
+            notifier.status("job \(job): image \(image + 1), step \(step)/\(steps)")
+            notifier.watchdog()
+        }
+        let model = try runner.preload()
+        notifier.ready(status: model.map { "idle; model \($0) loaded" } ?? "idle; recipes must name a model")
         let watcher = once ? nil : InboxWatcher(inbox: store.inbox)
         logger.info("watching", metadata: ["inbox": "\(store.inbox.path)", "outbox": "\(store.outbox.path)",
                                           "inotify": "\(watcher != nil)"])
@@ -45,6 +52,8 @@ struct Run: ParsableCommand {
         repeat {
             let outcomes = runner.drain(shouldStop: { stopRequested != 0 })
             failures += outcomes.filter { if case .failed = $0 { return true } else { return false } }.count
+            if !outcomes.isEmpty { notifier.status("idle; \(failures) failed so far") }
+            notifier.watchdog()
             if once {
                 // Files still settling when the scan ran: wait for them, then drain again.
                 if stopRequested == 0, !runner.scanner.scan(now: Date().addingTimeInterval(settle)).isEmpty {
@@ -64,6 +73,7 @@ struct Run: ParsableCommand {
                 }
             }
         } while stopRequested == 0
+        notifier.stopping()
         logger.info("stopped", metadata: ["failures": "\(failures)"])
         if failures > 0 { throw ExitCode(1) }
     }

@@ -132,3 +132,35 @@ extension InboxTests {
         XCTAssertTrue(watcher.wait(timeout: 1), "events inside a batch folder")
     }
 }
+
+/// The notify protocol against a datagram socket standing in for systemd.
+final class SystemdNotifierTests: XCTestCase {
+    func testDatagramsReachTheSocket() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8))").path
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd); unlink(path) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": path])
+        notifier.ready(status: "model sd15 loaded")
+        notifier.watchdog()
+        var buffer = [UInt8](repeating: 0, count: 512)
+        var messages: [String] = []
+        for _ in 0..<2 {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            XCTAssertGreaterThan(n, 0)
+            messages.append(String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self))
+        }
+        XCTAssertEqual(messages, ["READY=1\nSTATUS=model sd15 loaded", "WATCHDOG=1"])
+        XCTAssertFalse(SystemdNotifier(environment: [:]).send("READY=1"), "no socket, no message")
+    }
+}
