@@ -49,14 +49,10 @@ public struct PipelineConfiguration: Sendable, Equatable {
     public static let restorationStrength = 0.3
 }
 
-/// A mask blur (radius in pixels, [1, 1, H, W] in [0, 1] → same): supplied by the image operations.
-public typealias MaskBlur = @Sendable (Tensor, Int) -> Tensor
-
 extension StableDiffusionPipeline {
     /// Runs one job: `count` images (seeds seed, seed + 1, …) from `image` (and `mask` for inpainting).
     /// The progress callback receives (image index, step, steps) and may cancel.
     public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil,
-                    maskBlur: MaskBlur? = nil,
                     progress: ((Int, Int, Int) -> Bool)? = nil) throws -> [GenerationResult] {
         guard configuration.count >= 1, configuration.count <= 100 else {
             throw PipelineError.invalidValue(field: "count", value: "\(configuration.count)", expected: "a whole number from 1 to 100")
@@ -75,7 +71,10 @@ extension StableDiffusionPipeline {
             }
             var m = ImageTensor.mask(from: mask)
             if configuration.invertMask { m = m.mapValues { 1 - $0 } }
-            if configuration.maskBlur > 0, let maskBlur { m = maskBlur(m, configuration.maskBlur) }
+            if configuration.maskBlur > 0 {
+                // A1111: cv2.GaussianBlur of the 8-bit mask, kernel 2·⌊2.5σ + 0.5⌋ + 1.
+                m = try ImageOps.gaussianBlurA1111(mask: PlanarImage8(unitTensor: m), radius: Double(configuration.maskBlur)).unitTensor
+            }
             maskTensor = m
         }
         // Make the sides multiples of the VAE factor.
@@ -92,7 +91,11 @@ extension StableDiffusionPipeline {
                 input = input.centerCrop(height: fitted.height, width: fitted.width)
                 maskTensor = maskTensor?.centerCrop(height: fitted.height, width: fitted.width)
             case .resize:
-                throw PipelineError.invalidValue(field: "size", value: "resize", expected: "pad or crop (resize is not available yet)")
+                // Pillow's Lanczos down to the nearest multiple of 8 (as diffusers' VaeImageProcessor); back up after.
+                input = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: input), width: fitted.width, height: fitted.height).imageTensor
+                maskTensor = try maskTensor.map {
+                    try ImageOps.resizeLanczos(PlanarImage8(unitTensor: $0), width: fitted.width, height: fitted.height).unitTensor
+                }
             }
         }
         // Restoration keeps a grayscale photo grayscale (gray PNG/JPEG, or RGB with equal channels).
@@ -114,6 +117,9 @@ extension StableDiffusionPipeline {
             if needsFit, configuration.sizeHandling == .pad {
                 result = GenerationResult(image: result.image.slice(0..<height, axis: 2).slice(0..<width, axis: 3),
                                           latents: result.latents, seed: result.seed)
+            } else if needsFit, configuration.sizeHandling == .resize {
+                let back = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: result.image), width: width, height: height).unitTensor
+                result = GenerationResult(image: back, latents: result.latents, seed: result.seed)
             }
             if grayOutput {
                 result = GenerationResult(image: result.image.luminanceReplicated(), latents: result.latents, seed: result.seed)

@@ -68,10 +68,8 @@ extension StableDiffusionPipeline {
         let keep = binary.mapValues { $0 < 0.5 ? 1 : 0 }
         let latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
         let latentKeep = latentMask.mapValues { 1 - $0 }
-        guard maskedContent != .fill else {
-            throw PipelineError.invalidValue(field: "masked_content", value: "fill", expected: "original, latent_noise or latent_nothing (fill is not available yet)")
-        }
-        var imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(image)) : nil
+        let startImage = try Self.startImage(image, mask: mask, maskedContent: maskedContent)
+        var imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(startImage)) : nil
         let noise = Tensor(shape: latentShape, scalars: random.normal(shape: latentShape))
         // A1111's latent fills: the masked area of the start latents becomes noise or zero. (Drawn after
         // diffusers' draws, so `.original` keeps diffusers' sequence.)
@@ -120,6 +118,16 @@ extension StableDiffusionPipeline {
             output = original * mask.mapValues { 1 - $0 } + output * mask
         }
         return GenerationResult(image: output, latents: latents, seed: settings.seed)
+    }
+}
+
+extension StableDiffusionPipeline {
+    /// The image whose latents inpainting starts from: the input, or with A1111's "fill" the input with
+    /// the masked area painted from its surroundings (A1111 `masking.fill`), so an object under the mask
+    /// is gone before encoding and does not come back. [1, 3, H, W] in [-1, 1].
+    public static func startImage(_ image: Tensor, mask: Tensor, maskedContent: PipelineConfiguration.MaskedContent) throws -> Tensor {
+        guard maskedContent == .fill else { return image }
+        return try ImageOps.fillMaskedArea(image: PlanarImage8(imageTensor: image), mask: PlanarImage8(unitTensor: mask)).imageTensor
     }
 }
 
