@@ -34,6 +34,9 @@ public struct PipelineConfiguration: Sendable, Equatable {
     public var inpaintArea: InpaintArea = .whole
     /// Pixels around the mask's bounding box for `inpaintArea: .masked`.
     public var padding = 32
+    /// The side the model works at for `inpaintArea: .masked` (the crop is scaled to about this
+    /// squared, at its aspect); nil: 512, or 768 for v-prediction models (SD 2.x 768-v).
+    public var resolution: Int?
     public var pasteBack = true
     public var maskedContent: MaskedContent = .original
     // Restoration.
@@ -100,6 +103,23 @@ extension StableDiffusionPipeline {
         }
         // Restoration keeps a grayscale photo grayscale (gray PNG/JPEG, or RGB with equal channels).
         let grayOutput = configuration.mode == .restore && !configuration.colorize && image.isGrayscale
+        // "Only masked": work on the mask's surroundings at the model's resolution, paste back after.
+        var region: CropBox?
+        let full = input, fullMask = maskTensor
+        if configuration.mode == .inpaint, configuration.inpaintArea == .masked, let m = maskTensor {
+            let side = Double(configuration.resolution ?? (models.predictionType == "v_prediction" ? 768 : 512))
+            let aspect = Double(m.shape[3]) / Double(m.shape[2])
+            let work = (width: max(factor, Int((side * aspect.squareRoot() / Double(factor)).rounded()) * factor),
+                        height: max(factor, Int((side / aspect.squareRoot() / Double(factor)).rounded()) * factor))
+            if var box = try ImageOps.a1111InpaintRegion(mask: PlanarImage8(unitTensor: m), padding: configuration.padding,
+                                                         processingWidth: work.width, processingHeight: work.height) {
+                box = CropBox(x1: max(0, box.x1), y1: max(0, box.y1), x2: min(m.shape[3], box.x2), y2: min(m.shape[2], box.y2))
+                region = box
+                let crop = { (t: Tensor) in t.slice(box.y1..<box.y2, axis: 2).slice(box.x1..<box.x2, axis: 3) }
+                input = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: crop(input)), width: work.width, height: work.height).imageTensor
+                maskTensor = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: crop(m)), width: work.width, height: work.height).unitTensor
+            }
+        }
         var results: [GenerationResult] = []
         for index in 0..<configuration.count {
             var settings = configuration.generation
@@ -111,8 +131,18 @@ extension StableDiffusionPipeline {
                 result = try imageToImage(input, settings: settings, progress: step)
             case .inpaint:
                 guard let maskTensor else { throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image") }
-                result = try inpaint(input, mask: maskTensor, settings: settings, pasteBack: configuration.pasteBack,
+                result = try inpaint(input, mask: maskTensor, settings: settings, pasteBack: configuration.pasteBack && region == nil,
                                      maskedContent: configuration.maskedContent, progress: step)
+                if let box = region, let fullMask {
+                    // Back to the crop's size (Pillow Lanczos), into the full image, composited with the mask.
+                    let patch = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: result.image), width: box.width, height: box.height).unitTensor
+                    var image = ImageTensor.unitRange(full)
+                    image.paste(patch, x: box.x1, y: box.y1)
+                    if configuration.pasteBack {
+                        image = ImageTensor.unitRange(full) * fullMask.mapValues { 1 - $0 } + image * fullMask
+                    }
+                    result = GenerationResult(image: image, latents: result.latents, seed: result.seed)
+                }
             }
             if needsFit, configuration.sizeHandling == .pad {
                 result = GenerationResult(image: result.image.slice(0..<height, axis: 2).slice(0..<width, axis: 3),
@@ -145,6 +175,18 @@ extension Image {
 }
 
 extension Tensor {
+    /// Copies `patch` [1, C, h, w] into this [1, C, H, W] at (x, y).
+    mutating func paste(_ patch: Tensor, x: Int, y: Int) {
+        let (c, h, w) = (shape[1], shape[2], shape[3]), (ph, pw) = (patch.shape[2], patch.shape[3])
+        patch.withUnsafeBufferPointer { src in
+            withUnsafeMutableBufferPointer { dst in
+                for channel in 0..<c { for row in 0..<ph {
+                    for column in 0..<pw { dst[(channel * h + y + row) * w + x + column] = src[(channel * ph + row) * pw + column] }
+                } }
+            }
+        }
+    }
+
     /// [1, 3, H, W] → the same with every channel set to the luminance 0.299 R + 0.587 G + 0.114 B.
     func luminanceReplicated() -> Tensor {
         let plane = shape[2] * shape[3]

@@ -84,3 +84,26 @@ final class InpaintOptionsTests: XCTestCase {
         }
     }
 }
+
+extension InpaintOptionsTests {
+    /// "Only masked" against diffusers' `padding_mask_crop=8` (case `inp9_euler_s075_crop8`, 9-channel model,
+    /// work size 64×64): the same crop box, Pillow Lanczos in and out, composited with the binary mask.
+    func testOnlyMaskedMatchesDiffusersPaddingMaskCrop() throws {
+        let c = try XCTUnwrap(try PipelineFixtures.cases().first { $0.name == "inp9_euler_s075_crop8" })
+        var configuration = PipelineConfiguration()
+        configuration.mode = .inpaint
+        configuration.generation = c.settings
+        configuration.inpaintArea = .masked
+        configuration.padding = try XCTUnwrap(c.paddingMaskCrop)
+        configuration.resolution = 64
+        configuration.maskBlur = 0
+        let result = try PipelineFixtures.pipeline(c.model).run(configuration, image: try PipelineFixtures.input(c.image),
+                                                                 mask: try PipelineFixtures.input(try XCTUnwrap(c.mask)))[0]
+        let want = try PipelineFixtures.expected().tensor("\(c.name).image")          // quantised PIL result / 255
+        let got = try ImageTensor.image(fromUnitRange: result.image)
+        var worst = 0
+        for (i, value) in want.scalars.enumerated() { worst = max(worst, abs(Int(got.samples[i]) - Int((value * 255).rounded()))) }
+        print("only-masked vs diffusers: max difference \(worst) levels")
+        XCTAssertLessThanOrEqual(worst, 1)
+    }
+}
