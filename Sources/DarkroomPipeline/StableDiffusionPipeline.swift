@@ -32,6 +32,15 @@ public struct GenerationResult: Sendable {
     public let image: Tensor
     public let latents: Tensor
     public let seed: UInt64
+    /// Restoration with `repairDefects`: the defect mask found ([1, 1, H, W], 1 = repaired).
+    public var defectMask: Tensor?
+
+    public init(image: Tensor, latents: Tensor, seed: UInt64, defectMask: Tensor? = nil) {
+        self.image = image
+        self.latents = latents
+        self.seed = seed
+        self.defectMask = defectMask
+    }
 }
 
 /// Stable Diffusion img2img and inpainting on loaded models, in diffusers' order of operations and of

@@ -182,6 +182,12 @@ public final class JobRunner {
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
                                             modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: nil)
             try AtomicFile.write(try PNGEncoder.encode(png, text: [(key: "parameters", value: text)]), to: url)
+            if index == 0, let defects = results[0].defectMask {
+                let maskURL = url.deletingPathExtension().appendingPathExtension("defects.png")
+                let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
+                let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
+                if !FileManager.default.fileExists(atPath: maskURL.path) { try AtomicFile.write(try PNGEncoder.encode(maskImage), to: maskURL) }
+            }
         }
         // The report.
         var report: [String: Any] = [

@@ -38,7 +38,8 @@ public struct Recipe: Sendable, Equatable {
         "mask_blur": "a whole number of pixels from 0 to 64", "invert_mask": "true or false",
         "inpaint_area": "whole or masked", "padding": "a whole number of pixels from 0 to 256",
         "paste_back": "true or false", "masked_content": "original, fill, latent_noise or latent_nothing",
-        "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
+        "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
+        "repair_defects": "true or false", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
         "$schema": "a string",
     ]
 
@@ -90,6 +91,8 @@ public struct Recipe: Sendable, Equatable {
         if let v = reader.choice("size", PipelineConfiguration.SizeHandling.self) { c.sizeHandling = v }
         if let v = reader.bool("color") { c.colorize = v }
         if let v = reader.integer("resolution", 64...2048) { c.resolution = v }
+        if let v = reader.bool("repair_defects") { c.repairDefects = v }
+        if let v = reader.number("defect_threshold", where: { $0 >= 0.01 && $0 <= 1 }) { c.defectThreshold = Float(v) }
         if c.mode == .restore {
             if json["prompt"] == nil { c.generation.prompt = PipelineConfiguration.restorationPrompt }
             if json["negative_prompt"] == nil { c.generation.negativePrompt = PipelineConfiguration.restorationNegativePrompt }

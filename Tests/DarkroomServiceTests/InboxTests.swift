@@ -1,3 +1,4 @@
+import DarkroomImageIO
 import DarkroomPipeline
 import DarkroomService
 import Foundation
@@ -162,5 +163,30 @@ final class SystemdNotifierTests: XCTestCase {
         }
         XCTAssertEqual(messages, ["READY=1\nSTATUS=model sd15 loaded", "WATCHDOG=1"])
         XCTAssertFalse(SystemdNotifier(environment: [:]).send("READY=1"), "no socket, no message")
+    }
+}
+
+extension InboxTests {
+    /// Restoration with `repair_defects`: two drawn one-pixel scratches are in the defect mask, which
+    /// lands in the outbox beside the result. Recall counts the scratch pixels that are visible (more
+    /// than 0.2 of the range from the photo beneath): a white line over the white spacesuit is no defect.
+    func testRestoreFindsScratchesAndWritesTheMask() throws {
+        var image = try ImageDecoder.decode(fileAt: fixtures.appendingPathComponent("pipelines/inputs/photo.png")).image
+        let original = image.samples
+        var samples = image.samples
+        for x in 5..<60 { for c in 0..<3 { samples[(30 * 64 + x) * 3 + c] = 255 } }          // a white horizontal scratch
+        for y in 4..<58 { for c in 0..<3 { samples[(y * 64 + 50) * 3 + c] = 0 } }            // a black vertical one
+        image = try Image(width: 64, height: 64, layout: .rgb, bitDepth: 8, samples: samples)
+        try AtomicFile.write(try PNGEncoder.encode(image), to: inbox.appendingPathComponent("old.png"))
+        try put("old.json", #"{"mode": "restore", "steps": 10, "seed": 4, "repair_defects": true}"#)
+        XCTAssertEqual(try runner().drain(), [.done])
+        let mask = try ImageDecoder.decode(fileAt: outbox.appendingPathComponent("old.defects.png")).image
+        let scratch = ((5..<60).map { 30 * 64 + $0 } + (4..<58).map { $0 * 64 + 50 }).filter { i in
+            abs(Int(samples[i * 3]) - Int(original[i * 3])) > 51
+        }
+        XCTAssertGreaterThan(scratch.count, 60)
+        let found = scratch.filter { mask.samples[$0] == 255 }.count
+        XCTAssertGreaterThanOrEqual(Double(found) / Double(scratch.count), 0.9, "recall of the drawn scratches")
+        XCTAssertTrue(exists(outbox.appendingPathComponent("old.png")))
     }
 }
