@@ -48,6 +48,11 @@ public struct PipelineConfiguration: Sendable, Equatable {
     public var repairDefects = false
     /// Top-hat height, in [0, 1] of the luminance range, above which a pixel is a defect.
     public var defectThreshold: Float = 0.12
+    /// Restoration: 1, or 2 to enlarge twice with A1111's "SD upscale" (Lanczos, then tiled img2img).
+    public var upscale = 1
+    /// Tile side for the upscale pass (nil: the model resolution, 512 or 768) and the tiles' overlap.
+    public var tileSize: Int?
+    public var tileOverlap = 64
 
     public init() {}
 
@@ -150,7 +155,15 @@ extension StableDiffusionPipeline {
                                                                   maskedContent: .fill, progress: step).image) * 2 - 1
                     }
                 }
-                result = try imageToImage(start, settings: settings, progress: step)
+                if configuration.upscale > 1 {
+                    let (h, w) = (start.shape[2] * configuration.upscale, start.shape[3] * configuration.upscale)
+                    let enlarged = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: start), width: w, height: h).imageTensor
+                    let tile = configuration.tileSize ?? (models.predictionType == "v_prediction" ? 768 : 512)
+                    let image = try tiledImageToImage(enlarged, settings: settings, tile: tile, overlap: configuration.tileOverlap, progress: step)
+                    result = GenerationResult(image: image, latents: Tensor(zeros: [0]), seed: settings.seed)
+                } else {
+                    result = try imageToImage(start, settings: settings, progress: step)
+                }
                 result.defectMask = defects
             case .inpaint:
                 guard let maskTensor else { throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image") }
@@ -167,11 +180,16 @@ extension StableDiffusionPipeline {
                     result = GenerationResult(image: image, latents: result.latents, seed: result.seed)
                 }
             }
-            if needsFit, configuration.sizeHandling == .pad {
+            if needsFit, configuration.sizeHandling == .pad, configuration.upscale > 1, configuration.mode == .restore {
+                let s = configuration.upscale
+                result = GenerationResult(image: result.image.slice(0..<(height * s), axis: 2).slice(0..<(width * s), axis: 3),
+                                          latents: result.latents, seed: result.seed, defectMask: result.defectMask)
+            } else if needsFit, configuration.sizeHandling == .pad {
                 result = GenerationResult(image: result.image.slice(0..<height, axis: 2).slice(0..<width, axis: 3),
                                           latents: result.latents, seed: result.seed)
             } else if needsFit, configuration.sizeHandling == .resize {
-                let back = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: result.image), width: width, height: height).unitTensor
+                let scale = configuration.mode == .restore ? configuration.upscale : 1
+                let back = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: result.image), width: width * scale, height: height * scale).unitTensor
                 result = GenerationResult(image: back, latents: result.latents, seed: result.seed)
             }
             if grayOutput {

@@ -39,7 +39,8 @@ public struct Recipe: Sendable, Equatable {
         "inpaint_area": "whole or masked", "padding": "a whole number of pixels from 0 to 256",
         "paste_back": "true or false", "masked_content": "original, fill, latent_noise or latent_nothing",
         "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
-        "repair_defects": "true or false", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
+        "repair_defects": "true or false", "upscale": "1 or 2", "tile_size": "a whole number of pixels from 64 to 2048",
+        "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
         "$schema": "a string",
     ]
 
@@ -92,6 +93,9 @@ public struct Recipe: Sendable, Equatable {
         if let v = reader.bool("color") { c.colorize = v }
         if let v = reader.integer("resolution", 64...2048) { c.resolution = v }
         if let v = reader.bool("repair_defects") { c.repairDefects = v }
+        if let v = reader.integer("upscale", 1...2) { c.upscale = v }
+        if let v = reader.integer("tile_size", 64...2048) { c.tileSize = v }
+        if let v = reader.integer("tile_overlap", 0...256) { c.tileOverlap = v }
         if let v = reader.number("defect_threshold", where: { $0 >= 0.01 && $0 <= 1 }) { c.defectThreshold = Float(v) }
         if c.mode == .restore {
             if json["prompt"] == nil { c.generation.prompt = PipelineConfiguration.restorationPrompt }

@@ -107,3 +107,35 @@ extension InpaintOptionsTests {
         XCTAssertLessThanOrEqual(worst, 1)
     }
 }
+
+/// Restoration's 2× "SD upscale": tiles cover the image with the overlap asked for, and the blend of one
+/// tile that covers everything is exactly that tile's img2img.
+final class TiledUpscaleTests: XCTestCase {
+    func testTileOriginsCoverWithOverlap() {
+        for (size, tile, overlap) in [(1024, 512, 64), (1000, 512, 64), (128, 64, 16), (96, 64, 16), (64, 64, 16), (2048, 768, 64)] {
+            let origins = TileLayout.origins(size: size, tile: tile, overlap: overlap)
+            XCTAssertEqual(origins.first, 0)
+            XCTAssertEqual((origins.last ?? 0) + min(tile, size), size, "covers to the end: \(size)")
+            for (a, b) in zip(origins, origins.dropFirst()) { XCTAssertGreaterThanOrEqual(a + tile - b, overlap, "overlap \(size)") }
+        }
+    }
+
+    func testUpscaleDoublesTheSizeAndOneTileIsPlainImg2Img() throws {
+        let pipeline = try PipelineFixtures.pipeline("sd1")
+        let photo = try PipelineFixtures.input("photo_ns.png")                                   // 64×48
+        var c = PipelineConfiguration()
+        c.mode = .restore
+        c.generation.steps = 4; c.generation.strength = 0.5; c.generation.seed = 8
+        c.upscale = 2; c.tileSize = 64; c.tileOverlap = 16
+        let tiled = try pipeline.run(c, image: photo)[0].image
+        XCTAssertEqual(Array(tiled.shape), [1, 3, 96, 128])
+        XCTAssertTrue(tiled.scalars.allSatisfy { $0 >= 0 && $0 <= 1 })
+
+        c.tileSize = 128                                                                          // one tile
+        let single = try pipeline.run(c, image: photo)[0].image
+        let enlarged = try ImageOps.resizeLanczos(PlanarImage8(width: 64, height: 48, channels: 3,
+            pixels: (0..<3).flatMap { ch in (0..<(64 * 48)).map { UInt8(photo.samples[$0 * 3 + ch]) } }), width: 128, height: 96)
+        let input = Tensor(shape: [1, 3, 96, 128], scalars: enlarged.pixels.map { (Float($0) / 255) * 2 - 1 })
+        XCTAssertEqual(single.scalars, try pipeline.imageToImage(input, settings: c.generation).image.scalars)
+    }
+}
