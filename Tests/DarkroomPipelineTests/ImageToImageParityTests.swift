@@ -3,7 +3,7 @@ import DarkroomTensor
 import XCTest
 
 /// img2img against diffusers' StableDiffusionImg2ImgPipeline (cases `i2i_*` of cases.json): every
-/// sampler, strengths 0.3/0.6/1.0, guidance 1 (no CFG), a negative prompt, a non-square input, seeds
+/// sampler at strengths 0.6 and 0.3 (and 1.0 for some), guidance 1 (no CFG), a negative prompt, a non-square input, seeds
 /// 1234 and 1235, DDIM η = 1, and SD 2.x v-prediction. Same seed → same random draws (torch-exact
 /// randn, diffusers' order). The decoded image (float, [0, 1], before quantisation) must be within
 /// 1e-3 of diffusers' everywhere — a quarter of one 8-bit level.
@@ -17,7 +17,7 @@ final class ImageToImageParityTests: XCTestCase {
     func testAllImageToImageCases() throws {
         let expected = try PipelineFixtures.expected()
         let cases = try PipelineFixtures.cases().filter { $0.pipeline == "img2img" }
-        XCTAssertGreaterThanOrEqual(cases.count, 15)
+        XCTAssertGreaterThanOrEqual(cases.count, 27)
         for c in cases {
             let pipeline = try PipelineFixtures.pipeline(c.model)
             let image = ImageTensor.tensor(from: try PipelineFixtures.input(c.image))

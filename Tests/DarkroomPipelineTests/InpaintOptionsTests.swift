@@ -139,3 +139,25 @@ final class TiledUpscaleTests: XCTestCase {
         XCTAssertEqual(single.scalars, try pipeline.imageToImage(input, settings: c.generation).image.scalars)
     }
 }
+
+extension InpaintOptionsTests {
+    /// `latent_noise` and `latent_nothing` change what the masked area starts from (so the results differ
+    /// from `original` and from each other) and, with paste-back, nothing outside the mask.
+    func testLatentMaskedContentModes() throws {
+        let input = try photo()
+        let mask = try rectangleMask(x: 16..<48, y: 16..<48)
+        var images: [PipelineConfiguration.MaskedContent: Image] = [:]
+        for content in [PipelineConfiguration.MaskedContent.original, .latentNoise, .latentNothing] {
+            let c = configuration { $0.maskedContent = content; $0.maskBlur = 0 }
+            images[content] = try ImageTensor.image(fromUnitRange: try PipelineFixtures.pipeline("sd1").run(c, image: input, mask: mask)[0].image)
+        }
+        XCTAssertNotEqual(images[.original]?.samples, images[.latentNoise]?.samples)
+        XCTAssertNotEqual(images[.original]?.samples, images[.latentNothing]?.samples)
+        XCTAssertNotEqual(images[.latentNoise]?.samples, images[.latentNothing]?.samples)
+        for (_, image) in images {
+            for y in 0..<64 { for x in 0..<64 where !(16..<48).contains(x) || !(16..<48).contains(y) {
+                for c in 0..<3 { XCTAssertEqual(image.samples[(y * 64 + x) * 3 + c], input.samples[(y * 64 + x) * 3 + c]) }
+            } }
+        }
+    }
+}

@@ -108,6 +108,8 @@ RECIPES = {
     "euler": (EulerDiscreteScheduler, {}),
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
     "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "euler_karras": (EulerDiscreteScheduler, {"use_karras_sigmas": True}),
+    "lms_karras": (LMSDiscreteScheduler, {"use_karras_sigmas": True}),
     "dpmpp_2m_karras": (DPMSolverMultistepScheduler,
                         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
 }
@@ -133,8 +135,11 @@ def case(name, pipeline, model, recipe, *, steps=10, strength=0.6, guidance=7.5,
 
 def all_cases() -> list[dict]:
     cs = []
-    for r in ["ddim", "pndm", "lms", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras"]:
+    for r in ["ddim", "pndm", "lms", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "euler_karras", "lms_karras"]:
         cs.append(case(f"i2i_sd1_{r}", "img2img", "sd1", r))
+    # A second strength for every sampler (dpmpp_2m has its own below).
+    for r in ["ddim", "pndm", "lms", "euler", "euler_a", "dpmpp_2m_karras", "euler_karras", "lms_karras"]:
+        cs.append(case(f"i2i_sd1_{r}_s030", "img2img", "sd1", r, strength=0.3))
     cs += [
         case("i2i_sd1_euler_s100", "img2img", "sd1", "euler", strength=1.0),
         case("i2i_sd1_ddim_s100", "img2img", "sd1", "ddim", strength=1.0),
