@@ -1,4 +1,6 @@
+import DarkroomModels
 import DarkroomPipeline
+import DarkroomTokenizer
 import DarkroomTensor
 import XCTest
 
@@ -40,6 +42,36 @@ final class ImageToImageParityTests: XCTestCase {
             XCTAssertThrowsError(try pipeline.imageToImage(image, settings: settings)) { error in
                 XCTAssert("\(error)".contains("'\(field)'"), "\(error)")
             }
+        }
+    }
+}
+
+/// The same diffusers cases from the single-file checkpoints (LDM keys; sd1 F16, sd2v F16 with its
+/// `.yaml`, sd1_inpaint BF16), each described by its diffusers folder as diffusers' `from_single_file(config=)`
+/// does: same images, same 1e-3.
+final class SingleFileLayoutParityTests: XCTestCase {
+    func testRepresentativeCasesFromSingleFiles() throws {
+        let expected = try PipelineFixtures.expected()
+        let cases = try PipelineFixtures.cases().filter {
+            ["i2i_sd1_euler", "i2i_sd1_dpmpp_2m_karras", "i2i_sd2v_euler", "i2i_sd2v_ddim", "inp9_euler_s075", "inp4_euler_s100"].contains($0.name)
+        }
+        XCTAssertEqual(cases.count, 6)
+        var loaded: [String: StableDiffusionPipeline] = [:]
+        for c in cases {
+            let folder = PipelineFixtures.modelsRoot.appendingPathComponent(c.model)
+            let pipeline = try loaded[c.model] ?? StableDiffusionPipeline(
+                models: try StableDiffusionModels.load(folder.appendingPathComponent("\(c.model).safetensors"),
+                                                       config: folder.appendingPathComponent("diffusers")),
+                tokenizer: try CLIPTokenizer.bundled())
+            loaded[c.model] = pipeline
+            XCTAssertEqual(pipeline.models.checkpoint.layout, .singleFile)
+            let image = ImageTensor.tensor(from: try PipelineFixtures.input(c.image))
+            let result = c.pipeline == "img2img"
+                ? try pipeline.imageToImage(image, settings: c.settings)
+                : try pipeline.inpaint(image, mask: ImageTensor.mask(from: try PipelineFixtures.input(try XCTUnwrap(c.mask))),
+                                       settings: c.settings, pasteBack: false)
+            let want = try expected.tensor("\(c.name).image")
+            assertWithin(result.image.permuted([0, 2, 3, 1]).reshaped(want.shape), want, absolute: 1e-3, "\(c.name) single file")
         }
     }
 }
