@@ -22,14 +22,11 @@ extension StableDiffusionPipeline {
     public func inpaint(_ image: Tensor, mask: Tensor, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original,
                         progress: Progress? = nil) throws -> GenerationResult {
-        // 1. Check inputs.
-        try check(settings)
+        // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
+        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings)
+        let first = timesteps[0]
         let (height, width) = (image.shape[2], image.shape[3])
         let factor = models.vae.config.downscale
-        guard height % factor == 0, width % factor == 0 else {
-            throw PipelineError.invalidValue(field: "image size", value: "\(width)×\(height)",
-                                             expected: "multiples of \(factor) (resize, crop or pad first)")
-        }
         guard mask.shape[2] == height, mask.shape[3] == width else {
             throw PipelineError.maskSizeMismatch(mask: "mask", maskSize: "\(mask.shape[3])×\(mask.shape[2])", imageSize: "\(width)×\(height)")
         }
@@ -40,21 +37,7 @@ extension StableDiffusionPipeline {
             throw PipelineError.invalidValue(field: "model", value: "a UNet with \(channels) input channels", expected: "4 or 9")
         }
 
-        // 2. Encode the prompt.
         let guided = settings.guidance > 1
-        let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
-            .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
-
-        // 4. Timesteps for the strength.
-        var scheduler = try makeScheduler(settings)
-        try scheduler.setTimesteps(settings.steps)
-        let start = imageToImageStart(steps: settings.steps, strength: settings.strength)
-        let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
-        guard let first = timesteps.first else {
-            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)",
-                                             expected: "large enough that at least one of the \(settings.steps) steps runs")
-        }
-        scheduler.setBeginIndex(start)
         let fullStrength = settings.strength == 1
 
         // 5. Prepare latents, in diffusers' draw order.

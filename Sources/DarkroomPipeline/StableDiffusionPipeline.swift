@@ -63,27 +63,9 @@ public struct StableDiffusionPipeline: Sendable {
 
     /// img2img: `image` is [1, 3, H, W] in [-1, 1] with H and W multiples of the VAE's factor (8).
     public func imageToImage(_ image: Tensor, settings: GenerationSettings, progress: Progress? = nil) throws -> GenerationResult {
-        // 1. Check inputs.
-        try check(settings)
-        let factor = models.vae.config.downscale
-        guard image.shape[2] % factor == 0, image.shape[3] % factor == 0 else {
-            throw PipelineError.invalidValue(field: "image size", value: "\(image.shape[3])×\(image.shape[2])",
-                                             expected: "multiples of \(factor) (resize, crop or pad first)")
-        }
-        // 2. Encode the prompt.
-        let guided = settings.guidance > 1
-        let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
-            .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
-        // 4. Timesteps for the strength.
-        var scheduler = try makeScheduler(settings)
-        try scheduler.setTimesteps(settings.steps)
-        let start = imageToImageStart(steps: settings.steps, strength: settings.strength)
-        let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
-        guard let first = timesteps.first else {
-            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)",
-                                             expected: "large enough that at least one of the \(settings.steps) steps runs")
-        }
-        scheduler.setBeginIndex(start)
+        // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
+        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings)
+        let first = timesteps[0]
         // 5. Prepare latents: sample the posterior, then draw the noise, in diffusers' order.
         var random = TorchRandomSource(seed: settings.seed)
         let posterior = models.vae.encode(image)
@@ -93,10 +75,34 @@ public struct StableDiffusionPipeline: Sendable {
         var latents = scheduler.addNoise(original: initLatents, noise: noise, timestep: first)
         // 6. Denoise.
         latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
-                              guidance: guided ? settings.guidance : nil, random: &random, progress: progress)
+                              guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random, progress: progress)
         // 7. Decode.
         let decoded = models.vae.decode(latents / models.vae.config.scalingFactor)
         return GenerationResult(image: ImageTensor.unitRange(decoded), latents: latents, seed: settings.seed)
+    }
+
+    /// Steps 1–4 shared by img2img and inpainting: check the settings and the image size, encode the
+    /// prompt (negative and positive when guidance > 1), and the scheduler positioned for the strength
+    /// (diffusers' `get_timesteps` + `set_begin_index`) with the timesteps to run.
+    func prepare(_ image: Tensor, settings: GenerationSettings) throws -> (Tensor, any Scheduler, [Float]) {
+        try check(settings)
+        let factor = models.vae.config.downscale
+        guard image.shape[2] % factor == 0, image.shape[3] % factor == 0 else {
+            throw PipelineError.invalidValue(field: "image size", value: "\(image.shape[3])×\(image.shape[2])",
+                                             expected: "multiples of \(factor) (resize, crop or pad first)")
+        }
+        let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
+            .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: settings.guidance > 1)
+        var scheduler = try makeScheduler(settings)
+        try scheduler.setTimesteps(settings.steps)
+        let start = imageToImageStart(steps: settings.steps, strength: settings.strength)
+        let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
+        guard !timesteps.isEmpty else {
+            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)",
+                                             expected: "large enough that at least one of the \(settings.steps) steps runs")
+        }
+        scheduler.setBeginIndex(start)
+        return (embeddings, scheduler, timesteps)
     }
 
     /// The denoising loop shared by img2img and inpainting. `prepareInput` lets inpainting append the
