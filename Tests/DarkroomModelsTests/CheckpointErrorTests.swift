@@ -1,6 +1,7 @@
 import DarkroomModels
 import DarkroomWeights
 import Foundation
+import DarkroomTestSupport
 import XCTest
 
 /// Broken checkpoints give errors that name the file and the key, never a crash. Each case is the

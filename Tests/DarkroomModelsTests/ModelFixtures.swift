@@ -1,5 +1,6 @@
 import DarkroomModels
 import DarkroomTensor
+import DarkroomTestSupport
 import DarkroomWeights
 import Foundation
 import XCTest
@@ -35,26 +36,3 @@ enum ModelFixtures {
     }
 }
 
-extension SafetensorsFile {
-    func tensor(_ name: String) throws -> Tensor { Tensor(shape: try info(name).shape, scalars: try floats(name)) }
-    /// Token ids stored as floats, one row per prompt.
-    func ids(_ name: String) throws -> [[Int]] {
-        let t = try tensor(name)
-        return (0..<t.shape[0]).map { row in (0..<t.shape[1]).map { Int(t.scalars[row * t.shape[1] + $0]) } }
-    }
-}
-
-/// Asserts equal shapes and max|actual − expected| ≤ `relative` · max|expected| (error relative to the
-/// tensor's scale).
-func assertClose(_ actual: Tensor, _ expected: Tensor, relative: Float, _ message: String = "",
-                 file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(actual.shape, expected.shape, "shape " + message, file: file, line: line)
-    guard actual.shape == expected.shape else { return }
-    let a = actual.scalars, e = expected.scalars
-    let scale = e.reduce(0) { max($0, abs($1)) }
-    var worst: Float = 0, at = 0
-    for i in e.indices where !(abs(a[i] - e[i]) <= worst) { worst = abs(a[i] - e[i]); at = i }
-    XCTAssert(worst <= relative * scale,
-              "max |Δ| \(worst) at \(at) (got \(a[at]), want \(e[at])) exceeds \(relative) × \(scale) \(message)",
-              file: file, line: line)
-}

@@ -3,6 +3,7 @@ import DarkroomTokenizer
 import Foundation
 import DarkroomTensor
 import DarkroomWeights
+import DarkroomTestSupport
 import XCTest
 
 /// Every model output against diffusers on the fixture variants (tools/reference/make_model_fixtures.py,

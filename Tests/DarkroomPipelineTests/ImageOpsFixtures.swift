@@ -1,5 +1,6 @@
 import DarkroomPipeline
 import Foundation
+import DarkroomTestSupport
 import XCTest
 
 /// `Tests/Fixtures/imageops/`, written by `tools/reference/make_imageops_fixtures.py` (Pillow, cv2,

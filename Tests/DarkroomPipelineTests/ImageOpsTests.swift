@@ -1,5 +1,6 @@
 import DarkroomPipeline
 import Foundation
+import DarkroomTestSupport
 import XCTest
 
 final class ImageOpsTests: XCTestCase {

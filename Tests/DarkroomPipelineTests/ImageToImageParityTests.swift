@@ -2,6 +2,7 @@ import DarkroomModels
 import DarkroomPipeline
 import DarkroomTokenizer
 import DarkroomTensor
+import DarkroomTestSupport
 import XCTest
 
 /// img2img against diffusers' StableDiffusionImg2ImgPipeline (cases `i2i_*` of cases.json): every

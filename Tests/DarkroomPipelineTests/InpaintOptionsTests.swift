@@ -1,6 +1,7 @@
 import DarkroomImageIO
 import DarkroomPipeline
 import DarkroomTensor
+import DarkroomTestSupport
 import XCTest
 
 /// The A1111 options on top of diffusers' inpainting, on the sd1 (4-channel) fixture model.

@@ -1,5 +1,6 @@
 import DarkroomPipeline
 import DarkroomTensor
+import DarkroomTestSupport
 import XCTest
 
 /// Inpainting against diffusers' StableDiffusionInpaintPipeline (cases `inp9_*`: the 9-channel

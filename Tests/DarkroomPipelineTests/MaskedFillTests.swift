@@ -1,5 +1,6 @@
 import DarkroomPipeline
 import Foundation
+import DarkroomTestSupport
 import XCTest
 
 /// A1111 `masked_content: fill` (masking.fill) and the PIL GaussianBlur it is built on.

@@ -2,6 +2,7 @@ import DarkroomImageIO
 import DarkroomModels
 import DarkroomPipeline
 import DarkroomTensor
+import DarkroomTestSupport
 import DarkroomTokenizer
 import DarkroomWeights
 import Foundation
@@ -74,18 +75,3 @@ enum PipelineFixtures {
     }
 }
 
-extension SafetensorsFile {
-    func tensor(_ name: String) throws -> Tensor { Tensor(shape: try info(name).shape, scalars: try floats(name)) }
-}
-
-/// max |actual − expected| ≤ `absolute`, element-wise.
-func assertWithin(_ actual: Tensor, _ expected: Tensor, absolute: Float, _ message: String,
-                  file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(actual.shape, expected.shape, "shape " + message, file: file, line: line)
-    guard actual.shape == expected.shape else { return }
-    let a = actual.scalars, e = expected.scalars
-    var worst: Float = 0, at = 0
-    for i in e.indices where !(abs(a[i] - e[i]) <= worst) { worst = abs(a[i] - e[i]); at = i }
-    XCTAssert(worst <= absolute, "max |Δ| \(worst) at \(at) (got \(a[at]), want \(e[at])) exceeds \(absolute) \(message)",
-              file: file, line: line)
-}

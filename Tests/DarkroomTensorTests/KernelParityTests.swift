@@ -1,4 +1,5 @@
 import DarkroomTensor
+import DarkroomTestSupport
 import XCTest
 
 /// Every expected value comes from `tools/reference/make_op_fixtures.py` (PyTorch, float64 math), case

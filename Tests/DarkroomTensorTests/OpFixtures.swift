@@ -1,4 +1,5 @@
 import DarkroomTensor
+import DarkroomTestSupport
 import DarkroomWeights
 import Foundation
 import XCTest
@@ -14,9 +15,7 @@ struct OpFixtures {
 
     init() throws { file = try SafetensorsFile(url: Self.url) }
 
-    func tensor(_ name: String) throws -> Tensor {
-        Tensor(shape: try file.info(name).shape, scalars: try file.floats(name))
-    }
+    func tensor(_ name: String) throws -> Tensor { try file.tensor(name) }
 
     func parameters(_ testCase: String) throws -> [String: Any] {
         let json = try XCTUnwrap(file.metadata[testCase], "no metadata for case \(testCase)")
@@ -24,17 +23,3 @@ struct OpFixtures {
     }
 }
 
-/// Asserts equal shapes and max|actual − expected| ≤ `relative` · max|expected|: the error relative
-/// to the tensor's scale, so near-zero elements neither hide nor inflate it.
-func assertClose(_ actual: Tensor, _ expected: Tensor, relative: Float, _ message: String = "",
-                 file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(actual.shape, expected.shape, "shape " + message, file: file, line: line)
-    guard actual.shape == expected.shape else { return }
-    let a = actual.scalars, e = expected.scalars
-    let scale = e.reduce(0) { max($0, abs($1)) }
-    var worst: Float = 0, at = 0
-    for i in e.indices where !(abs(a[i] - e[i]) <= worst) { worst = abs(a[i] - e[i]); at = i }
-    XCTAssert(worst <= relative * scale,
-              "max |Δ| \(worst) at \(at) (got \(a[at]), want \(e[at])) exceeds \(relative) × \(scale) \(message)",
-              file: file, line: line)
-}
