@@ -71,17 +71,8 @@ public struct EulerDiscreteScheduler: Scheduler {
 
     public mutating func setTimesteps(_ count: Int) throws {
         try SchedulerValidation.stepCount(count, schedule)
-        let train = schedule.numTrainTimesteps
-        var steps: [Float]
-        switch spacing {
-        case .linspace:
-            steps = NumPy.linspace(0, Double(train - 1), count).reversed().map { Float($0) }
-        case .leading:
-            let ratio = train / count
-            steps = (0..<count).reversed().map { Float($0 * ratio) + Float(stepsOffset) }
-        case .trailing:
-            steps = NumPy.arange(Double(train), 0, -Double(train) / Double(count)).map { Float(NumPy.round($0)) - 1 }
-        }
+        var steps = SigmaSchedule.discreteTimesteps(spacing: spacing, count: count,
+                                                train: schedule.numTrainTimesteps, stepsOffset: stepsOffset)
         let table = schedule.sigmas
         var values = steps.map { NumPy.interp(Double($0), table) }
         if useKarras {
@@ -100,18 +91,11 @@ public struct EulerDiscreteScheduler: Scheduler {
     public mutating func setBeginIndex(_ index: Int) { beginIndex = index }
 
     private func currentIndex(_ timestep: Float) -> Int {
-        if let stepIndex { return stepIndex }
-        if let beginIndex { return beginIndex }
-        guard let index = SigmaSchedule.index(of: timestep, in: timesteps) else {
-            preconditionFailure("timestep \(timestep) is not in the schedule")
-        }
-        return index
+        SigmaSchedule.currentIndex(timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)
     }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor {
-        let sigma = sigmas[currentIndex(timestep)]
-        let scale = (sigma * sigma + 1).squareRoot()
-        return sample.mapScalars { $0 / scale }
+        SigmaSchedule.scaleModelInput(sample, sigma: sigmas[currentIndex(timestep)])
     }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {

@@ -118,6 +118,37 @@ enum NumPy {
 
 /// Helpers for the sigma-parameterised schedulers (Euler, Euler ancestral, LMS, DPM-Solver).
 enum SigmaSchedule {
+    /// The timesteps of a discrete sigma scheduler (Euler, Euler a, LMS) for `count` steps: diffusers'
+    /// `timestep_spacing` "linspace" (float, may be fractional), "leading" (+ steps_offset) or "trailing".
+    static func discreteTimesteps(spacing: TimestepSpacing, count: Int, train: Int, stepsOffset: Int) -> [Float] {
+        switch spacing {
+        case .linspace:
+            return NumPy.linspace(0, Double(train - 1), count).reversed().map { Float($0) }
+        case .leading:
+            let ratio = train / count
+            return (0..<count).reversed().map { Float($0 * ratio) + Float(stepsOffset) }
+        case .trailing:
+            return NumPy.arange(Double(train), 0, -Double(train) / Double(count)).map { Float(NumPy.round($0)) - 1 }
+        }
+    }
+
+    /// diffusers' step-index rule: the running step index, else the begin index (img2img), else the
+    /// position of `timestep` in the schedule.
+    static func currentIndex(_ timestep: Float, stepIndex: Int?, beginIndex: Int?, timesteps: [Float]) -> Int {
+        if let stepIndex { return stepIndex }
+        if let beginIndex { return beginIndex }
+        guard let index = index(of: timestep, in: timesteps) else {
+            preconditionFailure("timestep \(timestep) is not in the schedule")
+        }
+        return index
+    }
+
+    /// `scale_model_input`: the sample divided by √(σ² + 1).
+    static func scaleModelInput(_ sample: Tensor, sigma: Float) -> Tensor {
+        let scale = (sigma * sigma + 1).squareRoot()
+        return sample.mapScalars { $0 / scale }
+    }
+
     /// Karras et al. (2022) noise levels, diffusers' `_convert_to_karras` (float64, ρ = 7).
     static func karras(sigmaMin: Double, sigmaMax: Double, count: Int) -> [Double] {
         let rho = 7.0
