@@ -198,7 +198,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        let i = beginIndex == nil ? index(of: timestep) : (stepIndex ?? beginIndex!)
+        let i = beginIndex.map { stepIndex ?? $0 } ?? index(of: timestep)
         let (alpha, sigma) = Self.alphaSigma(sigmas[i])
         return Tensor.zipScalars(original, noise) { x, n in alpha * x + sigma * n }
     }

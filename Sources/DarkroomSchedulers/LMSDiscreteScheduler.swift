@@ -143,16 +143,7 @@ public struct LMSDiscreteScheduler: Scheduler {
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        let index: Int
-        if beginIndex == nil {
-            guard let found = SigmaSchedule.index(of: timestep, in: timesteps) else {
-                preconditionFailure("timestep \(timestep) is not in the schedule")
-            }
-            index = found
-        } else {
-            index = stepIndex ?? beginIndex!
-        }
-        let sigma = sigmas[index]
-        return Tensor.zipScalars(original, noise) { x, n in x + n * sigma }
+        SigmaSchedule.addNoise(original, noise: noise, sigma: sigmas[SigmaSchedule.noiseIndex(
+            timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)])
     }
 }

@@ -143,6 +143,21 @@ enum SigmaSchedule {
         return index
     }
 
+    /// The sigma index `add_noise` uses (diffusers): without a begin index, the position of `timestep`;
+    /// with one, the running step index, or the begin index before the loop has started.
+    static func noiseIndex(_ timestep: Float, stepIndex: Int?, beginIndex: Int?, timesteps: [Float]) -> Int {
+        if let beginIndex { return stepIndex ?? beginIndex }
+        guard let found = index(of: timestep, in: timesteps) else {
+            preconditionFailure("timestep \(timestep) is not in the schedule")
+        }
+        return found
+    }
+
+    /// Forward diffusion for sigma schedulers: x + σ·noise.
+    static func addNoise(_ original: Tensor, noise: Tensor, sigma: Float) -> Tensor {
+        Tensor.zipScalars(original, noise) { x, n in x + n * sigma }
+    }
+
     /// `scale_model_input`: the sample divided by √(σ² + 1).
     static func scaleModelInput(_ sample: Tensor, sigma: Float) -> Tensor {
         let scale = (sigma * sigma + 1).squareRoot()
