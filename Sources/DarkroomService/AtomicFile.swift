@@ -17,6 +17,13 @@ public enum AtomicFile {
         }
     }
 
+    /// Whether `name` is one of this type's temporary files (`.<name>.<UUID>.tmp`).
+    public static func isTemporaryName(_ name: String) -> Bool {
+        guard name.hasPrefix("."), name.hasSuffix(".tmp") else { return false }
+        let parts = name.dropLast(4).split(separator: ".")
+        return parts.last.map { UUID(uuidString: String($0)) != nil } ?? false
+    }
+
     public static func write(_ bytes: [UInt8], to url: URL) throws {
         let folder = url.deletingLastPathComponent()
         let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")

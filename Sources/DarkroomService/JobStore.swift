@@ -35,6 +35,20 @@ public struct JobStore: Sendable {
         for folder in [work, processed, failed, outbox] {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         }
+        removeStaleTemporaryFiles()
+    }
+
+    /// Temporary files `AtomicFile` left behind when the process was killed mid-write: hidden,
+    /// `.<name>.<UUID>.tmp`, never a user's file or a delivered result.
+    func removeStaleTemporaryFiles() {
+        for root in [outbox, work] {
+            guard let paths = FileManager.default.enumerator(atPath: root.path) else { continue }
+            for case let path as String in paths {
+                let name = URL(fileURLWithPath: path).lastPathComponent
+                guard AtomicFile.isTemporaryName(name) else { continue }
+                unlink(root.appendingPathComponent(path).path)
+            }
+        }
     }
 
     /// Claims `spec`: plans its outputs (`count` images), publishes the record, then moves the inputs in.

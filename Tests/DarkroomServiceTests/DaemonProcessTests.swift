@@ -1,0 +1,100 @@
+import DarkroomImageIO
+import DarkroomService
+import Foundation
+import XCTest
+
+/// The real `darkroom run` process (built beside this test bundle), killed with SIGKILL at arbitrary
+/// moments, restarted, and finally drained: every job is delivered exactly once, every result is a
+/// whole PNG, no input is lost. Also 200 jobs dropped at once.
+final class DaemonProcessTests: XCTestCase {
+    var root: URL!
+    var inbox: URL { root.appendingPathComponent("Inbox") }
+    var outbox: URL { root.appendingPathComponent("Outbox") }
+    let fixtures = JobParityTests.fixtures
+
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("darkroom")
+    }
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Self.binary.path), "darkroom not built beside the tests")
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("darkroom-daemon-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("Models"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("models/sd1/diffusers"),
+                                         to: root.appendingPathComponent("Models/sd1"))
+    }
+
+    override func tearDownWithError() throws { if let root { try? FileManager.default.removeItem(at: root) } }
+
+    func drop(_ name: String, recipe: String) throws {
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("pipelines/inputs/photo.png"),
+                                         to: inbox.appendingPathComponent("\(name).png"))
+        try Data(recipe.utf8).write(to: inbox.appendingPathComponent("\(name).json"))
+    }
+
+    func start(once: Bool = false) throws -> Foundation.Process {
+        let process = Foundation.Process()
+        process.executableURL = Self.binary
+        process.arguments = ["run", "--inbox", inbox.path, "--outbox", outbox.path,
+                             "--models", root.appendingPathComponent("Models").path, "--settle", "0"] + (once ? ["--once"] : [])
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func testKillNineAtArbitraryMomentsDeliversEveryJobExactlyOnce() throws {
+        let jobs = 8
+        for i in 0..<jobs { try drop("photo\(i)", recipe: #"{"mode": "img2img", "steps": 4, "seed": \#(i * 10), "count": 2}"#) }
+        var generator = SplitMix(seed: 2026)
+        var interrupted = 0                                  // kills that left a job claimed, mid-run
+        for _ in 0..<12 {
+            let process = try start()
+            usleep(UInt32(20_000 + generator.next() % 250_000))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let work = inbox.appendingPathComponent(".darkroom/work")
+            interrupted += ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).filter { !$0.hasPrefix(".") }.count
+        }
+        XCTAssertGreaterThan(interrupted, 0, "the kills hit running jobs")
+        let last = try start(once: true)
+        last.waitUntilExit()
+        XCTAssertEqual(last.terminationStatus, 0)
+
+        var expected = Set<String>()
+        for i in 0..<jobs { expected.formUnion(["photo\(i).png", "photo\(i)-2.png", "photo\(i).json"]) }
+        let delivered = Set(try FileManager.default.contentsOfDirectory(atPath: outbox.path))
+        XCTAssertEqual(delivered, expected, "exactly the planned results: no duplicates, no leftovers")
+        for name in expected where name.hasSuffix(".png") {
+            XCTAssertNoThrow(try ImageDecoder.decode(fileAt: outbox.appendingPathComponent(name)), "\(name) is a whole PNG")
+        }
+        let processed = try FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("Processed").path)
+        XCTAssertEqual(processed.count, jobs)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("Failed").path), [])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: inbox.path).filter { $0.hasSuffix(".png") }, [])
+    }
+
+    func testTwoHundredJobsDroppedAtOnce() throws {
+        for i in 0..<200 { try drop("p\(i)", recipe: #"{"mode": "img2img", "steps": 1, "strength": 1, "seed": \#(i)}"#) }
+        let process = try start(once: true)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        let delivered = try FileManager.default.contentsOfDirectory(atPath: outbox.path).filter { $0.hasSuffix(".png") }
+        XCTAssertEqual(delivered.count, 200)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("Processed").path).count, 200)
+    }
+}
+
+/// A small deterministic generator for the kill timings.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt32 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return UInt32(truncatingIfNeeded: z ^ (z >> 31))
+    }
+}
