@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // System libraries (Debian packages; see .ci/run).
@@ -48,7 +49,8 @@ let package = Package(
         // Recipes, inbox/outbox jobs, systemd notify, logging — no math here.
         .target(name: "DarkroomService", dependencies: ["DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
                                                         "DarkroomImageIO", "DarkroomTokenizer",
-                                                        .product(name: "Logging", package: "swift-log")]),
+                                                        .product(name: "Logging", package: "swift-log"),
+                                                        .product(name: "Crypto", package: "swift-crypto")]),
 
         // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
         .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),

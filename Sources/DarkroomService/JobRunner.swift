@@ -15,7 +15,7 @@ public final class JobRunner {
     public let decodeLimits: DecodeLimits
     let logger: Logger
     let loadPipeline: (URL) throws -> StableDiffusionPipeline
-    var loaded: (url: URL, pipeline: StableDiffusionPipeline)?
+    var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
     /// Called after every denoising step with (job id, image index, step, steps): status and watchdog.
     public var onStep: ((String, Int, Int, Int) -> Void)?
 
@@ -41,7 +41,7 @@ public final class JobRunner {
     @discardableResult
     public func preload() throws -> String? {
         guard let url = try? library.resolve(nil) else { return nil }
-        if loaded?.url != url { loaded = (url, try loadPipeline(url)) }
+        if loaded?.url != url { loaded = (url, try loadPipeline(url), ModelHash.short(for: url)) }
         return url.lastPathComponent
     }
 
@@ -142,13 +142,14 @@ public final class JobRunner {
         }
         // Model.
         let modelURL = try library.resolve(recipe.model)
-        let pipeline: StableDiffusionPipeline
-        if let loaded, loaded.url == modelURL { pipeline = loaded.pipeline } else {
+        let pipeline: StableDiffusionPipeline, modelHash: String?
+        if let loaded, loaded.url == modelURL { (pipeline, modelHash) = (loaded.pipeline, loaded.hash) } else {
             loaded = nil
             do { pipeline = try loadPipeline(modelURL) } catch {
                 throw JobFailure(code: "model", message: "Cannot load model '\(modelURL.lastPathComponent)': \(error)", file: modelURL.path, field: "model")
             }
-            loaded = (modelURL, pipeline)
+            modelHash = ModelHash.short(for: modelURL)
+            loaded = (modelURL, pipeline, modelHash)
         }
         // One image per seed; an output that exists was delivered by an earlier attempt of this job.
         var seeds: [UInt64] = []
@@ -180,7 +181,7 @@ public final class JobRunner {
             }
             let png = try ImageTensor.image(fromUnitRange: results[0].image)
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
-                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: nil)
+                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash)
             try AtomicFile.write(try PNGEncoder.encode(png, text: [(key: "parameters", value: text)]), to: url)
             if index == 0, let defects = results[0].defectMask {
                 let maskURL = url.deletingPathExtension().appendingPathExtension("defects.png")
@@ -196,7 +197,7 @@ public final class JobRunner {
             "negative_prompt": configuration.generation.negativePrompt, "steps": configuration.generation.steps,
             "strength": configuration.generation.strength, "guidance": Double(configuration.generation.guidance),
             "sampler": configuration.generation.sampler, "seeds": seeds.map { "\($0)" }, "outputs": record.outputs,
-            "model": modelURL.lastPathComponent, "software": "Darkroom",
+            "model": modelURL.lastPathComponent, "model_hash": modelHash ?? "", "software": "Darkroom",
         ]
         if let mask = record.sources["mask"] { report["mask"] = mask }
         let reportURL = store.outbox.appendingPathComponent(record.report)

@@ -59,7 +59,7 @@ struct Process: ParsableCommand {
         for (result, url) in zip(results, outputs) {
             let png = try ImageTensor.image(fromUnitRange: result.image)
             let text = A1111Parameters.text(configuration: configuration, seed: result.seed, width: png.width, height: png.height,
-                                            modelName: modelName, modelHash: nil)
+                                            modelName: modelName, modelHash: ModelHash.short(for: URL(fileURLWithPath: model)))
             try AtomicFile.write(try PNGEncoder.encode(png, text: [(key: "parameters", value: text)]), to: url)
             print("\(url.path)  seed \(result.seed)")
         }
