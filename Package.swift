@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "DarkroomPipelineTests", dependencies: ["DarkroomPipeline", "DarkroomModels", "DarkroomTokenizer",
                                                                   "DarkroomWeights", "DarkroomImageIO", "DarkroomTensor",
                                                                   "DarkroomTestSupport"]),
-        .testTarget(name: "DarkroomServiceTests", dependencies: ["DarkroomService", "DarkroomPipeline", "DarkroomModels", .product(name: "Logging", package: "swift-log"),
+        .testTarget(name: "DarkroomServiceTests", dependencies: ["DarkroomService", "DarkroomPipeline", "DarkroomModels", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
                                                                  "DarkroomTokenizer", "DarkroomWeights", "DarkroomImageIO"]),
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
