@@ -77,7 +77,8 @@ public struct InboxScanner: Sendable {
     }
 
     /// Regular files (name → modification date) and folders of `url`, without hidden/reserved names.
-    /// Symbolic links are not followed: a link is neither a file nor a folder here.
+    /// Symbolic links are never followed: a link counts as a file (so a job with one fails with a clear
+    /// error instead of waiting forever), never as a folder.
     func entries(_ url: URL) -> (files: [String: Date], folders: [String], newest: Date?) {
         var files: [String: Date] = [:], folders: [String] = [], newest: Date?
         let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
@@ -86,7 +87,7 @@ public struct InboxScanner: Sendable {
             guard lstat(url.appendingPathComponent(name).path, &info) == 0 else { continue }
             let modified = Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9)
             switch info.st_mode & S_IFMT {
-            case S_IFREG: files[name] = modified; newest = max(newest ?? modified, modified)
+            case S_IFREG, S_IFLNK: files[name] = modified; newest = max(newest ?? modified, modified)
             case S_IFDIR: folders.append(name)
             default: continue
             }

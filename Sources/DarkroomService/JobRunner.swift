@@ -117,6 +117,15 @@ public final class JobRunner {
         guard let recipeURL = store.claimed(record, role: "recipe"), let imageURL = store.claimed(record, role: "image") else {
             throw JobFailure(code: "io", message: "The job record lacks its image or recipe.", file: nil, field: nil)
         }
+        // Inputs must be files of the inbox itself: a symbolic link could point anywhere.
+        for role in ["recipe", "image", "mask"] {
+            guard let url = store.claimed(record, role: role) else { continue }
+            var info = stat()
+            if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+                throw JobFailure(code: role, message: "'\(source(role))' is a symbolic link; Darkroom only reads files placed in the inbox itself.",
+                                 file: source(role), field: role == "mask" ? "mask" : nil)
+            }
+        }
         // Recipe.
         let recipe: Recipe
         do {

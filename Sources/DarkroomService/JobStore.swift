@@ -80,7 +80,9 @@ public struct JobStore: Sendable {
             let from = inbox.appendingPathComponent(source)
             let to = folder.appendingPathComponent(Self.claimedName(role: role, source: source))
             guard !FileManager.default.fileExists(atPath: to.path) else { continue }
-            if role == "recipe" && record.recipeIsShared {
+            var info = stat()
+            let isLink = lstat(from.path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK
+            if role == "recipe" && record.recipeIsShared && !isLink {
                 try AtomicFile.write(Array(try Data(contentsOf: from)), to: to)
             } else {
                 try rename(from, to)

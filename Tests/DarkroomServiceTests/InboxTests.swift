@@ -190,3 +190,45 @@ extension InboxTests {
         XCTAssertTrue(exists(outbox.appendingPathComponent("old.png")))
     }
 }
+
+extension InboxTests {
+    /// More hostile inputs, each failing with a clear error.json while the others are served.
+    func testTruncatedHugeEmptyAndLinkedInputs() throws {
+        // A JPEG cut in half.
+        let jpeg = try JPEGEncoder.encode(try ImageDecoder.decode(fileAt: fixtures.appendingPathComponent("pipelines/inputs/photo.png")).image)
+        try Data(jpeg.prefix(jpeg.count / 2)).write(to: inbox.appendingPathComponent("cut.jpg"))
+        try put("cut.json", #"{"mode": "img2img"}"#)
+        // A PNG whose header claims 100000×100000 pixels (valid CRC).
+        var ihdr: [UInt8] = Array("IHDR".utf8) + [0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0, 8, 2, 0, 0, 0]
+        let crc = crc32(ihdr)
+        ihdr = [0, 0, 0, 13] + ihdr + [UInt8(crc >> 24), UInt8(crc >> 16 & 255), UInt8(crc >> 8 & 255), UInt8(crc & 255)]
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + ihdr).write(to: inbox.appendingPathComponent("huge.png"))
+        try put("huge.json", #"{"mode": "img2img"}"#)
+        // A zero-byte image and a symbolic link to a file outside the inbox.
+        try Data().write(to: inbox.appendingPathComponent("empty.png"))
+        try put("empty.json", #"{"mode": "img2img"}"#)
+        let outside = root.appendingPathComponent("secret.png")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("pipelines/inputs/photo.png"), to: outside)
+        try FileManager.default.createSymbolicLink(at: inbox.appendingPathComponent("link.png"), withDestinationURL: outside)
+        try put("link.json", #"{"mode": "img2img"}"#)
+        try putImage("fine.png"); try put("fine.json", #"{"mode": "img2img", "steps": 2}"#)
+
+        let outcomes = try runner().drain()
+        XCTAssertEqual(outcomes.filter { $0 == .done }.count, 1)
+        XCTAssert((try failure("cut")["message"] as? String ?? "").contains("cut.jpg"))
+        XCTAssert((try failure("huge")["message"] as? String ?? "").contains("100000"))
+        XCTAssertEqual(try failure("empty")["file"] as? String, "empty.png")
+        XCTAssert((try failure("link")["message"] as? String ?? "").contains("symbolic link"))
+        XCTAssertTrue(exists(outside), "the link's target is untouched")
+        XCTAssertTrue(exists(outbox.appendingPathComponent("fine.png")))
+    }
+
+    func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
+    }
+}
