@@ -50,11 +50,12 @@ struct Process: ParsableCommand {
         let models = try StableDiffusionModels.load(URL(fileURLWithPath: model), config: modelConfig.map { URL(fileURLWithPath: $0) })
         let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
         let start = Date()
+        let bar = ProgressBar(images: configuration.count)
         let results = try pipeline.run(configuration, image: input, mask: maskImage, progress: { index, step, steps in
-            FileHandle.standardError.write(Data("\rimage \(index + 1)/\(configuration.count)  step \(step)/\(steps)".utf8))
+            bar.update(image: index, step: step, steps: steps)
             return true
         })
-        FileHandle.standardError.write(Data("\n".utf8))
+        bar.finish()
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         for (result, url) in zip(results, outputs) {
             let png = try ImageTensor.image(fromUnitRange: result.image)
@@ -65,4 +66,26 @@ struct Process: ParsableCommand {
         }
         print(String(format: "%d image(s) in %.1f s", results.count, Date().timeIntervalSince(start)))
     }
+}
+
+/// A one-line progress bar with an ETA on a terminal (stderr); nothing when stderr is not a terminal.
+final class ProgressBar {
+    let images: Int
+    let enabled = isatty(2) != 0
+    let start = Date()
+
+    init(images: Int) { self.images = images }
+
+    func update(image: Int, step: Int, steps: Int) {
+        guard enabled else { return }
+        let done = Double(image * steps + step) / Double(max(images * steps, 1))
+        let width = 30, filled = Int(done * Double(width))
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / done - elapsed : 0
+        let line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+            + "image \(image + 1)/\(images), step \(step)/\(steps), ETA \(Int(eta.rounded())) s   "
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    func finish() { if enabled { FileHandle.standardError.write(Data("\n".utf8)) } }
 }
