@@ -86,6 +86,7 @@ public final class JobRunner {
     public func run(_ record: JobRecord, shouldStop: @escaping () -> Bool) -> Outcome {
         let started = Date()
         var metadata: Logger.Metadata = ["job.id": "\(record.id)", "job.image": "\(record.sources["image"] ?? "")"]
+        logger.info("job started", metadata: metadata)
         do {
             let result = try execute(record, shouldStop: shouldStop)
             try store.complete(record)
@@ -113,6 +114,7 @@ public final class JobRunner {
     struct Executed { let mode: PipelineConfiguration.Mode }
 
     func execute(_ record: JobRecord, shouldStop: @escaping () -> Bool) throws -> Executed {
+        let jobStart = Date()
         let source = { (role: String) in record.sources[role] ?? role }
         guard let recipeURL = store.claimed(record, role: "recipe"), let imageURL = store.claimed(record, role: "image") else {
             throw JobFailure(code: "io", message: "The job record lacks its image or recipe.", file: nil, field: nil)
@@ -173,8 +175,13 @@ public final class JobRunner {
             let results: [GenerationResult]
             do {
                 let onStep = self.onStep
+                let logger = self.logger, imageStart = Date()
                 results = try pipeline.run(single, image: image, mask: mask, progress: { _, step, steps in
                     onStep?(record.id, index, step, steps)
+                    let elapsed = Date().timeIntervalSince(imageStart)
+                    logger.debug("step", metadata: ["job.id": "\(record.id)", "job.image_index": "\(index + 1)",
+                                                    "job.step": "\(step)/\(steps)",
+                                                    "job.eta_seconds": "\(Int((elapsed / Double(step) * Double(steps - step)).rounded()))"])
                     return !shouldStop()
                 })
             } catch PipelineError.cancelled {
@@ -207,6 +214,7 @@ public final class JobRunner {
             "strength": configuration.generation.strength, "guidance": Double(configuration.generation.guidance),
             "sampler": configuration.generation.sampler, "seeds": seeds.map { "\($0)" }, "outputs": record.outputs,
             "model": modelURL.lastPathComponent, "model_hash": modelHash ?? "", "software": "Darkroom",
+            "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
         ]
         if let mask = record.sources["mask"] { report["mask"] = mask }
         let reportURL = store.outbox.appendingPathComponent(record.report)

@@ -232,3 +232,21 @@ extension InboxTests {
         return ~crc
     }
 }
+
+extension InboxTests {
+    /// Files still being written (changed within the settle time) are not a job yet; the same files
+    /// count once they have settled. A recipe dropped after its image completes the pair then.
+    func testJobsStartOnlyWhenTheirFilesHaveSettled() throws {
+        let scanner = InboxScanner(inbox: inbox, settle: 2)
+        try putImage("photo.png")
+        XCTAssertEqual(scanner.scan(now: Date().addingTimeInterval(5)), [], "no recipe yet")
+        try put("photo.json", #"{"mode": "img2img"}"#)
+        XCTAssertEqual(scanner.scan(now: Date()), [], "just written: still settling")
+        XCTAssertEqual(scanner.scan(now: Date().addingTimeInterval(5)).map(\.image), ["photo.png"])
+        // A batch folder counts only when its newest file has settled.
+        try putImage("album/a.png")
+        try put("album/recipe.json", #"{"mode": "img2img"}"#)
+        XCTAssertEqual(scanner.scan(now: Date().addingTimeInterval(1)).map(\.image), [])
+        XCTAssertEqual(Set(scanner.scan(now: Date().addingTimeInterval(5)).map(\.image)), ["photo.png", "album/a.png"])
+    }
+}
