@@ -34,8 +34,7 @@ public struct Checkpoint: TensorSource {
     public func tensor(_ key: String) throws -> Tensor {
         guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceName) }
         let info = try entry.file.info(entry.key)
-        var stored = Tensor(zeros: info.shape)
-        try stored.withUnsafeMutableBufferPointer { try entry.file.floats(entry.key, into: $0) }
+        let stored = try Tensor(shape: info.shape) { try entry.file.floats(entry.key, into: $0) }
         switch entry.transform {
         case .none: return stored
         case .reshape(let shape): return stored.reshaped(shape)
