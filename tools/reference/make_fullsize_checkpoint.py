@@ -8,6 +8,7 @@ VAE 128/256/512/512; CLIP ViT-L/14 text encoder, 12 layers, width 768), converte
 single-file (LDM) keys with the same functions that write the committed fixtures.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -45,6 +46,19 @@ def main() -> None:
     tensors.update(clip_to_ldm(text))
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     save_file(tensors, args.out)
+    # A diffusers config folder describing the file, for diffusers' from_single_file(config=...) offline.
+    from diffusers import PNDMScheduler
+    config = Path(args.out).with_suffix("").with_name(Path(args.out).stem + "-config")
+    unet.save_config(config / "unet")
+    vae.save_config(config / "vae")
+    text.config.save_pretrained(config / "text_encoder")
+    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                  steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False).save_config(config / "scheduler")
+    (config / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"],
+        "safety_checker": [None, None], "feature_extractor": [None, None]}))
     count = sum(v.numel() for v in tensors.values())
     print(f"{args.out}: {len(tensors)} tensors, {count / 1e6:.1f}M parameters, {args.dtype}")
 
