@@ -143,6 +143,9 @@ extension Bench {
             start = clock()
             _ = models.unet(sample, timesteps: [500], context: context)
             print(String(format: "UNet %dx%d, batch %d     %7.2f s   peak RSS %.2f GiB", latent, latent, batch, clock() - start, peakRSSGiB()))
+            start = clock()
+            _ = models.unet(sample, timesteps: [400], context: context)
+            print(String(format: "UNet again (next step)  %7.2f s", clock() - start))
             if vae {
                 let image = Tensor(shape: [1, 3, size, size], repeating: 0.1)
                 start = clock()
