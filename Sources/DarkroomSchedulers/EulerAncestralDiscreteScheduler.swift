@@ -22,21 +22,17 @@ import Foundation
 /// - No Karras sigmas (diffusers' class has none either).
 public struct EulerAncestralDiscreteScheduler: Scheduler {
     public let config: SchedulerConfig
-    public private(set) var timesteps: [Float] = []
+    public var timesteps: [Float] { state.timesteps }
     /// σ per timestep plus a final 0 (float32).
-    public private(set) var sigmas: [Float]
-    public var initNoiseSigma: Float {
-        let maxSigma = sigmas.max() ?? 0
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var sigmas: [Float] { state.sigmas }
+    public var initNoiseSigma: Float { state.initNoiseSigma }
     public var order: Int { 1 }
 
     let schedule: NoiseSchedule
     let prediction: PredictionType
-    let spacing: TimestepSpacing
+    var spacing: TimestepSpacing { state.spacing }
     let stepsOffset: Int
-    private(set) var stepIndex: Int?
-    private(set) var beginIndex: Int?
+    private(set) var state: SigmaSteps
 
     public init(config: SchedulerConfig) throws {
         let name = "EulerAncestralDiscreteScheduler"
@@ -47,9 +43,8 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
         self.config = config
         schedule = try NoiseSchedule(config: config, scheduler: name)
         prediction = config.predictionType ?? .epsilon
-        spacing = config.timestepSpacing ?? .linspace
         stepsOffset = config.stepsOffset ?? 0
-        sigmas = schedule.sigmas.reversed() + [0]
+        state = SigmaSteps(spacing: config.timestepSpacing ?? .linspace, trainingSigmas: schedule.sigmas)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
@@ -57,24 +52,17 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
         let steps = SigmaSchedule.discreteTimesteps(spacing: spacing, count: count,
                                                 train: schedule.numTrainTimesteps, stepsOffset: stepsOffset)
         let table = schedule.sigmas
-        sigmas = steps.map { Float(NumPy.interp(Double($0), table)) } + [0]
-        timesteps = steps
-        stepIndex = nil
-        beginIndex = nil
+        state.reset(timesteps: steps, sigmas: steps.map { Float(NumPy.interp(Double($0), table)) } + [0])
     }
 
-    public mutating func setBeginIndex(_ index: Int) { beginIndex = index }
-
-    private func currentIndex(_ timestep: Float) -> Int {
-        SigmaSchedule.currentIndex(timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)
-    }
+    public mutating func setBeginIndex(_ index: Int) { state.setBeginIndex(index) }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor {
-        SigmaSchedule.scaleModelInput(sample, sigma: sigmas[currentIndex(timestep)])
+        state.scaleModelInput(sample, timestep: timestep)
     }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let index = currentIndex(timestep)
+        let index = state.index(for: timestep)
         let sigma = sigmas[index]
         let predOriginal: Tensor
         switch prediction {
@@ -93,12 +81,11 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
             return x + derivative * dt
         }
         let z = noise()
-        stepIndex = index + 1
+        state.advance(past: index)
         return Tensor.zipScalars(deterministic, z) { x, n in x + n * sigmaUp }
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        SigmaSchedule.addNoise(original, noise: noise, sigma: sigmas[SigmaSchedule.noiseIndex(
-            timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)])
+        state.addNoise(original, noise: noise, timestep: timestep)
     }
 }

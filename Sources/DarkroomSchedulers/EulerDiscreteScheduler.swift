@@ -32,23 +32,19 @@ import Foundation
 ///   this traps).
 public struct EulerDiscreteScheduler: Scheduler {
     public let config: SchedulerConfig
-    public private(set) var timesteps: [Float] = []
+    public var timesteps: [Float] { state.timesteps }
     /// σ for each entry of `timesteps`, plus the final σ (0 or σ_min): float32, as diffusers' `sigmas`.
-    public private(set) var sigmas: [Float]
-    public var initNoiseSigma: Float {
-        let maxSigma = sigmas.max() ?? 0
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var sigmas: [Float] { state.sigmas }
+    public var initNoiseSigma: Float { state.initNoiseSigma }
     public var order: Int { 1 }
 
     let schedule: NoiseSchedule
     let prediction: PredictionType
-    let spacing: TimestepSpacing
+    var spacing: TimestepSpacing { state.spacing }
     let stepsOffset: Int
     let useKarras: Bool
     let finalSigmaIsMin: Bool
-    private(set) var stepIndex: Int?
-    private(set) var beginIndex: Int?
+    private(set) var state: SigmaSteps
 
     public init(config: SchedulerConfig) throws {
         let name = "EulerDiscreteScheduler"
@@ -61,12 +57,10 @@ public struct EulerDiscreteScheduler: Scheduler {
         self.config = config
         schedule = try NoiseSchedule(config: config, scheduler: name)
         prediction = config.predictionType ?? .epsilon
-        spacing = config.timestepSpacing ?? .linspace
         stepsOffset = config.stepsOffset ?? 0
         useKarras = config.useKarrasSigmas ?? false
         finalSigmaIsMin = config.finalSigmasType == "sigma_min"
-        // Before setTimesteps diffusers holds the full training table (descending) plus 0.
-        sigmas = schedule.sigmas.reversed() + [0]
+        state = SigmaSteps(spacing: config.timestepSpacing ?? .linspace, trainingSigmas: schedule.sigmas)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
@@ -82,24 +76,17 @@ public struct EulerDiscreteScheduler: Scheduler {
             steps = values.map { Float(SigmaSchedule.sigmaToT($0, logSigmas: logSigmas)) }
         }
         let last: Float = finalSigmaIsMin ? ((1 - schedule.alphasCumprod[0]) / schedule.alphasCumprod[0]).squareRoot() : 0
-        sigmas = values.map { Float($0) } + [last]
-        timesteps = steps
-        stepIndex = nil
-        beginIndex = nil
+        state.reset(timesteps: steps, sigmas: values.map { Float($0) } + [last])
     }
 
-    public mutating func setBeginIndex(_ index: Int) { beginIndex = index }
-
-    private func currentIndex(_ timestep: Float) -> Int {
-        SigmaSchedule.currentIndex(timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)
-    }
+    public mutating func setBeginIndex(_ index: Int) { state.setBeginIndex(index) }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor {
-        SigmaSchedule.scaleModelInput(sample, sigma: sigmas[currentIndex(timestep)])
+        state.scaleModelInput(sample, timestep: timestep)
     }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let index = currentIndex(timestep)
+        let index = state.index(for: timestep)
         let sigma = sigmas[index]
         let sigmaHat = sigma * (0 + 1)  // γ = 0 (no churn)
         let predOriginal: Tensor
@@ -113,7 +100,7 @@ public struct EulerDiscreteScheduler: Scheduler {
             predOriginal = Tensor.zipScalars(modelOutput, sample) { v, x in v * c + x / d }
         }
         let dt = sigmas[index + 1] - sigmaHat
-        stepIndex = index + 1
+        state.advance(past: index)
         return Tensor.zipScalars(sample, predOriginal) { x, x0 in
             let derivative = (x - x0) / sigmaHat
             return x + derivative * dt
@@ -121,7 +108,6 @@ public struct EulerDiscreteScheduler: Scheduler {
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        SigmaSchedule.addNoise(original, noise: noise, sigma: sigmas[SigmaSchedule.noiseIndex(
-            timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)])
+        state.addNoise(original, noise: noise, timestep: timestep)
     }
 }

@@ -30,24 +30,20 @@ import Foundation
 /// - Karras timesteps: see `EulerDiscreteScheduler` (NumPy SIMD `log` last-bit differences).
 public struct LMSDiscreteScheduler: Scheduler {
     public let config: SchedulerConfig
-    public private(set) var timesteps: [Float] = []
+    public var timesteps: [Float] { state.timesteps }
     /// σ per timestep plus a final 0 (float32).
-    public private(set) var sigmas: [Float]
-    public var initNoiseSigma: Float {
-        let maxSigma = sigmas.max() ?? 0
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var sigmas: [Float] { state.sigmas }
+    public var initNoiseSigma: Float { state.initNoiseSigma }
     public var order: Int { 1 }
     /// The multistep order (diffusers' `step(order=4)` default).
     public let lmsOrder = 4
 
     let schedule: NoiseSchedule
     let prediction: PredictionType
-    let spacing: TimestepSpacing
+    var spacing: TimestepSpacing { state.spacing }
     let stepsOffset: Int
     let useKarras: Bool
-    private(set) var stepIndex: Int?
-    private(set) var beginIndex: Int?
+    private(set) var state: SigmaSteps
     /// The last `lmsOrder` derivatives, oldest first.
     private var derivatives: [Tensor] = []
 
@@ -58,10 +54,9 @@ public struct LMSDiscreteScheduler: Scheduler {
         self.config = config
         schedule = try NoiseSchedule(config: config, scheduler: name)
         prediction = config.predictionType ?? .epsilon
-        spacing = config.timestepSpacing ?? .linspace
         stepsOffset = config.stepsOffset ?? 0
         useKarras = config.useKarrasSigmas ?? false
-        sigmas = schedule.sigmas.reversed() + [0]
+        state = SigmaSteps(spacing: config.timestepSpacing ?? .linspace, trainingSigmas: schedule.sigmas)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
@@ -75,18 +70,11 @@ public struct LMSDiscreteScheduler: Scheduler {
             let logSigmas = SigmaSchedule.logSigmas(table)
             steps = values.map { Float(SigmaSchedule.sigmaToT($0, logSigmas: logSigmas)) }
         }
-        sigmas = values.map { Float($0) } + [0]
-        timesteps = steps
-        stepIndex = nil
-        beginIndex = nil
+        state.reset(timesteps: steps, sigmas: values.map { Float($0) } + [0])
         derivatives = []
     }
 
-    public mutating func setBeginIndex(_ index: Int) { beginIndex = index }
-
-    private func currentIndex(_ timestep: Float) -> Int {
-        SigmaSchedule.currentIndex(timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)
-    }
+    public mutating func setBeginIndex(_ index: Int) { state.setBeginIndex(index) }
 
     /// diffusers' `get_lms_coefficient(order, t, current_order)` on this schedule's sigmas.
     public func lmsCoefficient(order: Int, index t: Int, currentOrder: Int) -> Double {
@@ -111,11 +99,11 @@ public struct LMSDiscreteScheduler: Scheduler {
     }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor {
-        SigmaSchedule.scaleModelInput(sample, sigma: sigmas[currentIndex(timestep)])
+        state.scaleModelInput(sample, timestep: timestep)
     }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let index = currentIndex(timestep)
+        let index = state.index(for: timestep)
         let sigma = sigmas[index]
         let predOriginal: Tensor
         switch prediction {
@@ -137,13 +125,12 @@ public struct LMSDiscreteScheduler: Scheduler {
             let term = derivative.mapScalars { coefficient * $0 }
             total = total.map { Tensor.zipScalars($0, term) { a, b in a + b } } ?? term
         }
-        stepIndex = index + 1
+        state.advance(past: index)
         guard let total else { return sample }
         return Tensor.zipScalars(sample, total) { x, d in x + d }
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        SigmaSchedule.addNoise(original, noise: noise, sigma: sigmas[SigmaSchedule.noiseIndex(
-            timestep, stepIndex: stepIndex, beginIndex: beginIndex, timesteps: timesteps)])
+        state.addNoise(original, noise: noise, timestep: timestep)
     }
 }

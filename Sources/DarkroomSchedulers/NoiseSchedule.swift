@@ -132,38 +132,6 @@ enum SigmaSchedule {
         }
     }
 
-    /// diffusers' step-index rule: the running step index, else the begin index (img2img), else the
-    /// position of `timestep` in the schedule.
-    static func currentIndex(_ timestep: Float, stepIndex: Int?, beginIndex: Int?, timesteps: [Float]) -> Int {
-        if let stepIndex { return stepIndex }
-        if let beginIndex { return beginIndex }
-        guard let index = index(of: timestep, in: timesteps) else {
-            preconditionFailure("timestep \(timestep) is not in the schedule")
-        }
-        return index
-    }
-
-    /// The sigma index `add_noise` uses (diffusers): without a begin index, the position of `timestep`;
-    /// with one, the running step index, or the begin index before the loop has started.
-    static func noiseIndex(_ timestep: Float, stepIndex: Int?, beginIndex: Int?, timesteps: [Float]) -> Int {
-        if let beginIndex { return stepIndex ?? beginIndex }
-        guard let found = index(of: timestep, in: timesteps) else {
-            preconditionFailure("timestep \(timestep) is not in the schedule")
-        }
-        return found
-    }
-
-    /// Forward diffusion for sigma schedulers: x + σ·noise.
-    static func addNoise(_ original: Tensor, noise: Tensor, sigma: Float) -> Tensor {
-        Tensor.zipScalars(original, noise) { x, n in x + n * sigma }
-    }
-
-    /// `scale_model_input`: the sample divided by √(σ² + 1).
-    static func scaleModelInput(_ sample: Tensor, sigma: Float) -> Tensor {
-        let scale = (sigma * sigma + 1).squareRoot()
-        return sample.mapScalars { $0 / scale }
-    }
-
     /// Karras et al. (2022) noise levels, diffusers' `_convert_to_karras` (float64, ρ = 7).
     static func karras(sigmaMin: Double, sigmaMax: Double, count: Int) -> [Double] {
         let rho = 7.0
