@@ -15,7 +15,9 @@ let package = Package(
     ],
     targets: [
         // System libraries (Debian packages; see .ci/run).
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // OpenBLAS is loaded with dlopen (see OpenBLASLibrary.swift), so it is not linked: the kernel choice must be
+        // made before its constructor runs.
+        .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         // libpng/libjpeg calls that can longjmp go through `static inline` helpers in each shim.h, which own the setjmp.
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),

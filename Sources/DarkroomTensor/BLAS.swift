@@ -4,15 +4,37 @@ import COpenBLAS
 public enum BLAS {
     /// Threads OpenBLAS uses inside one GEMM.
     public static var threadCount: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(max(1, newValue))) }
+        get { Int(OpenBLASLibrary.shared.getThreads()) }
+        set { OpenBLASLibrary.shared.setThreads(Int32(max(1, newValue))) }
     }
 
     /// The CPU kernel OpenBLAS selected at run time (e.g. "Cooperlake", "SkylakeX", "Haswell").
-    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+    public static var coreName: String { OpenBLASLibrary.shared.coreName().map { String(cString: $0) } ?? "unknown" }
 
-    /// OpenBLAS's build configuration string.
-    public static var configuration: String { openblas_get_config().map { String(cString: $0) } ?? "unknown" }
+    /// OpenBLAS's build configuration string, and the kernel set Darkroom asked for when it overrode the detection.
+    public static var configuration: String {
+        let config = OpenBLASLibrary.shared.config().map { String(cString: $0) } ?? "unknown"
+        return OpenBLASLibrary.shared.chosenCoreType.map { config + ", OPENBLAS_CORETYPE=\($0) chosen by Darkroom" } ?? config
+    }
+
+    /// A warning when OpenBLAS runs an older kernel set than this CPU supports (an exported `OPENBLAS_CORETYPE`),
+    /// else nil.
+    public static var slowerThanAvailable: String? {
+        guard let preferred = OpenBLASLibrary.shared.preferredCoreType,
+              coreName.lowercased() != preferred.lowercased(),
+              !(preferred == "SKYLAKEX" && coreName == "Cooperlake") else { return nil }
+        return "OpenBLAS runs its \(coreName) kernels (OPENBLAS_CORETYPE is set in the environment), but this CPU runs "
+            + "its \(preferred == "COOPERLAKE" ? "Cooperlake" : "SkylakeX") kernels, about twice as fast for Stable Diffusion; "
+            + "unset OPENBLAS_CORETYPE or set DARKROOM_BLAS_CORE=auto"
+    }
+
+    /// The OPENBLAS_CORETYPE Darkroom asks for on the CPU that `cpuinfo` (the text of /proc/cpuinfo) describes.
+    public static func preferredCoreType(cpuinfo: String) -> String? { OpenBLASLibrary.preferredCoreType(cpuinfo: cpuinfo) }
+
+    /// Whether bf16 GEMM (`cblas_sbgemm`) runs on native AVX512-BF16 kernels here.
+    public static var hasNativeBF16: Bool {
+        OpenBLASLibrary.shared.sbgemm != nil && ["Cooperlake", "SapphireRapids"].contains(coreName)
+    }
 
     /// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, row-major, with leading dimensions.
     @inlinable
@@ -25,7 +47,16 @@ public enum BLAS {
         beta: Float = 0,
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        cblas_sgemm(
+        callSGEMM(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    @usableFromInline
+    static func callSGEMM(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        OpenBLASLibrary.shared.sgemm(
             CblasRowMajor,
             transposeA ? CblasTrans : CblasNoTrans,
             transposeB ? CblasTrans : CblasNoTrans,

@@ -26,6 +26,7 @@ struct Bench: ParsableCommand {
             BLAS.threadCount = threads
             Parallel.workers = threads
             print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
+            if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
             print(pad("case", 52) + pad("seconds", 10) + "GFLOP/s")
 
             // GEMMs as the UNet meets them at 64×64 latents (4096 tokens).
@@ -130,7 +131,8 @@ extension Bench {
 
         func run() throws {
             let clock = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-            print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads")
+            print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
+            if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
             var start = clock()
             let models = try StableDiffusionModels.load(URL(fileURLWithPath: checkpoint))
             print(String(format: "load                    %7.2f s   peak RSS %.2f GiB", clock() - start, peakRSSGiB()))

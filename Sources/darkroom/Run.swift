@@ -1,6 +1,7 @@
 import ArgumentParser
 import DarkroomService
 import Dispatch
+import DarkroomTensor
 import Foundation
 import Logging
 
@@ -39,6 +40,8 @@ struct Run: ParsableCommand {
         let runner = JobRunner(store: store, scanner: InboxScanner(inbox: store.inbox, settle: settle),
                                library: ModelLibrary(folder: URL(fileURLWithPath: models), defaultName: model), logger: logger)
         let notifier = SystemdNotifier()
+        if let warning = BLAS.slowerThanAvailable { logger.warning("\(warning)") }
+        logger.info("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads")
         runner.onStep = { job, image, step, steps in
             notifier.status("job \(job): image \(image + 1), step \(step)/\(steps)")
             notifier.watchdog()
