@@ -49,7 +49,7 @@ let package = Package(
                                                          "DarkroomSchedulers", "DarkroomImageIO"]),
 
         // Recipes, inbox/outbox jobs, systemd notify, logging — no math here.
-        .target(name: "DarkroomService", dependencies: ["DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
+        .target(name: "DarkroomService", dependencies: ["DarkroomTensor", "DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
                                                         "DarkroomImageIO", "DarkroomTokenizer",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "Crypto", package: "swift-crypto")]),

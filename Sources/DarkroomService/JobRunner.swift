@@ -1,6 +1,7 @@
 import DarkroomImageIO
 import DarkroomModels
 import DarkroomPipeline
+import DarkroomTensor
 import DarkroomTokenizer
 import Foundation
 import Logging
@@ -60,6 +61,8 @@ public final class JobRunner {
         while !shouldStop(), let spec = scanner.scan().first {
             outcomes.append(claimAndRun(spec, shouldStop: shouldStop))
         }
+        // Idle now: the freed activation blocks kept for reuse between ops go back to the system.
+        LargeBlockCache.shared.releaseAll()
         return outcomes
     }
 

@@ -19,39 +19,39 @@ extension Tensor {
         let alpha = scale ?? 1 / Float(d).squareRoot()
         let chunk = max(1, min(queries, attentionScoreBudget / max(keys, 1)))
         var out = Tensor(uninitialized: [batch, queries, valueWidth])
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
-        defer { scores.deallocate() }
-        query.withUnsafeBufferPointer { q in
-            key.withUnsafeBufferPointer { k in
-                value.withUnsafeBufferPointer { v in
-                    out.withUnsafeMutableBufferPointer { o in
-                        for b in 0..<batch {
-                            for h in 0..<heads {
-                                let qh = q.baseAddress! + b * queries * width + h * d
-                                let kh = k.baseAddress! + b * keys * width + h * d
-                                let vh = v.baseAddress! + b * keys * valueWidth + h * dv
-                                let oh = o.baseAddress! + b * queries * valueWidth + h * dv
-                                var start = 0
-                                while start < queries {
-                                    let rows = min(chunk, queries - start)
-                                    // S[rows, keys] = scale · Q[rows, d] · K[keys, d]ᵀ
-                                    BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
-                                               a: qh + start * width, lda: width, b: kh, ldb: width,
-                                               c: scores, ldc: keys)
-                                    Parallel.forEachRange(rows, grain: max(1, 16_384 / max(keys, 1))) { range in
-                                        for r in range {
-                                            let row = scores + r * keys
-                                            if causal {
-                                                let visible = start + r + 1
-                                                if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
+        Tensor.withScratch(count: chunk * keys) { scores in
+            query.withUnsafeBufferPointer { q in
+                key.withUnsafeBufferPointer { k in
+                    value.withUnsafeBufferPointer { v in
+                        out.withUnsafeMutableBufferPointer { o in
+                            for b in 0..<batch {
+                                for h in 0..<heads {
+                                    let qh = q.baseAddress! + b * queries * width + h * d
+                                    let kh = k.baseAddress! + b * keys * width + h * d
+                                    let vh = v.baseAddress! + b * keys * valueWidth + h * dv
+                                    let oh = o.baseAddress! + b * queries * valueWidth + h * dv
+                                    var start = 0
+                                    while start < queries {
+                                        let rows = min(chunk, queries - start)
+                                        // S[rows, keys] = scale · Q[rows, d] · K[keys, d]ᵀ
+                                        BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
+                                                   a: qh + start * width, lda: width, b: kh, ldb: width,
+                                                   c: scores, ldc: keys)
+                                        Parallel.forEachRange(rows, grain: max(1, 16_384 / max(keys, 1))) { range in
+                                            for r in range {
+                                                let row = scores + r * keys
+                                                if causal {
+                                                    let visible = start + r + 1
+                                                    if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
+                                                }
+                                                Tensor.softmaxRow(row, keys)
                                             }
-                                            Tensor.softmaxRow(row, keys)
                                         }
+                                        // O[rows, dv] = S · V[keys, dv]
+                                        BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
+                                                   c: oh + start * valueWidth, ldc: valueWidth)
+                                        start += rows
                                     }
-                                    // O[rows, dv] = S · V[keys, dv]
-                                    BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
-                                               c: oh + start * valueWidth, ldc: valueWidth)
-                                    start += rows
                                 }
                             }
                         }

@@ -57,20 +57,20 @@ extension Tensor {
                     }
                     let patch = inChannels * kh * kw
                     let rowsPerTile = max(1, min(outHeight, Tensor.im2colBudget / max(patch * outWidth, 1)))
-                    let cols = UnsafeMutablePointer<Float>.allocate(capacity: patch * rowsPerTile * outWidth)
-                    defer { cols.deallocate() }
-                    let geometry = Im2col(channels: inChannels, height: height, width: width, kh: kh, kw: kw,
-                                          stride: stride, padding: padding, outWidth: outWidth)
-                    for n in 0..<batch {
-                        let image = x + n * inChannels * height * width
-                        var row0 = 0
-                        while row0 < outHeight {
-                            let rows = min(rowsPerTile, outHeight - row0)
-                            geometry.fill(cols, from: image, outRows: row0..<(row0 + rows))
-                            BLAS.sgemm(m: outChannels, n: rows * outWidth, k: patch,
-                                       a: w, lda: patch, b: cols, ldb: rows * outWidth,
-                                       beta: 1, c: o + n * outChannels * outPlane + row0 * outWidth, ldc: outPlane)
-                            row0 += rows
+                    Tensor.withScratch(count: patch * rowsPerTile * outWidth) { cols in
+                        let geometry = Im2col(channels: inChannels, height: height, width: width, kh: kh, kw: kw,
+                                              stride: stride, padding: padding, outWidth: outWidth)
+                        for n in 0..<batch {
+                            let image = x + n * inChannels * height * width
+                            var row0 = 0
+                            while row0 < outHeight {
+                                let rows = min(rowsPerTile, outHeight - row0)
+                                geometry.fill(cols, from: image, outRows: row0..<(row0 + rows))
+                                BLAS.sgemm(m: outChannels, n: rows * outWidth, k: patch,
+                                           a: w, lda: patch, b: cols, ldb: rows * outWidth,
+                                           beta: 1, c: o + n * outChannels * outPlane + row0 * outWidth, ldc: outPlane)
+                                row0 += rows
+                            }
                         }
                     }
                 }

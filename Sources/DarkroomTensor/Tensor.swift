@@ -111,11 +111,12 @@ final class TensorStorage: @unchecked Sendable {
     /// Tensors of 4 MiB or more (weights, activations at 512²) are 2 MiB-aligned and marked for
     /// transparent huge pages: first touching fresh memory costs one fault per 2 MiB instead of one per
     /// 4 KiB, which dominated model loading. Smaller ones are 64-byte aligned (a cache line, an AVX-512
-    /// register). Both come from `posix_memalign` and go back with `free`.
+    /// register). Both come from `posix_memalign` and go back with `free`, large ones through `LargeBlockCache`.
     static let hugePage = 2 << 20
 
     static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
-        let large = bytes >= 2 * hugePage
+        let large = bytes >= LargeBlockCache.minimumBytes
+        if large, let reused = LargeBlockCache.shared.take(bytes: bytes) { return reused }
         var raw: UnsafeMutableRawPointer?
         if posix_memalign(&raw, large ? hugePage : 64, bytes) != 0 || raw == nil {
             // Out of memory: as Swift's own allocation does, stop here rather than continue with garbage.
@@ -123,6 +124,10 @@ final class TensorStorage: @unchecked Sendable {
         }
         if large, let raw { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
         return raw.unsafelyUnwrapped
+    }
+
+    static func deallocate(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        if bytes >= LargeBlockCache.minimumBytes { LargeBlockCache.shared.put(pointer, bytes: bytes) } else { free(pointer) }
     }
 
     init(borrowing pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
@@ -139,7 +144,19 @@ final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        if owner == nil { free(pointer) }
+        if owner == nil { TensorStorage.deallocate(pointer, bytes: max(count, 1) * MemoryLayout<Float>.stride) }
+    }
+}
+
+extension Tensor {
+    /// Runs `body` with uninitialised scratch memory for `count` floats (im2col columns, attention scores), from
+    /// the same allocator as tensors, so that large scratch blocks are reused rather than faulted in afresh.
+    @usableFromInline
+    static func withScratch<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let raw = TensorStorage.allocate(bytes: bytes)
+        defer { TensorStorage.deallocate(raw, bytes: bytes) }
+        return try body(raw.bindMemory(to: Float.self, capacity: max(count, 1)))
     }
 }
 
