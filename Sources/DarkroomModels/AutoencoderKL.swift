@@ -10,6 +10,9 @@ public struct VAEConfig: Sendable, Equatable {
     public var layersPerBlock: Int        // encoder; the decoder has one more per block
     /// Latents are multiplied by this after encoding and divided before decoding (0.18215 for SD 1.x/2.x).
     public var scalingFactor: Float = 0.18215
+    /// The image side the VAE was configured for (diffusers `sample_size`), which is also the side of its tiles
+    /// when tiling (512 unless the diffusers config says otherwise).
+    public var sampleSize = 512
 
     /// The image-to-latent size ratio: 2^(levels − 1).
     public var downscale: Int { 1 << (blockChannels.count - 1) }

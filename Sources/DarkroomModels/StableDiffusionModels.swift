@@ -54,6 +54,7 @@ public struct StableDiffusionModels: Sendable {
         // VAE.
         var vaeConfig = try VAEConfig.detect(from: WeightScope(checkpoint, prefix: "vae"))
         if let factor = vaeJSON?["scaling_factor"] as? Double { vaeConfig.scalingFactor = Float(factor) }
+        if let size = vaeJSON?["sample_size"] as? Int, size >= 64 { vaeConfig.sampleSize = size }
         else if let factor = yaml?.double("scale_factor") { vaeConfig.scalingFactor = Float(factor) }
 
         let prediction: String?

@@ -1,4 +1,5 @@
 import DarkroomImageIO
+import DarkroomModels
 import DarkroomTensor
 
 /// Everything one job needs besides the model and the input images (A1111/diffusers defaults).
@@ -141,6 +142,8 @@ extension StableDiffusionPipeline {
             case .img2img:
                 result = try imageToImage(input, settings: settings, progress: step)
             case .restore:
+                // A side over 1024 px (twice SD 1.x's resolution): in tiles.
+                let isLarge = max(input.shape[2], input.shape[3]) > VAETiling.automaticAbove
                 var start = input
                 var defects: Tensor?
                 if configuration.repairDefects {
@@ -148,16 +151,25 @@ extension StableDiffusionPipeline {
                     let mask = Tensor(shape: [1, 1, found.height, found.width], scalars: found.pixels)
                     defects = mask
                     if found.pixels.contains(where: { $0 > 0 }) {
-                        // The defects first: filled from their surroundings, then repainted.
-                        var repair = settings
-                        repair.strength = 0.75
-                        start = ImageTensor.unitRange(try inpaint(input, mask: mask, settings: repair, pasteBack: true,
-                                                                  maskedContent: .fill, progress: step).image) * 2 - 1
+                        if isLarge {
+                            // Too large for one inpainting pass: the defects are filled from their surroundings
+                            // (A1111 fill), and the tiled img2img below repaints them with everything else.
+                            start = try Self.startImage(input, mask: mask, maskedContent: .fill)
+                        } else {
+                            // The defects first: filled from their surroundings, then repainted.
+                            var repair = settings
+                            repair.strength = 0.75
+                            start = ImageTensor.unitRange(try inpaint(input, mask: mask, settings: repair, pasteBack: true,
+                                                                      maskedContent: .fill, progress: step).image) * 2 - 1
+                        }
                     }
                 }
-                if configuration.upscale > 1 {
-                    let (h, w) = (start.shape[2] * configuration.upscale, start.shape[3] * configuration.upscale)
-                    let enlarged = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: start), width: w, height: h).imageTensor
+                if configuration.upscale > 1 || isLarge {
+                    // SD upscale (A1111), or a scan too large for one pass: img2img over overlapping tiles at the
+                    // model's resolution, so time grows with the area and memory stays that of one tile.
+                    let s = configuration.upscale
+                    let enlarged = s == 1 ? start : try ImageOps.resizeLanczos(
+                        PlanarImage8(imageTensor: start), width: start.shape[3] * s, height: start.shape[2] * s).imageTensor
                     let tile = configuration.tileSize ?? (models.predictionType == "v_prediction" ? 768 : 512)
                     let image = try tiledImageToImage(enlarged, settings: settings, tile: tile, overlap: configuration.tileOverlap, progress: step)
                     result = GenerationResult(image: image, latents: Tensor(zeros: [0]), seed: settings.seed)

@@ -52,7 +52,8 @@ extension StableDiffusionPipeline {
         let latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
         let latentKeep = latentMask.mapValues { 1 - $0 }
         let startImage = try Self.startImage(image, mask: mask, maskedContent: maskedContent)
-        var imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(startImage)) : nil
+        let tiling = vaeTiling(settings, height: height, width: width)
+        var imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(startImage, tiling: tiling)) : nil
         let noise = Tensor(shape: latentShape, scalars: random.normal(shape: latentShape))
         // A1111's latent fills: the masked area of the start latents becomes noise or zero. (Drawn after
         // diffusers' draws, so `.original` keeps diffusers' sequence.)
@@ -70,7 +71,7 @@ extension StableDiffusionPipeline {
             latents = noise
         }
         // The masked image: known pixels kept, the area to repaint set to 0 (mid-grey in [-1, 1]).
-        let maskedImageLatents = sample(models.vae.encode(image * keep))
+        let maskedImageLatents = sample(models.vae.encode(image * keep, tiling: tiling))
 
         // 6. Denoise.
         let cfgCopies = guided ? 2 : 1
@@ -94,7 +95,7 @@ extension StableDiffusionPipeline {
             })
 
         // 7. Decode, then paste the untouched pixels back.
-        var output = ImageTensor.unitRange(models.vae.decode(latents / scaling))
+        var output = ImageTensor.unitRange(models.vae.decode(latents / scaling, tiling: tiling))
         if pasteBack {
             // Composite with the (possibly blurred) mask, so the edge blends and nothing outside changes.
             let original = ImageTensor.unitRange(image)

@@ -23,8 +23,21 @@ public struct GenerationSettings: Sendable, Equatable {
     public var prediction: String?
     /// Text-encoder layers to skip at the end (A1111's "Clip skip" − 1).
     public var clipSkip = 0
+    /// Tiled VAE encode/decode (diffusers' `enable_vae_tiling`): automatic above `VAETiling.automaticAbove` pixels.
+    public var vaeTiling = VAETilingMode.auto
 
     public init() {}
+}
+
+/// When the VAE works in tiles.
+public enum VAETilingMode: String, Sendable, CaseIterable {
+    /// Tiles when a side of the image exceeds `VAETiling.automaticAbove` (1024 px): smaller images give exactly
+    /// diffusers' untiled result, larger ones keep memory bounded.
+    case auto
+    /// Tiles whenever the image is larger than one tile (diffusers with `enable_vae_tiling()`).
+    case always
+    /// Never tiles (diffusers' default).
+    case never
 }
 
 /// What a run produced: the image in [0, 1] ([1, 3, H, W]) and the latents it was decoded from.
@@ -68,7 +81,8 @@ public struct StableDiffusionPipeline: Sendable {
         let first = timesteps[0]
         // 5. Prepare latents: sample the posterior, then draw the noise, in diffusers' order.
         var random = TorchRandomSource(seed: settings.seed)
-        let posterior = models.vae.encode(image)
+        let tiling = vaeTiling(settings, height: image.shape[2], width: image.shape[3])
+        let posterior = models.vae.encode(image, tiling: tiling)
         let initLatents = posterior.sample(noise: Tensor(shape: posterior.mean.shape, scalars: random.normal(shape: posterior.mean.shape)))
             * models.vae.config.scalingFactor
         let noise = Tensor(shape: initLatents.shape, scalars: random.normal(shape: initLatents.shape))
@@ -77,8 +91,19 @@ public struct StableDiffusionPipeline: Sendable {
         latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
                               guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random, progress: progress)
         // 7. Decode.
-        let decoded = models.vae.decode(latents / models.vae.config.scalingFactor)
+        let decoded = models.vae.decode(latents / models.vae.config.scalingFactor, tiling: tiling)
         return GenerationResult(image: ImageTensor.unitRange(decoded), latents: latents, seed: settings.seed)
+    }
+
+    /// The VAE tiling for an image of `height`×`width` pixels under `settings` (nil: untiled). Tiles are the VAE's
+    /// `sample_size` (512 px for SD 1.x), as diffusers'.
+    func vaeTiling(_ settings: GenerationSettings, height: Int, width: Int) -> VAETiling? {
+        let tiling = VAETiling(sampleSize: models.vae.config.sampleSize)
+        switch settings.vaeTiling {
+        case .never: return nil
+        case .always: return tiling
+        case .auto: return max(height, width) > VAETiling.automaticAbove ? tiling : nil
+        }
     }
 
     /// Steps 1–4 shared by img2img and inpainting: check the settings and the image size, encode the

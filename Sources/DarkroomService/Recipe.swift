@@ -41,6 +41,7 @@ public struct Recipe: Sendable, Equatable {
         "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
         "repair_defects": "true or false", "upscale": "1 or 2", "tile_size": "a whole number of pixels from 64 to 2048",
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
+        "vae_tiling": "auto, always or never",
         "$schema": "a string",
     ]
 
@@ -82,6 +83,7 @@ public struct Recipe: Sendable, Equatable {
         }
         if let v = reader.number("eta", where: { $0 >= 0 && $0 <= 1 }) { c.generation.eta = Float(v) }
         if let v = reader.integer("clip_skip", 1...12) { c.generation.clipSkip = v - 1 }
+        if let v = reader.choice("vae_tiling", VAETilingMode.self) { c.generation.vaeTiling = v }
         if let v = reader.integer("count", 1...100) { c.count = v }
         if let v = reader.integer("mask_blur", 0...64) { c.maskBlur = v }
         if let v = reader.bool("invert_mask") { c.invertMask = v }

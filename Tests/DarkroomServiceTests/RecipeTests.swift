@@ -40,7 +40,8 @@ final class RecipeTests: XCTestCase {
         let recipe = try parse("""
             {"mode": "img2img", "prompt": "p", "negative_prompt": "n", "strength": 0.4, "steps": 30, "guidance": 5,
              "sampler": "euler_a", "seed": 18446744073709551615, "count": 3, "prediction": "v_prediction",
-             "model": "v2-1_768-ema-pruned", "size": "crop", "clip_skip": 2, "eta": 0.5}
+             "model": "v2-1_768-ema-pruned", "size": "crop", "clip_skip": 2, "eta": 0.5,
+             "vae_tiling": "never"}
             """)
         let g = recipe.configuration.generation
         XCTAssertEqual([g.strength, Double(g.guidance), Double(g.eta)], [0.4, 5, 0.5])
@@ -50,6 +51,9 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(recipe.seed, UInt64.max, "seeds are 64-bit")
         XCTAssertEqual(recipe.model, "v2-1_768-ema-pruned")
         XCTAssertEqual(recipe.configuration.sizeHandling, .crop)
+        XCTAssertEqual(g.vaeTiling, .never)
+        XCTAssertEqual(try parse(#"{"mode": "img2img"}"#).configuration.generation.vaeTiling, .auto)
+        XCTAssertEqual(problems(#"{"mode": "img2img", "vae_tiling": true}"#).map(\.field), ["vae_tiling"])
         XCTAssertEqual(try parse(#"{"mode": "img2img", "seed": "9223372036854775808"}"#).seed, 1 << 63, "a seed may be a string")
     }
 
