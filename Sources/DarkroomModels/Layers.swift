@@ -1,30 +1,30 @@
 import DarkroomTensor
 import DarkroomWeights
 
-/// `nn.Linear`: weight [out, in], optional bias [out].
+/// `nn.Linear`: weight [out, in] (kept as stored, see `Weight`), optional bias [out].
 struct Linear: Sendable {
-    let weight: Tensor
+    let weight: Weight
     let bias: Tensor?
 
     /// Loads `<scope>.weight` (and `<scope>.bias` when `bias`), checking the shape [out, in].
     init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) throws {
-        weight = try w.tensor("weight", shape: [outFeatures, inFeatures])
+        weight = try w.weight("weight", shape: [outFeatures, inFeatures])
         self.bias = bias ? try w.tensor("bias", shape: [outFeatures]) : nil
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
+    func callAsFunction(_ x: Tensor) -> Tensor { weight.withFloat32 { x.linear(weight: $0, bias: bias) } }
 }
 
-/// `nn.Conv2d`: weight [out, in, k, k], bias [out].
+/// `nn.Conv2d`: weight [out, in, k, k] (kept as stored, see `Weight`), bias [out].
 struct Conv2d: Sendable {
-    let weight: Tensor
+    let weight: Weight
     let bias: Tensor?
     let stride: Int
     let padding: Padding2D
 
     init(_ w: WeightScope, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1,
          padding: Padding2D? = nil, bias: Bool = true) throws {
-        weight = try w.tensor("weight", shape: [outChannels, inChannels, kernel, kernel])
+        weight = try w.weight("weight", shape: [outChannels, inChannels, kernel, kernel])
         self.bias = bias ? try w.tensor("bias", shape: [outChannels]) : nil
         self.stride = stride
         self.padding = padding ?? .uniform(kernel / 2)
@@ -32,7 +32,9 @@ struct Conv2d: Sendable {
 
     var outChannels: Int { weight.shape[0] }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding) }
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        weight.withFloat32 { x.conv2d(weight: $0, bias: bias, stride: stride, padding: padding) }
+    }
 }
 
 /// `nn.GroupNorm` with affine weight/bias [C]; `silu` fuses the SiLU that usually follows.

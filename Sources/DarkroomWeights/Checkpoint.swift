@@ -44,6 +44,23 @@ public struct Checkpoint: TensorSource {
         }
     }
 
+    /// The tensor as stored (16-bit weights stay 16-bit, borrowed from the mapping), for matrices and kernels.
+    public func weight(_ key: String) throws -> Weight {
+        guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceName) }
+        let stored = try entry.file.weight(entry.key)
+        switch entry.transform {
+        case .none: return stored
+        case .reshape(let shape): return stored.reshaped(shape)
+        case .rows(let part, let parts):
+            guard stored.format != .float32 else { return Weight(try tensor(key)) }
+            let rows = stored.shape[0] / parts, rowElements = stored.count / stored.shape[0]
+            return try entry.file.withRawBytes(entry.key) { bytes in
+                Weight(shape: [rows] + stored.shape.dropFirst(), format: stored.format,
+                       borrowing: bytes.baseAddress! + part * rows * rowElements * 2, owner: entry.file)
+            }
+        }
+    }
+
     /// Opens `url`: a `.safetensors` file or a diffusers folder (with `model_index.json` or `unet/`).
     /// `components` limits which diffusers subfolders must be present (e.g. `["unet"]` for a lone UNet).
     public static func open(_ url: URL, components: [String] = diffusersComponents) throws -> Checkpoint {

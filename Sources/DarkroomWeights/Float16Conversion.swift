@@ -1,3 +1,4 @@
+import DarkroomTensor
 import Dispatch
 import Foundation
 
@@ -12,24 +13,9 @@ import Foundation
 public enum FloatConversion {
     // MARK: Scalars
 
-    /// IEEE binary16 bits → Float. Exact; NaN payloads are kept and made quiet, like
-    /// `Float(Float16(bitPattern:))`.
+    /// IEEE binary16 bits → Float (exact; see `HalfConversion`).
     @inline(__always)
-    public static func float(fromFloat16Bits h16: UInt16) -> Float {
-        let h = UInt32(h16)
-        let sign = (h & 0x8000) << 16
-        var u = (h & 0x7fff) << 13            // exponent/mantissa into Float position
-        let exp = u & 0x0f80_0000            // the 5 half exponent bits, shifted
-        u &+= (127 - 15) << 23                // re-bias exponent
-        let isInfNaN = exp == 0x0f80_0000
-        let isSubnormal = exp == 0
-        // Inf/NaN: push the exponent to 255; NaN also gets the quiet bit.
-        let infNaN = (u &+ ((128 - 16) << 23)) | ((h & 0x03ff) != 0 ? 0x0040_0000 : 0)
-        // Zero/subnormal: renormalise with one float subtraction (exact).
-        let sub = (Float(bitPattern: u &+ (1 << 23)) - Float(bitPattern: 113 << 23)).bitPattern
-        u = isInfNaN ? infNaN : (isSubnormal ? sub : u)
-        return Float(bitPattern: u | sign)
-    }
+    public static func float(fromFloat16Bits h16: UInt16) -> Float { HalfConversion.float(fromFloat16Bits: h16) }
 
     /// Float → IEEE binary16 bits, round to nearest even; overflow gives ±inf, NaN stays
     /// NaN (quiet, top payload bits kept), exactly like `Float16(x).bitPattern`.
@@ -55,9 +41,7 @@ public enum FloatConversion {
 
     /// bfloat16 bits → Float (exact: the bits are the Float's top half).
     @inline(__always)
-    public static func float(fromBFloat16Bits b: UInt16) -> Float {
-        Float(bitPattern: UInt32(b) << 16)
-    }
+    public static func float(fromBFloat16Bits b: UInt16) -> Float { HalfConversion.float(fromBFloat16Bits: b) }
 
     /// Float → bfloat16 bits, round to nearest even; overflow gives ±inf; NaN stays NaN
     /// (made quiet so that a payload living only in the low bits cannot turn into inf).

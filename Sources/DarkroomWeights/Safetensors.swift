@@ -1,3 +1,4 @@
+import DarkroomTensor
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -135,6 +136,19 @@ public final class SafetensorsFile: @unchecked Sendable {
         let info = try info(name)
         return try withExtendedLifetime(self) {
             try body(UnsafeRawBufferPointer(start: base + info.dataRange.lowerBound, count: info.dataRange.count))
+        }
+    }
+
+    /// The tensor as a `Weight`: F16/BF16 borrowed from the mapping (kept 16-bit, no copy; the weight keeps this
+    /// file mapped), F32 and other float types converted to an owned Float32 tensor.
+    public func weight(_ name: String) throws -> Weight {
+        let info = try floatInfo(name)
+        switch info.dtype {
+        case .f16, .bf16:
+            return Weight(shape: info.shape, format: info.dtype == .f16 ? .float16 : .bfloat16,
+                          borrowing: base + info.dataRange.lowerBound, owner: self)
+        default:
+            return Weight(try Tensor(shape: info.shape) { try floats(name, into: $0) })
         }
     }
 

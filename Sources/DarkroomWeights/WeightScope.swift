@@ -10,6 +10,12 @@ public protocol TensorSource: Sendable {
     func shape(_ key: String) -> [Int]?
     /// The tensor as Float32 (converted from F16/BF16 on load).
     func tensor(_ key: String) throws -> Tensor
+    /// The tensor as stored, for weight matrices and kernels (default: the Float32 tensor).
+    func weight(_ key: String) throws -> Weight
+}
+
+extension TensorSource {
+    public func weight(_ key: String) throws -> Weight { Weight(try tensor(key)) }
 }
 
 /// A view of a `TensorSource` under a key prefix, as model blocks see their weights:
@@ -53,6 +59,16 @@ public struct WeightScope: Sendable {
             throw WeightsError.unexpectedShape(key: full, expected: "\(expected)", found: shape, source: sourceName)
         }
         return try source.tensor(full)
+    }
+
+    /// Loads the weight matrix or kernel `name` as stored (see `Weight`), which must have exactly `shape`.
+    public func weight(_ name: String, shape expected: [Int]) throws -> Weight {
+        let full = key(name)
+        guard let shape = source.shape(full) else { throw WeightsError.missingTensor(key: full, source: sourceName) }
+        guard shape == expected else {
+            throw WeightsError.unexpectedShape(key: full, expected: "\(expected)", found: shape, source: sourceName)
+        }
+        return try source.weight(full)
     }
 
     /// How many consecutive indices 0, 1, 2, … exist under `<prefix>.<name>.<i>.`.

@@ -62,6 +62,14 @@ struct Bench: ParsableCommand {
                     _ = Tensor.attention(query: q, key: kv, value: kv, heads: heads)
                 }
             }
+            // 16-bit weights are expanded per use (Weight.withFloat32): the largest SD 1.5 kernel, 1280×1280×3×3.
+            let halfBits = [UInt16](repeating: 0x3c00, count: 1280 * 1280 * 9)
+            halfBits.withUnsafeBytes { raw in
+                let weight = Weight(shape: [1280, 1280, 3, 3], format: .float16, borrowing: raw.baseAddress!, owner: BenchOwner())
+                report("f16 -> f32 weight 1280x1280x3x3 (GB/s of output)", flops: Double(weight.count * 4)) {
+                    weight.withFloat32 { _ in }
+                }
+            }
             let scores = Tensor(shape: [1024, 4096], repeating: 0.3)
             report("softmax 1024x4096", flops: nil) { _ = scores.softmax() }
             report("silu 1024x4096", flops: nil) { _ = scores.silu() }
@@ -160,6 +168,8 @@ extension Bench {
         }
     }
 }
+
+final class BenchOwner {}
 
 /// Peak resident set size of this process (VmHWM), in GiB.
 func peakRSSGiB() -> Double {

@@ -1,0 +1,69 @@
+/// A weight matrix or convolution kernel kept as the checkpoint stores it, expanded to Float32 only while a
+/// kernel uses it.
+///
+/// A 16-bit checkpoint (F16, or BF16) stays 16-bit in memory, straight from the file's mapping (no copy): an
+/// SD 1.5 UNet is 1.7 GB instead of 3.4 GB, and loading it costs nothing up front. Each use converts the tensor
+/// into reused scratch memory (`Tensor.withScratch`), exactly (every 16-bit value is a Float), so results are
+/// bit-identical to converting everything at load. Float32 weights are used as they are.
+public struct Weight: @unchecked Sendable {
+    /// How the elements are stored.
+    public enum Format: Sendable, Equatable { case float32, float16, bfloat16 }
+
+    public let shape: [Int]
+    public let format: Format
+    private let tensor: Tensor?
+    private let half: UnsafeRawPointer?
+    private let owner: AnyObject?
+
+    /// A Float32 weight.
+    public init(_ tensor: Tensor) {
+        shape = tensor.shape
+        format = .float32
+        self.tensor = tensor
+        half = nil
+        owner = nil
+    }
+
+    /// A 16-bit weight of `shape` at `pointer` (any alignment), in memory that `owner` keeps alive (e.g. a
+    /// memory-mapped checkpoint).
+    public init(shape: [Int], format: Format, borrowing pointer: UnsafeRawPointer, owner: AnyObject) {
+        precondition(format != .float32, "Weight(borrowing:) is for 16-bit formats; wrap Float32 in a Tensor")
+        self.shape = shape
+        self.format = format
+        tensor = nil
+        half = pointer
+        self.owner = owner
+    }
+
+    public var count: Int { Tensor.elementCount(shape) }
+
+    /// Bytes this weight occupies as stored.
+    public var storedBytes: Int { count * (format == .float32 ? 4 : 2) }
+
+    /// The same elements under another shape.
+    public func reshaped(_ newShape: [Int]) -> Weight {
+        precondition(Tensor.elementCount(newShape) == count, "cannot reshape weight \(shape) to \(newShape)")
+        if let tensor { return Weight(tensor.reshaped(newShape)) }
+        return Weight(shape: newShape, format: format, borrowing: half!, owner: owner!)
+    }
+
+    /// Calls `body` with the weight as a Float32 tensor. For 16-bit weights the tensor lives in scratch memory
+    /// that is reused afterwards: it must not escape `body`.
+    public func withFloat32<R>(_ body: (Tensor) throws -> R) rethrows -> R {
+        if let tensor { return try body(tensor) }
+        return try Tensor.withScratch(count: count) { scratch in
+            HalfConversion.decode(format == .float16 ? .float16 : .bfloat16, from: half!, into: scratch, count: count)
+            return try body(Tensor(shape: shape, borrowing: scratch, owner: Weight.scratchOwner))
+        }
+    }
+
+    /// The weight as an owned Float32 tensor.
+    public var float32: Tensor {
+        if let tensor { return tensor }
+        return Tensor(shape: shape) { HalfConversion.decode(format == .float16 ? .float16 : .bfloat16,
+                                                            from: half!, into: $0.baseAddress!, count: count) }
+    }
+
+    private final class ScratchOwner: Sendable {}
+    private static let scratchOwner = ScratchOwner()
+}

@@ -1,0 +1,40 @@
+import DarkroomTensor
+import DarkroomWeights
+import Foundation
+import XCTest
+
+/// 16-bit checkpoints stay 16-bit in memory (`Weight`), borrowed from the file's mapping, and expand to exactly
+/// the Float32 values a full conversion gives, through every key transform (reshape, rows of a fused matrix).
+final class WeightStorageTests: XCTestCase {
+    static let models = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/models")
+
+    func check(_ checkpoint: Checkpoint, _ key: String, format: Weight.Format, file: StaticString = #filePath, line: UInt = #line) throws {
+        let weight = try checkpoint.weight(key)
+        let tensor = try checkpoint.tensor(key)
+        XCTAssertEqual(weight.format, format, key, file: file, line: line)
+        XCTAssertEqual(weight.shape, tensor.shape, key, file: file, line: line)
+        XCTAssertEqual(weight.float32.scalars, tensor.scalars, key, file: file, line: line)
+        weight.withFloat32 { XCTAssertEqual($0.scalars, tensor.scalars, key, file: file, line: line) }
+        XCTAssertEqual(weight.storedBytes, tensor.count * (format == .float32 ? 4 : 2))
+    }
+
+    func testSingleFileF16WeightsStayHalf() throws {
+        let sd2 = try Checkpoint.open(Self.models.appendingPathComponent("sd2v/sd2v.safetensors"))
+        try check(sd2, "unet.conv_in.weight", format: .float16)
+        // q/k/v are row blocks of OpenCLIP's fused in_proj_weight.
+        for projection in ["q_proj", "k_proj", "v_proj"] {
+            try check(sd2, "text_encoder.text_model.encoder.layers.0.self_attn.\(projection).weight", format: .float16)
+        }
+        XCTAssertNotEqual(try sd2.weight("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.weight").float32.scalars,
+                          try sd2.weight("text_encoder.text_model.encoder.layers.0.self_attn.k_proj.weight").float32.scalars)
+    }
+
+    func testBF16AndDiffusersFolders() throws {
+        let inpaint = try Checkpoint.open(Self.models.appendingPathComponent("sd1_inpaint/sd1_inpaint.safetensors"))
+        try check(inpaint, "unet.conv_in.weight", format: .bfloat16)
+        let folder = try Checkpoint.open(Self.models.appendingPathComponent("sd1/diffusers"))
+        let key = try XCTUnwrap(folder.keys.first { $0.hasSuffix("proj_in.weight") })
+        try check(folder, key, format: .float16)
+    }
+}
