@@ -50,12 +50,19 @@ public enum BLAS {
         callSGEMM(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
+    /// Floating-point operations (2·m·n·k per GEMM) run since the process started: what `darkroom bench` divides
+    /// by the time to report achieved GFLOP/s.
+    public static var flopCount: Double { flopLock.withLock { flops } }
+    nonisolated(unsafe) private static var flops = 0.0
+    private static let flopLock = Mutex()
+
     @usableFromInline
     static func callSGEMM(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
+        flopLock.withLock { flops += 2 * Double(m) * Double(n) * Double(k) }
         OpenBLASLibrary.shared.sgemm(
             CblasRowMajor,
             transposeA ? CblasTrans : CblasNoTrans,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DarkroomImageIO
 import DarkroomModels
+import DarkroomPipeline
 import DarkroomSchedulers
 import DarkroomTensor
 import DarkroomTokenizer
@@ -9,7 +10,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Model.self],
+        subcommands: [Kernels.self, Model.self, Job.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
@@ -120,51 +121,125 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// The checkpoint a bench measures: the one given, else the cached random-weight SD 1.5 (created once).
+    static func checkpoint(_ path: String?) throws -> URL {
+        if let path { return URL(fileURLWithPath: path) }
+        return try BenchCheckpoint.cached()
+    }
+
+    static func header() {
+        print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
+        if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
+    }
+
+    /// Runs `body` `repeats` times; prints the best time, the achieved GFLOP/s of its GEMMs and the peak RSS so far.
+    static func measure(_ name: String, repeats: Int, _ body: () throws -> Void) rethrows {
+        var best = Double.infinity, flops = 0.0
+        for _ in 0..<max(1, repeats) {
+            let (start, startFlops) = (DispatchTime.now().uptimeNanoseconds, BLAS.flopCount)
+            try body()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            flops = BLAS.flopCount - startFlops
+            best = min(best, seconds)
+        }
+        let rate = flops > 0 ? String(format: "%7.1f GFLOP/s (%.3f TFLOP)", flops / best / 1e9, flops / 1e12) : ""
+        print(name.padding(toLength: 30, withPad: " ", startingAt: 0)
+              + String(format: "%8.2f s  %@   peak RSS %.2f GiB", best, rate.padding(toLength: 32, withPad: " ", startingAt: 0), peakRSSGiB()))
+    }
+
     struct Model: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Load a checkpoint and time each network once at a given size (release build).",
-            discussion: "Make a full-size random SD 1.5 checkpoint with tools/reference/make_fullsize_checkpoint.py.")
+            abstract: "Time each network of a checkpoint: text encoder, a guided UNet step, VAE encode and decode.",
+            discussion: """
+                Without a checkpoint, a full-size random-weight SD 1.5 (fp16 diffusers folder) is created once in \
+                ~/.cache/darkroom/bench and used. Prints the best of --repeats runs, the GFLOP/s achieved by its \
+                matrix products, and the process's peak RSS. Build with -c release.
+                """)
 
-        @Argument(help: "A .safetensors checkpoint or a diffusers folder.")
-        var checkpoint: String
+        @Argument(help: "A .safetensors checkpoint or a diffusers folder (default: the cached random SD 1.5).")
+        var checkpoint: String?
 
-        @Option(help: "Image size in pixels (latents are 1/8).")
-        var size: Int = 512
+        @Option(parsing: .upToNextOption, help: "Image sizes in pixels for the UNet step (latents are 1/8).")
+        var sizes: [Int] = [512, 768]
 
-        @Option(help: "Batch for the text encoder and UNet (2 = one classifier-free-guided step).")
-        var batch: Int = 2
+        @Option(help: "Image size for the VAE.")
+        var vaeSize = 512
 
-        @Flag(help: "Also time the VAE encoder and decoder.")
-        var vae = false
+        @Option(help: "Runs per stage; the best is reported.")
+        var repeats = 2
+
+        @Flag(help: "Skip the VAE.")
+        var noVAE = false
 
         func run() throws {
-            let clock = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-            print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
-            if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
-            var start = clock()
-            let models = try StableDiffusionModels.load(URL(fileURLWithPath: checkpoint))
-            print(String(format: "load                    %7.2f s   peak RSS %.2f GiB", clock() - start, peakRSSGiB()))
-            let ids = Array(repeating: Array(repeating: 49407, count: 77), count: batch)
-            start = clock()
-            let context = models.textEncoder(ids)
-            print(String(format: "text encoder, batch %d   %7.2f s", batch, clock() - start))
-            let latent = size / models.vae.config.downscale
-            let sample = Tensor(shape: [batch, models.unet.config.inChannels, latent, latent], repeating: 0.1)
-            start = clock()
-            _ = models.unet(sample, timesteps: [500], context: context)
-            print(String(format: "UNet %dx%d, batch %d     %7.2f s   peak RSS %.2f GiB", latent, latent, batch, clock() - start, peakRSSGiB()))
-            start = clock()
-            _ = models.unet(sample, timesteps: [400], context: context)
-            print(String(format: "UNet again (next step)  %7.2f s", clock() - start))
-            if vae {
-                let image = Tensor(shape: [1, 3, size, size], repeating: 0.1)
-                start = clock()
-                let posterior = models.vae.encode(image)
-                print(String(format: "VAE encode %dx%d      %7.2f s", size, size, clock() - start))
-                start = clock()
-                _ = models.vae.decode(posterior.mean)
-                print(String(format: "VAE decode %dx%d      %7.2f s   peak RSS %.2f GiB", size, size, clock() - start, peakRSSGiB()))
+            let url = try Bench.checkpoint(checkpoint)
+            Bench.header()
+            var models: StableDiffusionModels?
+            try Bench.measure("load", repeats: 1) { models = try StableDiffusionModels.load(url) }
+            guard let models else { return }
+            let ids = Array(repeating: Array(repeating: 49407, count: 77), count: 2)
+            var context = Tensor(zeros: [0])
+            Bench.measure("text encoder, batch 2", repeats: repeats) { context = models.textEncoder(ids) }
+            for size in sizes {
+                let latent = size / models.vae.config.downscale
+                let sample = Tensor(shape: [2, models.unet.config.inChannels, latent, latent], repeating: 0.1)
+                Bench.measure("UNet step \(size)px, batch 2", repeats: repeats) {
+                    _ = models.unet(sample, timesteps: [500], context: context)
+                }
             }
+            if !noVAE {
+                let image = Tensor(shape: [1, 3, vaeSize, vaeSize], repeating: 0.1)
+                var mean = Tensor(zeros: [0])
+                Bench.measure("VAE encode \(vaeSize)px", repeats: repeats) { mean = models.vae.encode(image).mean }
+                Bench.measure("VAE decode \(vaeSize)px", repeats: repeats) { _ = models.vae.decode(mean) }
+            }
+        }
+    }
+
+    struct Job: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time a whole img2img job as the service runs it (load, prompt, VAE, UNet steps, decode).",
+            discussion: "Run it in its own process: the peak RSS it prints is the job's. Build with -c release.")
+
+        @Argument(help: "A .safetensors checkpoint or a diffusers folder (default: the cached random SD 1.5).")
+        var checkpoint: String?
+
+        @Option(help: "Image side in pixels.")
+        var size = 512
+
+        @Option(help: "Sampler steps before strength.")
+        var steps = 20
+
+        @Option(help: "Denoising strength (20 steps at 0.5 run 10 UNet steps).")
+        var strength = 0.5
+
+        @Option(help: "Sampler.")
+        var sampler = "dpmpp_2m_karras"
+
+        func run() throws {
+            let url = try Bench.checkpoint(checkpoint)
+            Bench.header()
+            let start = DispatchTime.now().uptimeNanoseconds
+            var pipeline: StableDiffusionPipeline?
+            try Bench.measure("load", repeats: 1) {
+                pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url), tokenizer: try CLIPTokenizer.bundled())
+            }
+            var samples = [UInt16](repeating: 0, count: size * size * 3)
+            for y in 0..<size { for x in 0..<size { for c in 0..<3 { samples[(y * size + x) * 3 + c] = UInt16((x + 2 * y + 60 * c) % 256) } } }
+            let image = try Image(width: size, height: size, layout: .rgb, bitDepth: 8, samples: samples)
+            var configuration = PipelineConfiguration()
+            configuration.mode = .img2img
+            configuration.generation.prompt = "a watercolor painting of a lighthouse on a cliff at dawn, soft light"
+            configuration.generation.negativePrompt = "blurry, low quality"
+            configuration.generation.steps = steps
+            configuration.generation.strength = strength
+            configuration.generation.sampler = sampler
+            configuration.generation.seed = 1
+            try Bench.measure("img2img \(size)px, \(steps) steps x \(strength)", repeats: 1) {
+                _ = try pipeline!.run(configuration, image: image)
+            }
+            print(String(format: "whole job (load + img2img)      %.2f s   peak RSS %.2f GiB",
+                         Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, peakRSSGiB()))
         }
     }
 }
