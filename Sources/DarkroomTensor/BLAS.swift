@@ -50,6 +50,23 @@ public enum BLAS {
         callSGEMM(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
+    /// C[m×n] = alpha · op(A) · op(B) + beta · C with bfloat16 A and B (raw bits) and Float32 C, row-major
+    /// (OpenBLAS `cblas_sbgemm`; native on AVX512-BF16 kernels, see `hasNativeBF16`). Accumulates in Float32.
+    public static func sbgemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int,
+        alpha: Float = 1,
+        a: UnsafePointer<UInt16>, lda: Int,
+        b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        guard let sbgemm = OpenBLASLibrary.shared.sbgemm else { preconditionFailure("this OpenBLAS has no cblas_sbgemm") }
+        flopLock.withLock { flops += 2 * Double(m) * Double(n) * Double(k) }
+        sbgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+               Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
     /// Floating-point operations (2·m·n·k per GEMM) run since the process started: what `darkroom bench` divides
     /// by the time to report achieved GFLOP/s.
     public static var flopCount: Double { flopLock.withLock { flops } }

@@ -39,6 +39,16 @@ struct Bench: ParsableCommand {
                 let a = Tensor(shape: [m, k], repeating: 0.01), b = Tensor(shape: [k, n], repeating: 0.02)
                 report(name, flops: 2.0 * Double(m * n * k)) { _ = a.matmul(b) }
             }
+            // The same GEMMs in bfloat16 (cblas_sbgemm; Float32 accumulation), when this OpenBLAS has it.
+            if BLAS.hasNativeBF16 {
+                for (name, m, n, k) in [("sbgemm 320x4096x2880 (bf16)", 320, 4096, 2880), ("sbgemm 4096x2560x320 (bf16)", 4096, 2560, 320)] {
+                    let a = [UInt16](repeating: 0x3c23, count: m * k), b = [UInt16](repeating: 0x3ca3, count: k * n)
+                    var c = [Float](repeating: 0, count: m * n)
+                    report(name, flops: 2.0 * Double(m * n * k)) {
+                        BLAS.sbgemm(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &c, ldc: n)
+                    }
+                }
+            }
             // Convolutions.
             for (name, c, size, batch) in [
                 ("conv2d 3x3 320->320 @ 64x64, batch 2", 320, 64, 2),
