@@ -8,6 +8,16 @@ public enum BLAS {
         set { OpenBLASLibrary.shared.setThreads(Int32(max(1, newValue))) }
     }
 
+    /// Runs `body` with OpenBLAS limited to `count` threads (e.g. 1, while Darkroom's own workers each run their
+    /// own GEMMs), then restores the previous count.
+    public static func withThreadCount<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
+        let previous = threadCount
+        if previous == count { return try body() }
+        threadCount = count
+        defer { threadCount = previous }
+        return try body()
+    }
+
     /// The CPU kernel OpenBLAS selected at run time (e.g. "Cooperlake", "SkylakeX", "Haswell").
     public static var coreName: String { OpenBLASLibrary.shared.coreName().map { String(cString: $0) } ?? "unknown" }
 

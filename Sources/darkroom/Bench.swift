@@ -81,6 +81,16 @@ struct Bench: ParsableCommand {
                     weight.withFloat32 { _ in }
                 }
             }
+            // Attention score blocks per thread (Tensor.attentionThreadScoreBudget, floats): smaller ones stay in cache.
+            let saved = Tensor.attentionThreadScoreBudget
+            for budget in [1 << 16, 1 << 18, 1 << 20, 1 << 21] {
+                Tensor.attentionThreadScoreBudget = budget
+                let q = Tensor(shape: [2, 4096, 320], repeating: 0.01), kv = Tensor(shape: [2, 4096, 320], repeating: 0.02)
+                report("attention 4096 tok, score block \(budget / 4096) rows", flops: 2.0 * 2 * Double(2 * 8 * 4096 * 4096 * 40)) {
+                    _ = Tensor.attention(query: q, key: kv, value: kv, heads: 8)
+                }
+            }
+            Tensor.attentionThreadScoreBudget = saved
             let scores = Tensor(shape: [1024, 4096], repeating: 0.3)
             report("softmax 1024x4096", flops: nil) { _ = scores.softmax() }
             report("silu 1024x4096", flops: nil) { _ = scores.silu() }
