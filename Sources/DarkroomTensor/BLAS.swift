@@ -2,6 +2,12 @@ import COpenBLAS
 
 /// OpenBLAS settings and the single-precision GEMM every matrix kernel goes through.
 public enum BLAS {
+    /// Opens OpenBLAS (choosing its kernels first), or throws a clear error when it is missing. Entry points call
+    /// this before any kernel; it runs once.
+    public static func load() throws {
+        if case .failure(let error) = OpenBLASLibrary.loaded { throw error }
+    }
+
     /// Threads OpenBLAS uses inside one GEMM.
     public static var threadCount: Int {
         get { Int(OpenBLASLibrary.shared.getThreads()) }

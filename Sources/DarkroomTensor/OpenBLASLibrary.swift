@@ -34,7 +34,21 @@ struct OpenBLASLibrary: @unchecked Sendable {
     /// The kernel set this CPU would get from Darkroom's own choice (nil: OpenBLAS's detection is right).
     let preferredCoreType: String?
 
-    static let shared: OpenBLASLibrary = {
+    /// The library, or why it could not be opened (checked once, up front, by `BLAS.load()`).
+    static let loaded: Result<OpenBLASLibrary, BLASLoadError> = {
+        do throws(BLASLoadError) { return .success(try load()) } catch { return .failure(error) }
+    }()
+
+    /// The opened library. Entry points call `BLAS.load()` first and report its error; reaching here without the
+    /// library is a programming error.
+    static var shared: OpenBLASLibrary {
+        switch loaded {
+        case .success(let library): return library
+        case .failure(let error): preconditionFailure(error.description)
+        }
+    }
+
+    static func load() throws(BLASLoadError) -> OpenBLASLibrary {
         var chosen: String?
         let preferred = preferredCoreType(cpuinfo: readCPUInfo())
         switch getenv("DARKROOM_BLAS_CORE").map({ String(cString: $0) }) {
@@ -64,25 +78,23 @@ struct OpenBLASLibrary: @unchecked Sendable {
             if handle != nil { break }
             errors.append(dlerror().map { String(cString: $0) } ?? name)
         }
-        guard let handle else {
-            fatalError("Darkroom needs OpenBLAS (Debian: apt-get install libopenblas0): \(errors.joined(separator: "; "))")
-        }
+        guard let handle else { throw BLASLoadError(detail: errors.joined(separator: "; ")) }
         func symbol<T>(_ name: String, as type: T.Type) -> T? {
             dlsym(handle, name).map { unsafeBitCast($0, to: type) }
         }
-        func required<T>(_ name: String, as type: T.Type) -> T {
-            guard let function = symbol(name, as: type) else { fatalError("OpenBLAS lacks \(name)") }
+        func required<T>(_ name: String, as type: T.Type) throws(BLASLoadError) -> T {
+            guard let function = symbol(name, as: type) else { throw BLASLoadError(detail: "the library lacks \(name)") }
             return function
         }
         return OpenBLASLibrary(
-            sgemm: required("cblas_sgemm", as: SGEMM.self),
+            sgemm: try required("cblas_sgemm", as: SGEMM.self),
             sbgemm: symbol("cblas_sbgemm", as: SBGEMM.self),
-            setThreads: required("openblas_set_num_threads", as: (@convention(c) (Int32) -> Void).self),
-            getThreads: required("openblas_get_num_threads", as: (@convention(c) () -> Int32).self),
-            coreName: required("openblas_get_corename", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
-            config: required("openblas_get_config", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
+            setThreads: try required("openblas_set_num_threads", as: (@convention(c) (Int32) -> Void).self),
+            getThreads: try required("openblas_get_num_threads", as: (@convention(c) () -> Int32).self),
+            coreName: try required("openblas_get_corename", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
+            config: try required("openblas_get_config", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
             chosenCoreType: chosen, preferredCoreType: preferred)
-    }()
+    }
 
     /// `/proc/cpuinfo` (procfs reports size 0, so it is read in chunks to the end).
     static func readCPUInfo() -> String {
@@ -111,5 +123,13 @@ struct OpenBLASLibrary: @unchecked Sendable {
         let flags = Set(flagsLine.split(whereSeparator: { $0 == " " || $0 == ":" || $0 == "\t" }).map(String.init))
         guard ["avx512f", "avx512bw", "avx512vl", "avx512dq"].allSatisfy(flags.contains) else { return nil }
         return flags.contains("avx512_bf16") ? "COOPERLAKE" : "SKYLAKEX"
+    }
+}
+
+/// OpenBLAS could not be opened or lacks a function Darkroom needs.
+public struct BLASLoadError: Error, CustomStringConvertible {
+    public let detail: String
+    public var description: String {
+        "Darkroom needs OpenBLAS (Debian: apt-get install libopenblas0-pthread, or run tools/setup): \(detail)"
     }
 }

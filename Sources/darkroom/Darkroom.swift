@@ -1,4 +1,6 @@
 import ArgumentParser
+import DarkroomTensor
+import Foundation
 
 @main
 struct Darkroom: AsyncParsableCommand {
@@ -6,4 +8,18 @@ struct Darkroom: AsyncParsableCommand {
         commandName: "darkroom",
         abstract: "Stable Diffusion image editing (img2img, inpaint, restore) from a watched folder, on CPU.",
         subcommands: [Run.self, Process.self, Validate.self, Models.self, Inspect.self, Bench.self])
+
+    /// OpenBLAS is opened first, so that a machine without it gets a message rather than a crash mid-job.
+    static func main() async {
+        do { try BLAS.load() } catch {
+            FileHandle.standardError.write(Data("darkroom: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
