@@ -9,14 +9,36 @@ public struct Padding2D: Sendable, Equatable {
     public static let zero = Padding2D.uniform(0)
 }
 
+/// How `conv2d` computes a 3×3 stride-1 convolution.
+public enum ConvolutionAlgorithm: Sendable {
+    /// Winograd F(4×4, 3×3) where it pays (planes of at least `Tensor.winogradMinimumPlane` outputs), else im2col.
+    case automatic
+    /// Always im2col + GEMM (the direct algorithm).
+    case im2col
+    /// Winograd F(4×4, 3×3) for every 3×3 stride-1 convolution with padding 1.
+    case winograd
+}
+
 extension Tensor {
+    /// The algorithm for 3×3 stride-1 convolutions (tests pin one to compare them).
+    nonisolated(unsafe) public static var convolutionAlgorithm = ConvolutionAlgorithm.automatic
+
+    /// Smallest output plane (height × width) that `.automatic` runs through Winograd: below it the kernel
+    /// transform, paid on every call, costs more than the GEMM FLOPs it saves.
+    nonisolated(unsafe) public static var winogradMinimumPlane = 16 * 16
+
+    /// Winograd runs its tiles in chunks of whole tile rows whose transformed input and product together stay
+    /// under this many floats (16 MiB); a single tile row may exceed it.
+    nonisolated(unsafe) public static var winogradChunkBudget = 4 << 20
+
     /// Upper bound of the im2col scratch buffer, in floats (16 MiB). A 3×3 convolution with 128 input
     /// channels at 512×512 would need 1.2 GB untiled; it runs in row tiles of this size instead.
     nonisolated(unsafe) public static var im2colBudget = 4 << 20
 
     /// `torch.nn.functional.conv2d` for `self` [N, C, H, W], weight [O, C, kh, kw], bias [O].
     ///
-    /// 1×1 stride-1 convolutions are a single GEMM per image (W[O, C] · X[C, HW]). Others go through
+    /// 1×1 stride-1 convolutions are a single GEMM per image (W[O, C] · X[C, HW]). 3×3 stride-1 ones with
+    /// padding 1 run as Winograd F(4×4, 3×3) (`WinogradF43`, see `convolutionAlgorithm`). Others go through
     /// im2col in tiles of output rows, so the scratch stays under `im2colBudget` floats, and one GEMM
     /// per tile writes straight into the output: out[O, tile] = W[O, C·kh·kw] · cols[C·kh·kw, tile].
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
@@ -53,6 +75,18 @@ extension Tensor {
                                        a: w, lda: inChannels, b: x + n * inChannels * height * width, ldb: outPlane,
                                        beta: 1, c: o + n * outChannels * outPlane, ldc: outPlane)
                         }
+                        return
+                    }
+                    let isWinograd = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) && {
+                        switch Tensor.convolutionAlgorithm {
+                        case .automatic: return outPlane >= Tensor.winogradMinimumPlane
+                        case .im2col: return false
+                        case .winograd: return true
+                        }
+                    }()
+                    if isWinograd {
+                        WinogradF43.convolve(input: x, batch: batch, channels: inChannels, height: height, width: width,
+                                             weight: w, outChannels: outChannels, output: o)
                         return
                     }
                     let patch = inChannels * kh * kw

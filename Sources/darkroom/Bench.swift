@@ -49,16 +49,25 @@ struct Bench: ParsableCommand {
                     }
                 }
             }
-            // Convolutions.
+            // 3×3 convolutions, each algorithm; GFLOP/s counts the direct algorithm's FLOPs for both, so
+            // Winograd's figure is its effective rate.
+            let savedAlgorithm = Tensor.convolutionAlgorithm
+            defer { Tensor.convolutionAlgorithm = savedAlgorithm }
             for (name, c, size, batch) in [
                 ("conv2d 3x3 320->320 @ 64x64, batch 2", 320, 64, 2),
+                ("conv2d 3x3 640->640 @ 32x32, batch 2", 640, 32, 2),
+                ("conv2d 3x3 1280->1280 @ 16x16, batch 2", 1280, 16, 2),
+                ("conv2d 3x3 1280->1280 @ 8x8, batch 2", 1280, 8, 2),
                 ("conv2d 3x3 128->128 @ 512x512 (VAE), batch 1", 128, 512, 1),
                 ("conv2d 3x3 512->512 @ 128x128 (VAE), batch 1", 512, 128, 1),
             ] {
                 let x = Tensor(shape: [batch, c, size, size], repeating: 0.1)
                 let w = Tensor(shape: [c, c, 3, 3], repeating: 0.01), bias = Tensor(zeros: [c])
-                report(name, flops: 2.0 * Double(batch * c * c * 9 * size * size)) {
-                    _ = x.conv2d(weight: w, bias: bias, padding: .uniform(1))
+                for (label, algorithm) in [("im2col", ConvolutionAlgorithm.im2col), ("winograd", .winograd)] {
+                    Tensor.convolutionAlgorithm = algorithm
+                    report(name + " " + label, flops: 2.0 * Double(batch * c * c * 9 * size * size)) {
+                        _ = x.conv2d(weight: w, bias: bias, padding: .uniform(1))
+                    }
                 }
             }
             // Attention at 4096 tokens (64×64 latents, SD 1.5 level 1: 8 heads of 40, batch 2).

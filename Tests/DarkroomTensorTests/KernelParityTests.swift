@@ -45,9 +45,33 @@ final class KernelParityTests: XCTestCase {
         try conv("conv3x3_s2_pad0101", stride: 2, padding: Padding2D(left: 0, right: 1, top: 0, bottom: 1))
     }
 
+    func testConvolutionsIm2col() throws {  // the same cases, every 3×3 one through im2col
+        let saved = Tensor.convolutionAlgorithm
+        defer { Tensor.convolutionAlgorithm = saved }
+        Tensor.convolutionAlgorithm = .im2col
+        try testConvolutions()
+    }
+
+    /// Winograd F(4×4, 3×3) on the 3×3 stride-1 cases, whose sizes (13×11, 10×12, 40×36) leave partial tiles
+    /// at the right and bottom edges; then in chunks of 2 and 1 tile rows. Same 1e-5 bound as direct convolution:
+    /// the transforms cost about one digit of Float32, and the float64 reference leaves room for it.
+    func testWinogradConvolution() throws {
+        let (savedAlgorithm, savedBudget) = (Tensor.convolutionAlgorithm, Tensor.winogradChunkBudget)
+        defer { (Tensor.convolutionAlgorithm, Tensor.winogradChunkBudget) = (savedAlgorithm, savedBudget) }
+        Tensor.convolutionAlgorithm = .winograd
+        for name in ["conv3x3", "conv3x3_cin4", "conv3x3_big"] { try conv(name, stride: 1, padding: .uniform(1)) }
+        for tileRows in [2, 1] {
+            Tensor.winogradChunkBudget = 36 * (32 + 32) * 9 * tileRows  // conv3x3_big: 32 → 32 channels, 9 tiles a row
+            try conv("conv3x3_big", stride: 1, padding: .uniform(1))
+            Tensor.winogradChunkBudget = 36 * (8 + 12) * 3 * tileRows  // conv3x3: 8 → 12 channels, 3 tiles a row, batch 2
+            try conv("conv3x3", stride: 1, padding: .uniform(1))
+        }
+    }
+
     func testConvolutionTilingMatchesUntiled() throws {  // case "conv3x3_big" with a budget of 3 rows, then 1 row, per tile
-        let saved = Tensor.im2colBudget
-        defer { Tensor.im2colBudget = saved }
+        let (saved, savedAlgorithm) = (Tensor.im2colBudget, Tensor.convolutionAlgorithm)
+        defer { (Tensor.im2colBudget, Tensor.convolutionAlgorithm) = (saved, savedAlgorithm) }
+        Tensor.convolutionAlgorithm = .im2col
         for rows in [3, 1] {
             Tensor.im2colBudget = 32 * 9 * 36 * rows
             try conv("conv3x3_big", stride: 1, padding: .uniform(1))
