@@ -77,6 +77,14 @@ extension Tensor {
     /// In-place softmax of one row: subtract the max, exponentiate, normalise.
     @inlinable
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ width: Int) {
+        let scale = exponentiateRow(row, width)
+        VectorMath.map(row, width, { $0 * scale }, { $0 * scale })
+    }
+
+    /// The softmax numerators in place, e^(x − max), and 1 / their sum. Attention applies that factor to its
+    /// output rows after S·V (dv values a row instead of every key), saving a pass over the scores.
+    @inlinable @inline(__always)
+    static func exponentiateRow(_ row: UnsafeMutablePointer<Float>, _ width: Int) -> Float {
         typealias V = VectorMath.V
         var i = 0
         var vmax = V(repeating: -.infinity)
@@ -92,7 +100,6 @@ extension Tensor {
         }
         var sum = vsum.sum()
         while i < width { row[i] = Foundation.exp(row[i] - rowMax); sum += row[i]; i += 1 }
-        let scale = 1 / sum
-        VectorMath.map(row, width, { $0 * scale }, { $0 * scale })
+        return 1 / sum
     }
 }

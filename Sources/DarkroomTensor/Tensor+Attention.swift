@@ -22,7 +22,8 @@ extension Tensor {
         }
         let chunk = max(1, min(queries, attentionScoreBudget / max(keys, 1)))
         var out = Tensor(uninitialized: [batch, queries, valueWidth])
-        Tensor.withScratch(count: chunk * keys) { scores in
+        Tensor.withScratch(count: chunk * keys + chunk) { scores in
+            let rowScales = scores + chunk * keys
             query.withUnsafeBufferPointer { q in
                 key.withUnsafeBufferPointer { k in
                     value.withUnsafeBufferPointer { v in
@@ -47,12 +48,14 @@ extension Tensor {
                                                     let visible = start + r + 1
                                                     if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
                                                 }
-                                                Tensor.softmaxRow(row, keys)
+                                                rowScales[r] = Tensor.exponentiateRow(row, keys)
                                             }
                                         }
-                                        // O[rows, dv] = S · V[keys, dv]
+                                        // O[rows, dv] = softmax(S) · V[keys, dv]: e^S · V, each row scaled by 1/Σe^S.
                                         BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
                                                    c: oh + start * valueWidth, ldc: valueWidth)
+                                        Tensor.scaleRows(oh + start * valueWidth, stride: valueWidth, rows: rows,
+                                                         width: dv, by: rowScales)
                                         start += rows
                                     }
                                 }
@@ -90,7 +93,8 @@ extension Tensor {
                                 let kh = k + b * keys * width + h * d
                                 let vh = v + b * keys * valueWidth + h * dv
                                 let oh = o + b * queries * valueWidth + h * dv
-                                Tensor.withScratch(count: rowsPerBlock * keys) { scores in
+                                Tensor.withScratch(count: rowsPerBlock * keys + rowsPerBlock) { scores in
+                                    let rowScales = scores + rowsPerBlock * keys
                                     var start = 0
                                     while start < queries {
                                         let rows = min(rowsPerBlock, queries - start)
@@ -102,10 +106,12 @@ extension Tensor {
                                                 let visible = start + r + 1
                                                 if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
                                             }
-                                            Tensor.softmaxRow(row, keys)
+                                            rowScales[r] = Tensor.exponentiateRow(row, keys)
                                         }
                                         BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
                                                    c: oh + start * valueWidth, ldc: valueWidth)
+                                        Tensor.scaleRows(oh + start * valueWidth, stride: valueWidth, rows: rows,
+                                                         width: dv, by: rowScales)
                                         start += rows
                                     }
                                 }
@@ -116,5 +122,14 @@ extension Tensor {
             }
         }
         return out
+    }
+
+    /// rows[r, 0..<width] *= scales[r], rows `stride` floats apart.
+    static func scaleRows(_ p: UnsafeMutablePointer<Float>, stride: Int, rows: Int, width: Int,
+                          by scales: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let row = p + r * stride, scale = scales[r]
+            for j in 0..<width { row[j] *= scale }
+        }
     }
 }

@@ -23,9 +23,11 @@ extension Tensor {
     /// The algorithm for 3×3 stride-1 convolutions (tests pin one to compare them).
     nonisolated(unsafe) public static var convolutionAlgorithm = ConvolutionAlgorithm.automatic
 
-    /// Smallest output plane (height × width) that `.automatic` runs through Winograd: below it the kernel
-    /// transform, paid on every call, costs more than the GEMM FLOPs it saves.
-    nonisolated(unsafe) public static var winogradMinimumPlane = 16 * 16
+    /// Smallest output plane (height × width) that `.automatic` runs through Winograd. The transformed kernel is
+    /// 4× the weight in Float32, built on every call; on small planes with many channels (SD 1.5's UNet at 32×32
+    /// and 16×16 latents) writing and reading it costs about what the saved FLOPs gain (`darkroom bench model`:
+    /// the step within noise either way), while at 64×64 and up Winograd halves a convolution's time.
+    nonisolated(unsafe) public static var winogradMinimumPlane = 64 * 64
 
     /// Winograd runs its tiles in chunks of whole tile rows whose transformed input and product together stay
     /// under this many floats (16 MiB); a single tile row may exceed it.

@@ -161,6 +161,16 @@ extension Bench {
         if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
     }
 
+    /// Pins `Tensor.convolutionAlgorithm` from a command-line name.
+    static func setConvolution(_ name: String) throws {
+        switch name {
+        case "automatic": Tensor.convolutionAlgorithm = .automatic
+        case "im2col": Tensor.convolutionAlgorithm = .im2col
+        case "winograd": Tensor.convolutionAlgorithm = .winograd
+        default: throw ValidationError("--convolution must be automatic, im2col or winograd, not \(name)")
+        }
+    }
+
     /// Runs `body` `repeats` times; prints the best time, the achieved GFLOP/s of its GEMMs and the peak RSS so far.
     static func measure(_ name: String, repeats: Int, _ body: () throws -> Void) rethrows {
         var best = Double.infinity, flops = 0.0
@@ -200,7 +210,11 @@ extension Bench {
         @Flag(help: "Skip the VAE.")
         var noVAE = false
 
+        @Option(help: "3x3 convolution algorithm: automatic, im2col or winograd.")
+        var convolution = "automatic"
+
         func run() throws {
+            try Bench.setConvolution(convolution)
             let url = try Bench.checkpoint(checkpoint)
             Bench.header()
             var models: StableDiffusionModels?
