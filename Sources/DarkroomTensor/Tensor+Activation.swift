@@ -21,14 +21,7 @@ extension Tensor {
 
     /// GELU, exact erf form (`torch.nn.functional.gelu` default): ½x(1 + erf(x/√2)).
     public func gelu() -> Tensor {
-        var out = self
-        out.withUnsafeMutableBufferPointer { buffer in
-            let p = buffer.baseAddress!
-            Parallel.forEachRange(buffer.count) { range in
-                for i in range { p[i] = Tensor.gelu(p[i]) }
-            }
-        }
-        return out
+        mapElements(VectorMath.gelu, Tensor.gelu)
     }
 
     @inlinable @inline(__always)
@@ -52,7 +45,12 @@ extension Tensor {
                 Parallel.forEachRange(rows, grain: max(1, 16_384 / max(width, 1))) { range in
                     for r in range {
                         let hidden = x + r * 2 * width, gate = hidden + width, dst = o + r * width
-                        for i in 0..<width { dst[i] = hidden[i] * Tensor.gelu(gate[i]) }
+                        var i = 0
+                        while i + VectorMath.width <= width {
+                            VectorMath.store(VectorMath.load(hidden + i) * VectorMath.gelu(VectorMath.load(gate + i)), dst + i)
+                            i += VectorMath.width
+                        }
+                        while i < width { dst[i] = hidden[i] * Tensor.gelu(gate[i]); i += 1 }
                     }
                 }
             }

@@ -54,11 +54,36 @@ extension Tensor {
         let outPlane = outHeight * outWidth
         var out = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
 
+        let isWinograd = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) && {
+            switch Tensor.convolutionAlgorithm {
+            case .automatic: return outPlane >= Tensor.winogradMinimumPlane
+            case .im2col: return false
+            case .winograd: return true
+            }
+        }()
+        if let bias {
+            precondition(bias.count == outChannels, "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)")
+        }
+        if isWinograd {
+            // Winograd writes every output once, bias included.
+            out.withUnsafeMutableBufferPointer { o in
+                withUnsafeBufferPointer { x in
+                    weight.withUnsafeBufferPointer { w in
+                        func run(_ bias: UnsafePointer<Float>?) {
+                            WinogradF43.convolve(input: x.baseAddress!, batch: batch, channels: inChannels, height: height,
+                                                 width: width, weight: w.baseAddress!, bias: bias, outChannels: outChannels,
+                                                 output: o.baseAddress!)
+                        }
+                        if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                    }
+                }
+            }
+            return out
+        }
         out.withUnsafeMutableBufferPointer { o in
             let o = o.baseAddress!
             // Bias first, then GEMMs accumulate into it (beta = 1).
             if let bias {
-                precondition(bias.count == outChannels, "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)")
                 bias.withUnsafeBufferPointer { b in
                     Parallel.forEach(batch * outChannels) { i in
                         (o + i * outPlane).initialize(repeating: b[i % outChannels], count: outPlane)
@@ -77,18 +102,6 @@ extension Tensor {
                                        a: w, lda: inChannels, b: x + n * inChannels * height * width, ldb: outPlane,
                                        beta: 1, c: o + n * outChannels * outPlane, ldc: outPlane)
                         }
-                        return
-                    }
-                    let isWinograd = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) && {
-                        switch Tensor.convolutionAlgorithm {
-                        case .automatic: return outPlane >= Tensor.winogradMinimumPlane
-                        case .im2col: return false
-                        case .winograd: return true
-                        }
-                    }()
-                    if isWinograd {
-                        WinogradF43.convolve(input: x, batch: batch, channels: inChannels, height: height, width: width,
-                                             weight: w, outChannels: outChannels, output: o)
                         return
                     }
                     let patch = inChannels * kh * kw

@@ -13,10 +13,11 @@
 /// rows sized to stay near the cache; each worker takes a share of output channels through the GEMMs and the
 /// output transform, with single-threaded OpenBLAS.
 enum WinogradF43 {
-    /// `input` [N, C, H, W] convolved with `weight` [K, C, 3, 3] (stride 1, zero padding 1 on every side),
-    /// added into `output` [N, K, H, W] (which holds the bias or zeros).
+    /// `input` [N, C, H, W] convolved with `weight` [K, C, 3, 3] (stride 1, zero padding 1 on every side), plus
+    /// `bias` [K], written into `output` [N, K, H, W].
     static func convolve(input x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
-                         weight w: UnsafePointer<Float>, outChannels: Int, output o: UnsafeMutablePointer<Float>) {
+                         weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int,
+                         output o: UnsafeMutablePointer<Float>) {
         let tilesX = (width + 3) / 4, tilesY = (height + 3) / 4
         let tileRows = batch * tilesY
         let rowsPerChunk = max(1, min(tileRows, Tensor.winogradChunkBudget / max(1, 36 * (channels + outChannels) * tilesX)))
@@ -45,7 +46,7 @@ enum WinogradF43 {
                                            b: v + xi * channels * chunkTiles, ldb: chunkTiles,
                                            c: m + (xi * outChannels + ks.lowerBound) * chunkTiles, ldc: chunkTiles)
                             }
-                            geometry.transformOutput(m, outChannels: ks, tileRows: row0..<(row0 + rows), into: o)
+                            geometry.transformOutput(m, outChannels: ks, tileRows: row0..<(row0 + rows), bias: bias, into: o)
                         }
                     }
                     row0 += rows
@@ -139,13 +140,22 @@ enum WinogradF43 {
                             continue
                         }
                         let src = plane + y * width
-                        for p in 0..<4 {
-                            let d = dst + p * span
-                            for t in 0..<span {
+                        let (d0, d1, d2, d3) = (dst, dst + span, dst + 2 * span, dst + 3 * span)
+                        // Interior tiles read columns 4t − 1 … 4t + 2, all inside the row; the first and the last
+                        // ones are cut by the padding.
+                        let interior = max(1, min(span, (width + 1) / 4))
+                        for t in 1..<interior {
+                            let column = src + 4 * t - 1
+                            d0[t] = column[0]; d1[t] = column[1]; d2[t] = column[2]; d3[t] = column[3]
+                        }
+                        func edge(_ t: Int) {
+                            for p in 0..<4 {
                                 let column = 4 * t + p - 1
-                                d[t] = column >= 0 && column < width ? src[column] : 0
+                                dst[p * span + t] = column >= 0 && column < width ? src[column] : 0
                             }
                         }
+                        edge(0)
+                        for t in interior..<span { edge(t) }
                     }
                     // Bᵀ d along the rows, every phase at once (4·span contiguous floats per input row).
                     for i in 0..<6 {
@@ -180,19 +190,20 @@ enum WinogradF43 {
             }
         }
 
-        /// Y = Aᵀ M A for output channels `ks` of the chunk's tiles, added into `o` [N, K, H, W] (cropped at the
-        /// right and bottom edges).
+        /// Y = Aᵀ M A + bias for output channels `ks` of the chunk's tiles, written into `o` [N, K, H, W] (cropped at
+        /// the right and bottom edges).
         ///
         ///     Aᵀ = [1  1   1  1   1  0]
         ///          [0  1  -1  2  -2  0]
         ///          [0  1   1  4   4  0]
         ///          [0  1  -1  8  -8  1]
         func transformOutput(_ m: UnsafePointer<Float>, outChannels ks: Range<Int>, tileRows: Range<Int>,
-                             into o: UnsafeMutablePointer<Float>) {
+                             bias: UnsafePointer<Float>?, into o: UnsafeMutablePointer<Float>) {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: (4 * 6 + 4 * 4) * tilesX)
             defer { scratch.deallocate() }
             let columns = scratch, block = scratch + 4 * 6 * tilesX  // Aᵀ M: [4][6][t]; Y: [4][4][t]
             for k in ks {
+                let b = bias?[k] ?? 0
                 for g in tileRows {
                     let image = g / tilesY, ty = g % tilesY
                     let t0 = (g - tileRows.lowerBound) * tilesX
@@ -214,14 +225,13 @@ enum WinogradF43 {
                     for r in 0..<min(4, height - 4 * ty) {
                         let dst = plane + (4 * ty + r) * width
                         let y = block + r * 4 * tilesX
+                        let (y0, y1, y2, y3) = (y, y + tilesX, y + 2 * tilesX, y + 3 * tilesX)
                         for t in 0..<(width / 4) {
-                            dst[4 * t] += y[t]
-                            dst[4 * t + 1] += y[tilesX + t]
-                            dst[4 * t + 2] += y[2 * tilesX + t]
-                            dst[4 * t + 3] += y[3 * tilesX + t]
+                            let d = dst + 4 * t
+                            d[0] = y0[t] + b; d[1] = y1[t] + b; d[2] = y2[t] + b; d[3] = y3[t] + b
                         }
                         for column in (width / 4 * 4)..<width {
-                            dst[column] += y[(column % 4) * tilesX + column / 4]
+                            dst[column] = y[(column % 4) * tilesX + column / 4] + b
                         }
                     }
                 }
