@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // Darkroom — a Stable Diffusion image-editing service (img2img, inpaint, restore) for Linux, on CPU.
 // Layers, low to high (imports only go downwards): see README.md "Layout".
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -25,10 +26,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS.
-        .target(name: "DarkroomTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "DarkroomTensor", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
 
         // safetensors (mmap, validated), diffusers folders, LDM→diffusers key canonicalisation, model family.
-        .target(name: "DarkroomWeights", dependencies: ["DarkroomTensor"]),
+        .target(name: "DarkroomWeights", dependencies: ["DarkroomTensor"], swiftSettings: numericSettings),
 
         // CLIP BPE tokenizer (bundled OpenAI/open_clip merges, MIT), A1111 prompt weighting and 75-token chunks.
         .target(name: "DarkroomTokenizer", dependencies: ["CZlib"], resources: [
@@ -37,16 +38,18 @@ let package = Package(
         ]),
 
         // CLIPTextModel, UNet2DConditionModel, AutoencoderKL and their blocks; *Config.detect(from:).
-        .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer"]),
+        .target(name: "DarkroomModels", dependencies: ["DarkroomTensor", "DarkroomWeights", "DarkroomTokenizer"],
+                swiftSettings: numericSettings),
 
         // Samplers (one file per algorithm, matching diffusers) and torch-exact random numbers.
         // `-enable-testing`: its tests check internals (quadrature, noise schedules) in the optimised build.
         .target(name: "DarkroomSchedulers", dependencies: ["DarkroomTensor"],
-                swiftSettings: [.unsafeFlags(["-enable-testing"])]),
+                swiftSettings: [.unsafeFlags(["-enable-testing"])] + numericSettings),
 
         // img2img / inpaint / restore pipelines, image↔tensor conversion, masks.
         .target(name: "DarkroomPipeline", dependencies: ["DarkroomTensor", "DarkroomTokenizer", "DarkroomModels",
-                                                         "DarkroomSchedulers", "DarkroomImageIO"]),
+                                                         "DarkroomSchedulers", "DarkroomImageIO"],
+                swiftSettings: numericSettings),
 
         // Recipes, inbox/outbox jobs, systemd notify, logging — no math here.
         .target(name: "DarkroomService", dependencies: ["DarkroomTensor", "DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
@@ -55,7 +58,7 @@ let package = Package(
                                                         .product(name: "Crypto", package: "swift-crypto")]),
 
         // PNG/JPEG decoding and encoding (EXIF orientation, text chunks, decompression-bomb limits).
-        .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"]),
+        .target(name: "DarkroomImageIO", dependencies: ["CPNG", "CJPEG"], swiftSettings: numericSettings),
 
         // The executable.
         .executableTarget(name: "darkroom", dependencies: [
@@ -80,3 +83,11 @@ let package = Package(
         .testTarget(name: "DarkroomImageIOTests", dependencies: ["DarkroomImageIO"]),
     ]
 )
+
+/// The vector code (SIMD16 loops: softmax, Winograd transforms, GroupNorm, fp16 expansion) is compiled for the CPU
+/// that builds it (`-target-cpu native`: AVX-512 or AVX2 with FMA where present), as a service built from source
+/// runs where it is built. `DARKROOM_TARGET_CPU=x86-64` (or another LLVM CPU name) builds for another machine.
+var numericSettings: [SwiftSetting] {
+    let cpu = ProcessInfo.processInfo.environment["DARKROOM_TARGET_CPU"] ?? "native"
+    return [.unsafeFlags(["-target-cpu", cpu])]
+}

@@ -13,7 +13,9 @@ public final class LargeBlockCache: @unchecked Sendable {
     /// Blocks below this size go straight to `free` (malloc's own bins serve them well).
     static let minimumBytes = 4 << 20
 
-    /// The bytes kept at most (default 512 MiB; 0 disables the cache).
+    /// The bytes kept at most (default 1 GiB; 0 disables the cache). At 512 MiB the VAE's 128–256 MiB activations
+    /// pushed each other out and a 512 px img2img job spent about 2 s more zeroing pages (51.4 vs 53.6 s) for
+    /// 0.35 GiB less peak RSS (3.37 vs 3.72 GiB).
     public var limitBytes: Int {
         get { lock.withLock { limit } }
         set { lock.withLock { limit = max(0, newValue); trim() } }
@@ -22,7 +24,7 @@ public final class LargeBlockCache: @unchecked Sendable {
     /// Bytes currently cached.
     public var cachedBytes: Int { lock.withLock { total } }
 
-    public static let shared = LargeBlockCache(limitBytes: 512 << 20)
+    public static let shared = LargeBlockCache(limitBytes: 1 << 30)
 
     private var blocks: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []  // oldest first
     private var total = 0

@@ -20,13 +20,13 @@ enum VectorMath {
         let t = x * 1.44269504088896341 + magic
         let n = t - magic
         x = x - n * 0.693359375 - n * -2.12194440e-4
-        var p = V(repeating: 1.9875691500e-4)
-        p = p * x + 1.3981999507e-3
-        p = p * x + 8.3334519073e-3
-        p = p * x + 4.1665795894e-2
-        p = p * x + 1.6666665459e-1
-        p = p * x + 5.0000001201e-1
-        p = p * (x * x) + x + 1
+        // Horner with fused multiply-adds (`addingProduct` is one FMA where the target CPU has them).
+        var p = V(repeating: 1.3981999507e-3).addingProduct(x, V(repeating: 1.9875691500e-4))
+        p = V(repeating: 8.3334519073e-3).addingProduct(p, x)
+        p = V(repeating: 4.1665795894e-2).addingProduct(p, x)
+        p = V(repeating: 1.6666665459e-1).addingProduct(p, x)
+        p = V(repeating: 5.0000001201e-1).addingProduct(p, x)
+        p = (x + 1).addingProduct(p, x * x)
         let integer = unsafeBitCast(t, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
         return p * unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
     }

@@ -278,8 +278,22 @@ extension Bench {
             configuration.generation.strength = strength
             configuration.generation.sampler = sampler
             configuration.generation.seed = 1
+            var marks: [UInt64] = []
+            let runStart = DispatchTime.now().uptimeNanoseconds
             try Bench.measure("img2img \(size)px, \(steps) steps x \(strength)", repeats: 1) {
-                _ = try pipeline!.run(configuration, image: image)
+                _ = try pipeline!.run(configuration, image: image) { _, _, _ in
+                    marks.append(DispatchTime.now().uptimeNanoseconds)
+                    return true
+                }
+            }
+            // Where the time went: before the first UNet step (prompt, VAE encode), the steps, after them (decode).
+            if let first = marks.first, let last = marks.last {
+                let runEnd = DispatchTime.now().uptimeNanoseconds
+                let stepSeconds = zip(marks.dropFirst(), marks).map { Double($0 - $1) / 1e9 }
+                print(String(format: "  until step 1 done %.2f s, then %d steps of %.2f s (min %.2f), after %.2f s",
+                             Double(first - runStart) / 1e9, stepSeconds.count,
+                             stepSeconds.isEmpty ? 0 : stepSeconds.reduce(0, +) / Double(stepSeconds.count),
+                             stepSeconds.min() ?? 0, Double(runEnd - last) / 1e9))
             }
             print(String(format: "whole job (load + img2img)      %.2f s   peak RSS %.2f GiB",
                          Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, peakRSSGiB()))
