@@ -74,6 +74,7 @@ extension StableDiffusionPipeline {
         let maskedImageLatents = sample(models.vae.encode(image * keep, tiling: tiling))
 
         // 6. Denoise.
+        releaseFreedBlocks()
         let cfgCopies = guided ? 2 : 1
         let maskInput = Tensor.concatenate(Array(repeating: latentMask, count: cfgCopies), axis: 0)
         let maskedInput = Tensor.concatenate(Array(repeating: maskedImageLatents, count: cfgCopies), axis: 0)
@@ -95,6 +96,7 @@ extension StableDiffusionPipeline {
             })
 
         // 7. Decode, then paste the untouched pixels back.
+        releaseUNetPages()
         var output = ImageTensor.unitRange(models.vae.decode(latents / scaling, tiling: tiling))
         if pasteBack {
             // Composite with the (possibly blurred) mask, so the edge blends and nothing outside changes.

@@ -88,11 +88,29 @@ public struct StableDiffusionPipeline: Sendable {
         let noise = Tensor(shape: initLatents.shape, scalars: random.normal(shape: initLatents.shape))
         var latents = scheduler.addNoise(original: initLatents, noise: noise, timestep: first)
         // 6. Denoise.
+        releaseFreedBlocks()
         latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
                               guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random, progress: progress)
         // 7. Decode.
+        releaseUNetPages()
         let decoded = models.vae.decode(latents / models.vae.config.scalingFactor, tiling: tiling)
         return GenerationResult(image: ImageTensor.unitRange(decoded), latents: latents, seed: settings.seed)
+    }
+
+    /// The UNet is done with this image: its mapped weights (1.7 GB for an fp16 SD 1.5) leave the process's resident
+    /// set while the VAE decoder's activations are at their largest, so a job's peak RSS is the larger of the two
+    /// phases, not their sum: with `releaseFreedBlocks`, a 512 px job's peak went from 3.68 to 2.85 GiB. The next
+    /// image maps them back from the page cache (about 0.1 s of minor faults, measured on its first UNet step).
+    func releaseUNetPages() {
+        models.checkpoint.dropResidentPages(prefix: "unet")
+        releaseFreedBlocks()
+    }
+
+    /// Between phases (VAE encoder → UNet → VAE decoder) the freed blocks kept for reuse (`LargeBlockCache`) are
+    /// the wrong sizes for the next phase: the encoder's 128–256 MiB activations would sit beside the UNet's
+    /// weights for every step. They go back to the system at each boundary.
+    func releaseFreedBlocks() {
+        LargeBlockCache.shared.releaseAll()
     }
 
     /// The VAE tiling for an image of `height`×`width` pixels under `settings` (nil: untiled). Tiles are the VAE's

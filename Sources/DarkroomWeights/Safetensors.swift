@@ -183,6 +183,16 @@ public final class SafetensorsFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_WILLNEED)
     }
 
+    /// Takes the whole pages inside `range` (bytes of the file) out of this process's resident set. The mapping is
+    /// read-only, so nothing is lost: the next access maps them again from the page cache, or reads the disk.
+    /// Advisory: errors are ignored.
+    public func dropResidentPages(_ range: Range<Int>) {
+        let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
+        let start = (range.lowerBound + page - 1) / page * page, end = min(range.upperBound, fileSize) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     /// open + fstat + mmap(PROT_READ, MAP_PRIVATE). The descriptor is closed before return.
     private static func mapFile(path: String) throws -> (UnsafeRawPointer, Int) {
         // O_NONBLOCK so that opening a FIFO cannot hang; it has no effect on regular files.

@@ -37,4 +37,18 @@ final class WeightStorageTests: XCTestCase {
         let key = try XCTUnwrap(folder.keys.first { $0.hasSuffix("proj_in.weight") })
         try check(folder, key, format: .float16)
     }
+
+    /// Between uses the pipeline takes the UNet's pages out of the resident set; a borrowed weight read afterwards
+    /// maps them back and gives the same values. Checked on every UNet tensor of a single file and a folder.
+    func testDroppedPagesComeBack() throws {
+        for path in ["sd2v/sd2v.safetensors", "sd1/diffusers"] {
+            let checkpoint = try Checkpoint.open(Self.models.appendingPathComponent(path))
+            let keys = checkpoint.keys.filter { $0.hasPrefix("unet.") }
+            XCTAssertGreaterThan(keys.count, 50, path)
+            let weights = try keys.map { try checkpoint.weight($0) }
+            let before = weights.map(\.float32.scalars)
+            checkpoint.dropResidentPages(prefix: "unet")
+            for (i, weight) in weights.enumerated() { XCTAssertEqual(weight.float32.scalars, before[i], "\(path) \(keys[i])") }
+        }
+    }
 }
