@@ -24,10 +24,11 @@ extension Tensor {
     nonisolated(unsafe) public static var convolutionAlgorithm = ConvolutionAlgorithm.automatic
 
     /// Smallest output plane (height × width) that `.automatic` runs through Winograd. The transformed kernel is
-    /// 4× the weight in Float32, built on every call; on small planes with many channels (SD 1.5's UNet at 32×32
-    /// and 16×16 latents) writing and reading it costs about what the saved FLOPs gain (`darkroom bench model`:
-    /// the step within noise either way), while at 64×64 and up Winograd halves a convolution's time.
-    nonisolated(unsafe) public static var winogradMinimumPlane = 64 * 64
+    /// 4× the weight in Float32, built on every call, so with many channels on a small plane it costs about what
+    /// the saved FLOPs gain. Measured on SD 1.5's UNet (`darkroom bench model`, best of 5, three rounds): from
+    /// 32×32 up, 3.76–3.81 s a step against 4.08–4.34 s from 64×64 up; from 16×16 up, no faster than 32×32 and
+    /// 0.4 GiB more memory.
+    nonisolated(unsafe) public static var winogradMinimumPlane = 32 * 32
 
     /// Winograd runs its tiles in chunks of whole tile rows whose transformed input and product together stay
     /// under this many floats (16 MiB); a single tile row may exceed it.
