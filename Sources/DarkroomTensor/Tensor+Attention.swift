@@ -23,45 +23,10 @@ extension Tensor {
         let chunk = max(1, min(queries, attentionScoreBudget / max(keys, 1)))
         var out = Tensor(uninitialized: [batch, queries, valueWidth])
         Tensor.withScratch(count: chunk * keys + chunk) { scores in
-            let rowScales = scores + chunk * keys
-            query.withUnsafeBufferPointer { q in
-                key.withUnsafeBufferPointer { k in
-                    value.withUnsafeBufferPointer { v in
-                        out.withUnsafeMutableBufferPointer { o in
-                            for b in 0..<batch {
-                                for h in 0..<heads {
-                                    let qh = q.baseAddress! + b * queries * width + h * d
-                                    let kh = k.baseAddress! + b * keys * width + h * d
-                                    let vh = v.baseAddress! + b * keys * valueWidth + h * dv
-                                    let oh = o.baseAddress! + b * queries * valueWidth + h * dv
-                                    var start = 0
-                                    while start < queries {
-                                        let rows = min(chunk, queries - start)
-                                        // S[rows, keys] = scale · Q[rows, d] · K[keys, d]ᵀ
-                                        BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
-                                                   a: qh + start * width, lda: width, b: kh, ldb: width,
-                                                   c: scores, ldc: keys)
-                                        Parallel.forEachRange(rows, grain: max(1, 16_384 / max(keys, 1))) { range in
-                                            for r in range {
-                                                let row = scores + r * keys
-                                                if causal {
-                                                    let visible = start + r + 1
-                                                    if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
-                                                }
-                                                rowScales[r] = Tensor.exponentiateRow(row, keys)
-                                            }
-                                        }
-                                        // O[rows, dv] = softmax(S) · V[keys, dv]: e^S · V, each row scaled by 1/Σe^S.
-                                        BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
-                                                   c: oh + start * valueWidth, ldc: valueWidth)
-                                        Tensor.scaleRows(oh + start * valueWidth, stride: valueWidth, rows: rows,
-                                                         width: dv, by: rowScales)
-                                        start += rows
-                                    }
-                                }
-                            }
-                        }
-                    }
+            AttentionHead.forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha,
+                                  causal: causal) { pairs, head in
+                for pair in 0..<pairs {
+                    head(pair).attend(blockRows: chunk, scores: scores, rowScales: scores + chunk * keys, parallel: true)
                 }
             }
         }
@@ -76,60 +41,88 @@ extension Tensor {
     /// S·V stay in that core's cache, instead of two-thread GEMMs streaming a 16 MiB score block through memory
     /// three times. Same arithmetic per row as the chunked path.
     static func attentionPerThread(query: Tensor, key: Tensor, value: Tensor, heads: Int, alpha: Float, causal: Bool) -> Tensor {
-        let (batch, queries, keys) = (query.shape[0], query.shape[1], key.shape[1])
-        let width = query.shape[2], valueWidth = value.shape[2]
-        let d = width / heads, dv = valueWidth / heads
+        let (queries, keys) = (query.shape[1], key.shape[1])
         let rowsPerBlock = max(1, min(queries, attentionThreadScoreBudget / max(keys, 1)))
-        var out = Tensor(uninitialized: [batch, queries, valueWidth])
-        query.withUnsafeBufferPointer { q in
-            key.withUnsafeBufferPointer { k in
-                value.withUnsafeBufferPointer { v in
-                    out.withUnsafeMutableBufferPointer { o in
-                        let (q, k, v, o) = (q.baseAddress!, k.baseAddress!, v.baseAddress!, o.baseAddress!)
-                        BLAS.withThreadCount(1) {
-                            Parallel.forEach(batch * heads) { pair in
-                                let (b, h) = (pair / heads, pair % heads)
-                                let qh = q + b * queries * width + h * d
-                                let kh = k + b * keys * width + h * d
-                                let vh = v + b * keys * valueWidth + h * dv
-                                let oh = o + b * queries * valueWidth + h * dv
-                                Tensor.withScratch(count: rowsPerBlock * keys + rowsPerBlock) { scores in
-                                    let rowScales = scores + rowsPerBlock * keys
-                                    var start = 0
-                                    while start < queries {
-                                        let rows = min(rowsPerBlock, queries - start)
-                                        BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
-                                                   a: qh + start * width, lda: width, b: kh, ldb: width, c: scores, ldc: keys)
-                                        for r in 0..<rows {
-                                            let row = scores + r * keys
-                                            if causal {
-                                                let visible = start + r + 1
-                                                if visible < keys { (row + visible).update(repeating: -.infinity, count: keys - visible) }
-                                            }
-                                            rowScales[r] = Tensor.exponentiateRow(row, keys)
-                                        }
-                                        BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: vh, ldb: valueWidth,
-                                                   c: oh + start * valueWidth, ldc: valueWidth)
-                                        Tensor.scaleRows(oh + start * valueWidth, stride: valueWidth, rows: rows,
-                                                         width: dv, by: rowScales)
-                                        start += rows
-                                    }
-                                }
-                            }
-                        }
+        var out = Tensor(uninitialized: [query.shape[0], queries, value.shape[2]])
+        AttentionHead.forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha,
+                              causal: causal) { pairs, head in
+            BLAS.withThreadCount(1) {
+                Parallel.forEach(pairs) { pair in
+                    Tensor.withScratch(count: rowsPerBlock * keys + rowsPerBlock) { scores in
+                        head(pair).attend(blockRows: rowsPerBlock, scores: scores, rowScales: scores + rowsPerBlock * keys,
+                                          parallel: false)
                     }
                 }
             }
         }
         return out
     }
+}
 
-    /// rows[r, 0..<width] *= scales[r], rows `stride` floats apart.
-    static func scaleRows(_ p: UnsafeMutablePointer<Float>, stride: Int, rows: Int, width: Int,
-                          by scales: UnsafePointer<Float>) {
-        for r in 0..<rows {
-            let row = p + r * stride, scale = scales[r]
-            for j in 0..<width { row[j] *= scale }
+/// One (batch, head) pair of an attention call: its slices of the packed query, key, value and output, addressed
+/// with strides.
+struct AttentionHead {
+    let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, o: UnsafeMutablePointer<Float>
+    let queries: Int, keys: Int, d: Int, dv: Int, width: Int, valueWidth: Int
+    let alpha: Float, causal: Bool
+
+    /// Calls `body(pairs, head)` with the number of (batch, head) pairs and the head of each pair index.
+    static func forEach(query: Tensor, key: Tensor, value: Tensor, out: inout Tensor, heads: Int, alpha: Float,
+                        causal: Bool, _ body: (Int, (Int) -> AttentionHead) -> Void) {
+        let (batch, queries, keys) = (query.shape[0], query.shape[1], key.shape[1])
+        let width = query.shape[2], valueWidth = value.shape[2]
+        let d = width / heads, dv = valueWidth / heads
+        query.withUnsafeBufferPointer { q in
+            key.withUnsafeBufferPointer { k in
+                value.withUnsafeBufferPointer { v in
+                    out.withUnsafeMutableBufferPointer { o in
+                        let (q, k, v, o) = (q.baseAddress!, k.baseAddress!, v.baseAddress!, o.baseAddress!)
+                        body(batch * heads) { pair in
+                            let (b, h) = (pair / heads, pair % heads)
+                            return AttentionHead(q: q + b * queries * width + h * d, k: k + b * keys * width + h * d,
+                                                 v: v + b * keys * valueWidth + h * dv,
+                                                 o: o + b * queries * valueWidth + h * dv,
+                                                 queries: queries, keys: keys, d: d, dv: dv, width: width,
+                                                 valueWidth: valueWidth, alpha: alpha, causal: causal)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every query row, `blockRows` at a time: S = α·Q·Kᵀ into `scores` [blockRows, keys], the causal mask,
+    /// e^(S − max) per row with 1/Σ into `rowScales`, then O = e^S·V with each row scaled by its 1/Σ (dv values a
+    /// row instead of every key). `parallel` spreads the rows' softmax over the workers.
+    func attend(blockRows: Int, scores: UnsafeMutablePointer<Float>, rowScales: UnsafeMutablePointer<Float>,
+                parallel: Bool) {
+        var start = 0
+        while start < queries {
+            let rows = min(blockRows, queries - start)
+            BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
+                       a: q + start * width, lda: width, b: k, ldb: width, c: scores, ldc: keys)
+            let softmax = { (range: Range<Int>) in
+                for r in range {
+                    let row = scores + r * keys
+                    if causal, start + r + 1 < keys {
+                        (row + start + r + 1).update(repeating: -.infinity, count: keys - start - r - 1)
+                    }
+                    rowScales[r] = Tensor.exponentiateRow(row, keys)
+                }
+            }
+            if parallel {
+                Parallel.forEachRange(rows, grain: max(1, 16_384 / max(keys, 1)), softmax)
+            } else {
+                softmax(0..<rows)
+            }
+            BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: v, ldb: valueWidth,
+                       c: o + start * valueWidth, ldc: valueWidth)
+            let out = o + start * valueWidth
+            for r in 0..<rows {
+                let scale = rowScales[r]
+                for j in 0..<dv { out[r * valueWidth + j] *= scale }
+            }
+            start += rows
         }
     }
 }
