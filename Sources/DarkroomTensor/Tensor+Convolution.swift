@@ -10,7 +10,7 @@ public struct Padding2D: Sendable, Equatable {
 }
 
 /// How `conv2d` computes a 3×3 stride-1 convolution.
-public enum ConvolutionAlgorithm: Sendable {
+public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     /// Winograd F(4×4, 3×3) where it pays (planes of at least `Tensor.winogradMinimumPlane` outputs), else im2col.
     case automatic
     /// Always im2col + GEMM (the direct algorithm).

@@ -63,9 +63,9 @@ struct Bench: ParsableCommand {
             ] {
                 let x = Tensor(shape: [batch, c, size, size], repeating: 0.1)
                 let w = Tensor(shape: [c, c, 3, 3], repeating: 0.01), bias = Tensor(zeros: [c])
-                for (label, algorithm) in [("im2col", ConvolutionAlgorithm.im2col), ("winograd", .winograd)] {
+                for algorithm in [ConvolutionAlgorithm.im2col, .winograd] {
                     Tensor.convolutionAlgorithm = algorithm
-                    report(name + " " + label, flops: 2.0 * Double(batch * c * c * 9 * size * size)) {
+                    report(name + " " + algorithm.rawValue, flops: 2.0 * Double(batch * c * c * 9 * size * size)) {
                         _ = x.conv2d(weight: w, bias: bias, padding: .uniform(1))
                     }
                 }
@@ -161,16 +161,6 @@ extension Bench {
         if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
     }
 
-    /// Pins `Tensor.convolutionAlgorithm` from a command-line name.
-    static func setConvolution(_ name: String) throws {
-        switch name {
-        case "automatic": Tensor.convolutionAlgorithm = .automatic
-        case "im2col": Tensor.convolutionAlgorithm = .im2col
-        case "winograd": Tensor.convolutionAlgorithm = .winograd
-        default: throw ValidationError("--convolution must be automatic, im2col or winograd, not \(name)")
-        }
-    }
-
     /// Runs `body` `repeats` times; prints the best time, the achieved GFLOP/s of its GEMMs and the peak RSS so far.
     static func measure(_ name: String, repeats: Int, _ body: () throws -> Void) rethrows {
         var best = Double.infinity, flops = 0.0
@@ -211,10 +201,10 @@ extension Bench {
         var noVAE = false
 
         @Option(help: "3x3 convolution algorithm: automatic, im2col or winograd.")
-        var convolution = "automatic"
+        var convolution = ConvolutionAlgorithm.automatic
 
         func run() throws {
-            try Bench.setConvolution(convolution)
+            Tensor.convolutionAlgorithm = convolution
             let url = try Bench.checkpoint(checkpoint)
             Bench.header()
             var models: StableDiffusionModels?
@@ -310,3 +300,5 @@ func peakRSSGiB() -> Double {
           let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
     return kb / 1024 / 1024
 }
+
+extension ConvolutionAlgorithm: ExpressibleByArgument {}
