@@ -8,11 +8,12 @@ import Glibc
 /// fails if it exists) and the temporary name removed; the folder is fsynced last.
 public enum AtomicFile {
     public enum Failure: Error, CustomStringConvertible {
-        case exists(String), failed(String, String)
+        /// The path, the reason and the `errno` behind it.
+        case exists(String), failed(String, String, Int32)
         public var description: String {
             switch self {
             case .exists(let path): return "'\(path)' exists; it is never overwritten."
-            case let .failed(path, reason): return "Cannot write '\(path)': \(reason)."
+            case let .failed(path, reason, _): return "Cannot write '\(path)': \(reason)."
             }
         }
     }
@@ -28,7 +29,7 @@ public enum AtomicFile {
         let folder = url.deletingLastPathComponent()
         let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Failure.failed(url.path, String(cString: strerror(errno))) }
+        guard fd >= 0 else { let code = errno; throw Failure.failed(url.path, String(cString: strerror(code)), code) }
         var written = 0
         let ok = bytes.withUnsafeBytes { raw -> Bool in
             while written < raw.count {
@@ -38,17 +39,22 @@ public enum AtomicFile {
             }
             return fsync(fd) == 0
         }
-        let reason = String(cString: strerror(errno))
+        let code = errno
         close(fd)
-        guard ok else { unlink(temporary.path); throw Failure.failed(url.path, reason) }
+        guard ok else { unlink(temporary.path); throw Failure.failed(url.path, String(cString: strerror(code)), code) }
         // link() refuses an existing target: an earlier output is never replaced.
         if link(temporary.path, url.path) != 0 {
             let error = errno
             unlink(temporary.path)
             if error == EEXIST { throw Failure.exists(url.path) }
-            throw Failure.failed(url.path, String(cString: strerror(error)))
+            throw Failure.failed(url.path, String(cString: strerror(error)), error)
         }
         unlink(temporary.path)
+        syncFolder(folder)
+    }
+
+    /// fsyncs a folder, so that names linked into it survive a power cut.
+    public static func syncFolder(_ folder: URL) {
         let dir = open(folder.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dir >= 0 { fsync(dir); close(dir) }
     }

@@ -1,64 +1,127 @@
 import DarkroomImageIO
-import DarkroomModels
 import DarkroomPipeline
 import DarkroomTensor
-import DarkroomTokenizer
 import Foundation
 import Logging
 
-/// Takes jobs from the inbox to the outbox: claims, runs, delivers, and on any problem fails the job
-/// cleanly (its inputs and an `error.json` in `Failed/`) and goes on. The loaded model stays in memory
-/// between jobs; a recipe naming another loads that one.
+/// How one claimed job's computation ended.
+public enum ExecutionOutcome: Sendable, Equatable {
+    /// Every result is staged in the job's work folder.
+    case done(mode: String)
+    case failed(JobFailure)
+    /// Stopped on request (SIGTERM): the job stays claimed.
+    case cancelled
+    /// A write failed in a way that may pass (a full disk): try again later.
+    case retry(String)
+    /// The worker process died running the job.
+    case crashed(WorkerCrash)
+}
+
+/// How a worker process died.
+public struct WorkerCrash: Sendable, Equatable, CustomStringConvertible {
+    /// `SIGSEGV`, `SIGKILL`, … or `exit status 3`.
+    public var signal: String
+    /// The worker's last log lines (stderr).
+    public var log: [String]
+    public var description: String { "the worker process died (\(signal))" }
+    public init(signal: String, log: [String]) { (self.signal, self.log) = (signal, log) }
+}
+
+/// Where claimed jobs are computed: in this process (tests, `darkroom process`) or in a supervised
+/// worker process (`darkroom run`), which a trap, a signal or the OOM killer can end without ending
+/// the service.
+public protocol JobBackend: AnyObject {
+    /// Computes `record` into its staging folder. `progress` gets (image index, step, steps).
+    func execute(_ record: JobRecord, progress: @escaping (Int, Int, Int) -> Void, shouldStop: @escaping () -> Bool) -> ExecutionOutcome
+}
+
+/// Runs jobs in this process with a `JobExecutor`.
+public final class InProcessBackend: JobBackend {
+    public let executor: JobExecutor
+    let store: JobStore
+
+    public init(executor: JobExecutor, store: JobStore) {
+        self.executor = executor
+        self.store = store
+    }
+
+    public func execute(_ record: JobRecord, progress: @escaping (Int, Int, Int) -> Void, shouldStop: @escaping () -> Bool) -> ExecutionOutcome {
+        Self.outcome {
+            try executor.execute(try JobExecutor.Inputs(record: record, store: store), staging: store.staging(record)) { index, step, steps in
+                progress(index, step, steps)
+                return !shouldStop()
+            }
+        }
+    }
+
+    /// The outcome of one execution, errors sorted into failures, cancellations and retries.
+    public static func outcome(_ body: () throws -> PipelineConfiguration.Mode) -> ExecutionOutcome {
+        do {
+            return .done(mode: try body().rawValue)
+        } catch let failure as JobFailure where failure.code == "cancelled" {
+            return .cancelled
+        } catch let failure as JobFailure {
+            return .failed(failure)
+        } catch let error as DeliveryError {
+            return .retry(error.description)
+        } catch {
+            return .failed(JobFailure(code: "pipeline", message: "\(error)", file: nil, field: nil))
+        }
+    }
+}
+
+/// Takes jobs from the inbox to the outbox: claims, computes (through a `JobBackend`), publishes,
+/// and on any problem fails the job cleanly (its inputs and an `error.json` in `Failed/`) and goes on.
+/// A worker that dies gets its job retried once; a second death fails the job as `worker_crashed`.
+/// Results that cannot be written (a full disk) keep the job claimed and are retried with back-off.
 public final class JobRunner {
     public let store: JobStore
-    public let scanner: InboxScanner
-    public let library: ModelLibrary
-    public let decodeLimits: DecodeLimits
+    public let queue: InboxQueue
+    public var scanner: InboxScanner { queue.scanner }
+    public let backend: JobBackend
     let logger: Logger
-    let loadPipeline: (URL) throws -> StableDiffusionPipeline
-    var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
     /// Called after every denoising step with (job id, image index, step, steps): status and watchdog.
     public var onStep: ((String, Int, Int, Int) -> Void)?
+    /// Called with a line for `STATUS=` when the runner waits (a full disk) or a worker died.
+    public var onStatus: ((String) -> Void)?
+    /// Worker deaths per job id.
+    var crashes: [String: Int] = [:]
+    /// Jobs whose folders could not be moved to `Processed/` or `Failed/` (the inbox vanished, …):
+    /// never run again by this process.
+    var stuck: Set<String> = []
+    /// Called before each job is taken from the queue (the daemon reads inotify events here).
+    public var poll: (() -> Void)?
+    /// The longest wait between two delivery attempts.
+    public var maximumBackoff: TimeInterval = 60
 
     public enum Outcome: Equatable { case done, failed(JobFailure), requeued }
 
-    public init(store: JobStore, scanner: InboxScanner, library: ModelLibrary, logger: Logger,
-                decodeLimits: DecodeLimits = .default,
-                loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobRunner.defaultLoader) {
+    public init(store: JobStore, queue: InboxQueue, backend: JobBackend, logger: Logger) {
         self.store = store
-        self.scanner = scanner
-        self.library = library
+        self.queue = queue
+        self.backend = backend
         self.logger = logger
-        self.decodeLimits = decodeLimits
-        self.loadPipeline = loadPipeline
     }
 
-    public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
-        StableDiffusionPipeline(models: try StableDiffusionModels.load(url), tokenizer: try CLIPTokenizer.bundled())
-    }
-
-    /// Loads the default model now (so `READY=1` means ready); returns its name, or nil when recipes
-    /// must name one.
-    @discardableResult
-    public func preload() throws -> String? {
-        guard let url = try? library.resolve(nil) else { return nil }
-        if loaded?.url != url { loaded = (url, try loadPipeline(url), ModelHash.short(for: url)) }
-        return url.lastPathComponent
+    /// Jobs computed in this process (tests): the inbox's models in `library`.
+    public convenience init(store: JobStore, scanner: InboxScanner, library: ModelLibrary, logger: Logger,
+                            decodeLimits: DecodeLimits = .default,
+                            loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
+        let executor = JobExecutor(library: library, logger: logger, decodeLimits: decodeLimits, loadPipeline: loadPipeline)
+        self.init(store: store, queue: InboxQueue(scanner: scanner), backend: InProcessBackend(executor: executor, store: store), logger: logger)
     }
 
     /// Finishes jobs interrupted earlier, then everything complete in the inbox; returns the outcomes.
     /// `shouldStop` is polled between jobs and steps (a stop requeues the job in progress).
     public func drain(shouldStop: @escaping () -> Bool = { false }) -> [Outcome] {
         var outcomes: [Outcome] = []
-        do {
-            for record in try store.recover() {
-                if shouldStop() { return outcomes }
-                outcomes.append(run(record, shouldStop: shouldStop))
-            }
-        } catch {
-            logger.error("cannot recover claimed jobs", metadata: ["error.message": "\(error)"])
+        for record in store.recover(logger: { [logger] in logger.error("\($0)") }) where !stuck.contains(record.id) {
+            if shouldStop() { return outcomes }
+            outcomes.append(run(record, shouldStop: shouldStop))
         }
-        while !shouldStop(), let spec = scanner.scan().first {
+        while !shouldStop() {
+            poll?()
+            guard let spec = queue.next() else { break }
             outcomes.append(claimAndRun(spec, shouldStop: shouldStop))
         }
         // Idle now: the freed activation blocks kept for reuse between ops go back to the system.
@@ -70,19 +133,30 @@ public final class JobRunner {
         // What the claim needs from the recipe: the image count, the seed, a mask it names. A recipe
         // that cannot be read still gets claimed (with one output planned) so it can fail in order.
         let recipeURL = store.inbox.appendingPathComponent(spec.recipe)
-        let recipe = try? Recipe.parse(try Data(contentsOf: recipeURL), file: spec.recipe)
+        let recipe = (try? JobExecutor.readRegularFile(recipeURL, name: spec.recipe)).flatMap { try? Recipe.parse($0, file: spec.recipe) }
         let folder = URL(fileURLWithPath: spec.recipe).deletingLastPathComponent().relativePath
-        let namedMask = spec.mask == nil ? recipe?.mask.map { folder == "." ? $0 : "\(folder)/\($0)" } : nil
+        var namedMask = spec.mask == nil ? recipe?.mask.map { folder == "." ? $0 : "\(folder)/\($0)" } : nil
+        if let mask = namedMask, mask == spec.image || mask == spec.recipe || spec.conflicts.contains(mask) { namedMask = nil }
         let maskExists = namedMask.map { FileManager.default.fileExists(atPath: store.inbox.appendingPathComponent($0).path) } ?? false
+        var extra: [String: String] = [:]
+        for (i, other) in spec.conflicts.enumerated() { extra["conflict\(i + 1)"] = other }
+        let outcome: Outcome
         do {
             let record = try store.claim(spec, count: recipe?.configuration.count ?? 1,
                                          seed: recipe?.seed ?? UInt64.random(in: 0...UInt64.max),
-                                         mask: maskExists ? namedMask : nil)
-            return run(record, shouldStop: shouldStop)
+                                         mask: maskExists ? namedMask : nil, extra: extra)
+            outcome = run(record, shouldStop: shouldStop)
+        } catch let error as JobStore.ClaimFailed {
+            logger.info("job failed", metadata: ["job.id": "\(error.record.id)", "job.image": "\(spec.image)",
+                                                 "error.code": "\(error.failure.code)", "error.message": "\(error.failure.message)"])
+            outcome = .failed(error.failure)
         } catch {
+            // Nothing was published: the inputs are still where the user left them.
             logger.error("cannot claim job", metadata: ["job.image": "\(spec.image)", "error.message": "\(error)"])
-            return .failed(JobFailure(code: "io", message: "\(error)", file: spec.image, field: nil))
+            outcome = .failed(JobFailure(code: "io", message: "\(error)", file: spec.image, field: nil))
         }
+        if let batch = spec.batch, !queue.hasPending(batch: batch) { store.retireEmptyBatch(batch) }
+        return outcome
     }
 
     /// Runs a claimed job to the end: delivered, failed, or (on stop) left claimed for the next start.
@@ -90,147 +164,93 @@ public final class JobRunner {
         let started = Date()
         var metadata: Logger.Metadata = ["job.id": "\(record.id)", "job.image": "\(record.sources["image"] ?? "")"]
         logger.info("job started", metadata: metadata)
-        do {
-            let result = try execute(record, shouldStop: shouldStop)
-            try store.complete(record)
-            metadata["job.mode"] = "\(result.mode)"
-            metadata["job.outputs"] = "\(record.outputs.joined(separator: ","))"
-            metadata["job.seconds"] = "\(String(format: "%.1f", Date().timeIntervalSince(started)))"
-            logger.info("job done", metadata: metadata)
-            return .done
-        } catch let failure as JobFailure where failure.code == "cancelled" {
-            logger.info("job requeued (stopping)", metadata: metadata)
-            return .requeued
-        } catch {
-            let failure = (error as? JobFailure) ?? JobFailure(code: "pipeline", message: "\(error)", file: nil, field: nil)
-            metadata["error.code"] = "\(failure.code)"
-            metadata["error.file"] = "\(failure.file ?? "")"
-            metadata["error.message"] = "\(failure.message)"
-            logger.info("job failed", metadata: metadata)
-            do { try store.fail(record, error: failure) } catch {
-                logger.error("cannot move failed job", metadata: ["job.id": "\(record.id)", "error.message": "\(error)"])
+        var backoff: TimeInterval = 1
+        while true {
+            // Delivered before a crash or stop, but not yet moved to Processed/: nothing to compute.
+            let outcome = store.isDelivered(record) ? .done(mode: "delivered") : backend.execute(record, progress: { [onStep] index, step, steps in onStep?(record.id, index, step, steps) },
+                                          shouldStop: shouldStop)
+            switch outcome {
+            case .done(let mode):
+                // Publish every result, report last; a full outbox keeps the job claimed and waits.
+                while true {
+                    do {
+                        try store.deliver(record)
+                        break
+                    } catch let error as DeliveryError {
+                        if wait(&backoff, because: "cannot deliver job \(record.id): \(error)", shouldStop: shouldStop) {
+                            logger.info("job requeued (stopping)", metadata: metadata)
+                            return .requeued
+                        }
+                    } catch {
+                        return finish(record, failure: (error as? JobFailure) ?? JobFailure(code: "io", message: "\(error)", file: nil, field: nil),
+                                      metadata: metadata)
+                    }
+                }
+                store.removeStaging(record)
+                do { try store.complete(record) } catch {
+                    stuck.insert(record.id)
+                    logger.error("cannot move finished job to Processed", metadata: ["job.id": "\(record.id)", "error.message": "\(error)"])
+                }
+                crashes[record.id] = nil
+                metadata["job.mode"] = "\(mode)"
+                metadata["job.outputs"] = "\(record.outputs.joined(separator: ","))"
+                metadata["job.seconds"] = "\(String(format: "%.1f", Date().timeIntervalSince(started)))"
+                logger.info("job done", metadata: metadata)
+                return .done
+            case .failed(let failure):
+                return finish(record, failure: failure, metadata: metadata)
+            case .cancelled:
+                logger.info("job requeued (stopping)", metadata: metadata)
+                return .requeued
+            case .retry(let reason):
+                if wait(&backoff, because: "job \(record.id) cannot write its results: \(reason)", shouldStop: shouldStop) {
+                    logger.info("job requeued (stopping)", metadata: metadata)
+                    return .requeued
+                }
+            case .crashed(let crash):
+                let deaths = (crashes[record.id] ?? 0) + 1
+                crashes[record.id] = deaths
+                logger.error("worker died", metadata: ["job.id": "\(record.id)", "worker.signal": "\(crash.signal)", "job.attempt": "\(deaths)"])
+                onStatus?("job \(record.id): the worker died (\(crash.signal)); \(deaths < 2 ? "retrying once" : "failing the job")")
+                if deaths >= 2 {
+                    crashes[record.id] = nil
+                    let image = record.sources["image"] ?? "the image"
+                    return finish(record, failure: JobFailure(
+                        code: "worker_crashed",
+                        message: "The worker process died twice while running this job (\(crash.signal)), so the job was given up. "
+                            + "A crash on '\(image)' or its recipe is a bug in Darkroom; the last log lines are in error.txt.",
+                        file: record.sources["image"], field: nil, signal: crash.signal, log: crash.log), metadata: metadata)
+                }
+                if shouldStop() { return .requeued }
             }
-            return .failed(failure)
         }
     }
 
-    struct Executed { let mode: PipelineConfiguration.Mode }
-
-    func execute(_ record: JobRecord, shouldStop: @escaping () -> Bool) throws -> Executed {
-        let jobStart = Date()
-        let source = { (role: String) in record.sources[role] ?? role }
-        guard let recipeURL = store.claimed(record, role: "recipe"), let imageURL = store.claimed(record, role: "image") else {
-            throw JobFailure(code: "io", message: "The job record lacks its image or recipe.", file: nil, field: nil)
+    /// Fails a job: its inputs (and anything staged) with `error.json` to `Failed/`.
+    func finish(_ record: JobRecord, failure: JobFailure, metadata: Logger.Metadata) -> Outcome {
+        var metadata = metadata
+        metadata["error.code"] = "\(failure.code)"
+        metadata["error.file"] = "\(failure.file ?? "")"
+        metadata["error.message"] = "\(failure.message)"
+        logger.info("job failed", metadata: metadata)
+        crashes[record.id] = nil
+        do { try store.fail(record, error: failure) } catch {
+            stuck.insert(record.id)
+            logger.error("cannot move failed job", metadata: ["job.id": "\(record.id)", "error.message": "\(error)"])
         }
-        // Inputs must be files of the inbox itself: a symbolic link could point anywhere.
-        for role in ["recipe", "image", "mask"] {
-            guard let url = store.claimed(record, role: role) else { continue }
-            var info = stat()
-            if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
-                throw JobFailure(code: role, message: "'\(source(role))' is a symbolic link; Darkroom only reads files placed in the inbox itself.",
-                                 file: source(role), field: role == "mask" ? "mask" : nil)
-            }
-        }
-        // Recipe.
-        let recipe: Recipe
-        do {
-            recipe = try Recipe.parse(try Data(contentsOf: recipeURL), file: source("recipe"))
-        } catch let error as RecipeError {
-            throw JobFailure(code: "recipe", message: error.description, file: source("recipe"), field: error.problems.first?.field)
-        } catch {
-            throw JobFailure(code: "recipe", message: "Cannot read recipe '\(source("recipe"))': \(error.localizedDescription)",
-                             file: source("recipe"), field: nil)
-        }
-        var configuration = recipe.configuration
-        configuration.generation.seed = record.seed
-        // Images.
-        let image = try decode(imageURL, name: source("image"))
-        var mask: Image?
-        if configuration.mode == .inpaint {
-            guard let maskURL = store.claimed(record, role: "mask") else {
-                let expected = recipe.mask ?? "\(URL(fileURLWithPath: source("image")).deletingPathExtension().lastPathComponent).mask.png"
-                throw JobFailure(code: "mask", message: "Inpainting needs a mask: '\(expected)' was not found beside the recipe.",
-                                 file: expected, field: "mask")
-            }
-            mask = try decode(maskURL, name: source("mask"))
-        }
-        // Model.
-        let modelURL = try library.resolve(recipe.model)
-        let pipeline: StableDiffusionPipeline, modelHash: String?
-        if let loaded, loaded.url == modelURL { (pipeline, modelHash) = (loaded.pipeline, loaded.hash) } else {
-            loaded = nil
-            do { pipeline = try loadPipeline(modelURL) } catch {
-                throw JobFailure(code: "model", message: "Cannot load model '\(modelURL.lastPathComponent)': \(error)", file: modelURL.path, field: "model")
-            }
-            modelHash = ModelHash.short(for: modelURL)
-            loaded = (modelURL, pipeline, modelHash)
-        }
-        // One image per seed; an output that exists was delivered by an earlier attempt of this job.
-        var seeds: [UInt64] = []
-        for (index, output) in record.outputs.enumerated() {
-            let seed = record.seed &+ UInt64(index)
-            seeds.append(seed)
-            let url = store.outbox.appendingPathComponent(output)
-            if FileManager.default.fileExists(atPath: url.path) { continue }
-            var single = configuration
-            single.count = 1
-            single.generation.seed = seed
-            let results: [GenerationResult]
-            do {
-                let onStep = self.onStep
-                let logger = self.logger, imageStart = Date()
-                results = try pipeline.run(single, image: image, mask: mask, progress: { _, step, steps in
-                    onStep?(record.id, index, step, steps)
-                    let elapsed = Date().timeIntervalSince(imageStart)
-                    logger.debug("step", metadata: ["job.id": "\(record.id)", "job.image_index": "\(index + 1)",
-                                                    "job.step": "\(step)/\(steps)",
-                                                    "job.eta_seconds": "\(Int((elapsed / Double(step) * Double(steps - step)).rounded()))"])
-                    return !shouldStop()
-                })
-            } catch PipelineError.cancelled {
-                throw JobFailure(code: "cancelled", message: "Stopped; the job stays claimed and resumes at the next start.", file: nil, field: nil)
-            } catch PipelineError.maskSizeMismatch(_, let maskSize, let imageSize) {
-                throw JobFailure(code: "mask", message: "Mask '\(source("mask"))' is \(maskSize) but image '\(source("image"))' is \(imageSize); the mask must have the image's size.",
-                                 file: source("mask"), field: "mask")
-            } catch PipelineError.emptyMask {
-                throw JobFailure(code: "mask", message: "Mask '\(source("mask"))' is entirely black: nothing to repaint (white marks the area to repaint).",
-                                 file: source("mask"), field: "mask")
-            } catch let error as PipelineError {
-                throw JobFailure(code: "pipeline", message: error.description, file: source("image"), field: nil)
-            }
-            let png = try ImageTensor.image(fromUnitRange: results[0].image)
-            let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
-                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash)
-            try AtomicFile.write(try PNGEncoder.encode(png, text: [(key: "parameters", value: text)]), to: url)
-            if index == 0, let defects = results[0].defectMask {
-                let maskURL = url.deletingPathExtension().appendingPathExtension("defects.png")
-                let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
-                let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
-                if !FileManager.default.fileExists(atPath: maskURL.path) { try AtomicFile.write(try PNGEncoder.encode(maskImage), to: maskURL) }
-            }
-        }
-        // The report.
-        var report: [String: Any] = [
-            "job": record.id, "input": source("image"), "recipe": source("recipe"),
-            "mode": configuration.mode.rawValue, "prompt": configuration.generation.prompt,
-            "negative_prompt": configuration.generation.negativePrompt, "steps": configuration.generation.steps,
-            "strength": configuration.generation.strength, "guidance": Double(configuration.generation.guidance),
-            "sampler": configuration.generation.sampler, "seeds": seeds.map { "\($0)" }, "outputs": record.outputs,
-            "model": modelURL.lastPathComponent, "model_hash": modelHash ?? "", "software": "Darkroom",
-            "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
-        ]
-        if let mask = record.sources["mask"] { report["mask"] = mask }
-        let reportURL = store.outbox.appendingPathComponent(record.report)
-        if !FileManager.default.fileExists(atPath: reportURL.path) {
-            let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-            try AtomicFile.write(Array(data), to: reportURL)
-        }
-        return Executed(mode: configuration.mode)
+        return .failed(failure)
     }
 
-    func decode(_ url: URL, name: String) throws -> Image {
-        do { return try ImageDecoder.decode(fileAt: url, limits: decodeLimits).image } catch {
-            throw JobFailure(code: "image", message: "\(error)".replacingOccurrences(of: url.path, with: name), file: name, field: nil)
+    /// Sleeps `backoff` seconds (doubling it, up to `maximumBackoff`), polling `shouldStop`; true when stopped.
+    func wait(_ backoff: inout TimeInterval, because reason: String, shouldStop: () -> Bool) -> Bool {
+        logger.warning("\(reason); retrying in \(Int(backoff)) s")
+        onStatus?("waiting: \(reason); retrying in \(Int(backoff)) s")
+        let until = Date().addingTimeInterval(backoff)
+        while Date() < until {
+            if shouldStop() { return true }
+            Thread.sleep(forTimeInterval: min(0.2, max(0, until.timeIntervalSinceNow)))
         }
+        backoff = min(backoff * 2, maximumBackoff)
+        return shouldStop()
     }
 }

@@ -2,8 +2,10 @@ import Crypto
 import Foundation
 
 /// A checkpoint's SHA-256, as AUTOMATIC1111 shows it: "Model hash" is the first 10 hex digits. Hashes
-/// are cached in `<models>/.darkroom-hashes.json` by name, size and modification time (a read-only
-/// models folder just means no cache).
+/// are cached in a writable state folder (`$STATE_DIRECTORY` under systemd, else
+/// `$XDG_CACHE_HOME/darkroom` or `~/.cache/darkroom`), keyed by the file's real path, size and
+/// modification time, so a read-only models folder (the unit's sandbox) does not mean a full SHA-256
+/// of every checkpoint at every start. Without a writable cache the hash is simply computed.
 public enum ModelHash {
     /// The full SHA-256 of a file, read in 16 MiB blocks.
     public static func sha256(of url: URL) throws -> String {
@@ -14,21 +16,40 @@ public enum ModelHash {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
+    /// Where hashes are cached: systemd's `StateDirectory=` (the first of `$STATE_DIRECTORY`), else the
+    /// user's cache folder.
+    public static func defaultCacheFolder(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
+        if let state = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !state.isEmpty {
+            return URL(fileURLWithPath: String(state))
+        }
+        if let cache = environment["XDG_CACHE_HOME"], cache.hasPrefix("/") {
+            return URL(fileURLWithPath: cache).appendingPathComponent("darkroom")
+        }
+        if let home = environment["HOME"], home.hasPrefix("/") {
+            return URL(fileURLWithPath: home).appendingPathComponent(".cache/darkroom")
+        }
+        return nil
+    }
+
     /// A1111's short hash of a single-file checkpoint (nil for a folder), from the cache when still valid.
-    public static func short(for url: URL) -> String? {
+    public static func short(for url: URL, cacheFolder: URL? = defaultCacheFolder()) -> String? {
+        let real = url.resolvingSymlinksInPath()
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
-              let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
+        guard FileManager.default.fileExists(atPath: real.path, isDirectory: &isDirectory), !isDirectory.boolValue,
+              let attributes = try? FileManager.default.attributesOfItem(atPath: real.path),
               let size = attributes[.size] as? Int, let modified = attributes[.modificationDate] as? Date else { return nil }
-        let cacheURL = url.deletingLastPathComponent().appendingPathComponent(".darkroom-hashes.json")
-        var cache = (try? JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: cacheURL))) ?? [:]
-        let key = url.lastPathComponent
+        let cacheURL = cacheFolder?.appendingPathComponent("model-hashes.json")
+        var cache = cacheURL.flatMap { try? JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: $0)) } ?? [:]
+        let key = real.path
         if let entry = cache[key], entry.size == size, entry.modified == modified.timeIntervalSince1970 {
             return String(entry.sha256.prefix(10))
         }
-        guard let full = try? sha256(of: url) else { return nil }
-        cache[key] = Entry(size: size, modified: modified.timeIntervalSince1970, sha256: full)
-        if let data = try? JSONEncoder.sorted.encode(cache) { try? data.write(to: cacheURL, options: .atomic) }
+        guard let full = try? sha256(of: real) else { return nil }
+        if let cacheURL, let folder = cacheFolder {
+            cache[key] = Entry(size: size, modified: modified.timeIntervalSince1970, sha256: full)
+            try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            if let data = try? JSONEncoder.sorted.encode(cache) { try? data.write(to: cacheURL, options: .atomic) }
+        }
         return String(full.prefix(10))
     }
 

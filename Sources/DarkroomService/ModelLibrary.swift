@@ -1,8 +1,10 @@
 import Foundation
 
 /// The checkpoints a daemon may use: single `.safetensors` files and diffusers folders in one folder.
-/// A recipe names one by file or folder name, with or without extension; nothing outside the folder
-/// (no `..`, absolute paths, or symbolic links pointing out) can be named.
+/// A recipe names one by file or folder name, with or without extension, never by a path (no `/`,
+/// no `..`). Symbolic links placed in the folder by its administrator are followed: people link the
+/// checkpoints or whole checkpoint folders of their A1111 or ComfyUI installs. (Only the administrator
+/// writes there; the inbox, where users drop files, never follows links.)
 public struct ModelLibrary: Sendable {
     public let folder: URL
     public let defaultName: String?
@@ -39,11 +41,6 @@ public struct ModelLibrary: Sendable {
         for candidate in [name, name + ".safetensors"] {
             let url = folder.appendingPathComponent(candidate)
             guard FileManager.default.fileExists(atPath: url.path) else { continue }
-            let root = folder.resolvingSymlinksInPath().standardizedFileURL.path
-            let real = url.resolvingSymlinksInPath().standardizedFileURL.path
-            guard real.hasPrefix(root + "/") else {
-                throw JobFailure(code: "model", message: "Model '\(name)' points outside the models folder; refused.", file: url.path, field: "model")
-            }
             return url
         }
         throw JobFailure(code: "model", message: "Model '\(name)' is not in '\(folder.path)' (available: \(available.joined(separator: ", "))).",

@@ -7,7 +7,7 @@ struct Darkroom: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "darkroom",
         abstract: "Stable Diffusion image editing (img2img, inpaint, restore) from a watched folder, on CPU.",
-        subcommands: [Run.self, Process.self, Validate.self, Models.self, Inspect.self, Bench.self])
+        subcommands: [Run.self, Process.self, Validate.self, Models.self, Inspect.self, Bench.self, Worker.self])
 
     /// OpenBLAS is opened first, so that a machine without it gets a message rather than a crash mid-job.
     static func main() async {

@@ -5,6 +5,7 @@ import DarkroomPipeline
 import DarkroomService
 import DarkroomTokenizer
 import Foundation
+import Logging
 
 struct Process: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,46 +26,70 @@ struct Process: ParsableCommand {
     @Option(help: "A diffusers folder whose configs describe a single-file checkpoint.")
     var modelConfig: String?
 
-    @Option(help: "Output PNG; with count > 1 the others are NAME-2.png, NAME-3.png, …. Existing files are never overwritten.")
+    @Option(help: "Output PNG; with count > 1 the others are NAME-2.png, NAME-3.png, …; the report is NAME.json (and NAME.defects.png for repaired defects). Existing files are never overwritten.")
     var output: String
+
+    func validate() throws {
+        guard output.lowercased().hasSuffix(".png") else {
+            throw ValidationError("--output must name a .png file ('\(output)'): Darkroom writes PNG, with the A1111 parameters in it.")
+        }
+    }
 
     func run() throws {
         let recipeURL = URL(fileURLWithPath: recipe)
-        let parsed = try Recipe.parse(try Data(contentsOf: recipeURL), file: recipe)
-        var configuration = parsed.configuration
-        let seed = parsed.seed ?? UInt64.random(in: 0...UInt64.max)
-        configuration.generation.seed = seed
-        let input = try ImageDecoder.decode(fileAt: URL(fileURLWithPath: image)).image
+        let parsed: Recipe
+        do { parsed = try JobExecutor.readRecipe(recipeURL, name: recipe) } catch let failure as JobFailure {
+            throw ValidationError(failure.message)
+        }
         let maskPath = mask ?? parsed.mask.map { recipeURL.deletingLastPathComponent().appendingPathComponent($0).path }
-        let maskImage = try maskPath.map { try ImageDecoder.decode(fileAt: URL(fileURLWithPath: $0)).image }
-
-        let outputs = (0..<configuration.count).map { i -> URL in
-            let base = URL(fileURLWithPath: output)
-            guard i > 0 else { return base }
-            let stem = base.deletingPathExtension().lastPathComponent
-            return base.deletingLastPathComponent().appendingPathComponent("\(stem)-\(i + 1).png")
+        // The same naming as the service: NAME.png, NAME-2.png, …, the report NAME.json.
+        let base = URL(fileURLWithPath: output).standardizedFileURL
+        let folder = base.deletingLastPathComponent()
+        let stem = base.deletingPathExtension().lastPathComponent
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw ValidationError("The output folder '\(folder.path)' does not exist; create it first.")
         }
-        for url in outputs where FileManager.default.fileExists(atPath: url.path) {
-            throw ValidationError("'\(url.path)' exists; Darkroom never overwrites an output. Choose another --output.")
+        let count = parsed.configuration.count
+        let outputs = (0..<count).map { "\(stem)\($0 == 0 ? "" : "-\($0 + 1)").png" }
+        let inputs = JobExecutor.Inputs(recipe: recipeURL, image: URL(fileURLWithPath: image), mask: maskPath.map { URL(fileURLWithPath: $0) },
+                                        recipeName: recipe, imageName: image, maskName: maskPath,
+                                        seed: parsed.seed ?? UInt64.random(in: 0...UInt64.max), outputs: outputs, report: "\(stem).json")
+        for name in outputs + ["\(stem).json", inputs.defects].compactMap({ $0 }) where FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) {
+            throw ValidationError("'\(folder.appendingPathComponent(name).path)' exists; Darkroom never overwrites an output. Choose another --output.")
         }
-        let models = try StableDiffusionModels.load(URL(fileURLWithPath: model), config: modelConfig.map { URL(fileURLWithPath: $0) })
-        let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
-        let start = Date()
-        let bar = ProgressBar(images: configuration.count)
-        let results = try pipeline.run(configuration, image: input, mask: maskImage, progress: { index, step, steps in
-            bar.update(image: index, step: step, steps: steps)
-            return true
+        if let maskPath, !FileManager.default.fileExists(atPath: maskPath) {
+            throw ValidationError("The mask '\(maskPath)' does not exist.")
+        }
+        var logger = Logger(label: "darkroom")
+        logger.logLevel = .warning
+        let modelURL = URL(fileURLWithPath: model)
+        let configURL = modelConfig.map { URL(fileURLWithPath: $0) }
+        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, loadPipeline: { url in
+            StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
-        bar.finish()
-        let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        for (result, url) in zip(results, outputs) {
-            let png = try ImageTensor.image(fromUnitRange: result.image)
-            let text = A1111Parameters.text(configuration: configuration, seed: result.seed, width: png.width, height: png.height,
-                                            modelName: modelName, modelHash: ModelHash.short(for: URL(fileURLWithPath: model)))
-            try AtomicFile.write(try PNGEncoder.encode(png, text: [(key: "parameters", value: text)]), to: url)
-            print("\(url.path)  seed \(result.seed)")
+        // Results are staged beside the output, then published together (report last), as the service does.
+        let staging = folder.appendingPathComponent(".darkroom-process-\(UUID().uuidString.prefix(8).lowercased())")
+        defer { try? FileManager.default.removeItem(at: staging) }
+        let start = Date()
+        let bar = ProgressBar(images: count)
+        do {
+            try executor.execute(inputs, staging: staging) { index, step, steps in
+                bar.update(image: index, step: step, steps: steps)
+                return true
+            }
+        } catch let failure as JobFailure {
+            bar.finish()
+            throw ValidationError(failure.message)
         }
-        print(String(format: "%d image(s) in %.1f s", results.count, Date().timeIntervalSince(start)))
+        bar.finish()
+        for name in outputs + [inputs.defects, "\(stem).json"].compactMap({ $0 }) {
+            let source = staging.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: source.path) else { continue }
+            try AtomicFile.write(Array(try Data(contentsOf: source)), to: folder.appendingPathComponent(name))
+            print(folder.appendingPathComponent(name).path)
+        }
+        print(String(format: "%d image(s) in %.1f s", count, Date().timeIntervalSince(start)))
     }
 }
 

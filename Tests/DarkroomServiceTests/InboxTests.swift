@@ -84,24 +84,31 @@ final class InboxTests: XCTestCase {
         XCTAssertTrue(exists(outbox.appendingPathComponent("photo_2.png")))
     }
 
-    /// Stopped after the first of two images (as SIGTERM or a crash between outputs): the next start
-    /// finishes the job, delivers only the missing image, and leaves the first one untouched.
+    /// Stopped after the first of two images (as SIGTERM or a crash between outputs): nothing is
+    /// published yet (a job's results appear together, report last); the next start finishes the job,
+    /// computes only the missing image, and publishes the staged first one as it was.
     func testInterruptedJobFinishesExactlyOnce() throws {
         try putImage("photo.png"); try put("photo.json", #"{"mode": "img2img", "steps": 2, "seed": 9, "count": 2}"#)
-        let first = outbox.appendingPathComponent("photo.png")
-        let outcomes = try runner().drain(shouldStop: { [self] in exists(first) })
+        let work = inbox.appendingPathComponent(".darkroom/work")
+        func staged() -> URL? {
+            let jobs = ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).filter { !$0.hasPrefix(".") }
+            return jobs.first.map { work.appendingPathComponent("\($0)/out/photo.png") }.flatMap { exists($0) ? $0 : nil }
+        }
+        let outcomes = try runner().drain(shouldStop: { staged() != nil })
         XCTAssertEqual(outcomes, [.requeued])
-        let firstBytes = try Data(contentsOf: first)
-        XCTAssertFalse(exists(outbox.appendingPathComponent("photo-2.png")))
+        let firstBytes = try Data(contentsOf: try XCTUnwrap(staged()))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outbox.path), [], "nothing published before the job is done")
         XCTAssertFalse(exists(inbox.appendingPathComponent("photo.png")), "claimed: out of the inbox")
 
         XCTAssertEqual(try runner().drain(), [.done])
-        XCTAssertEqual(try Data(contentsOf: first), firstBytes)
+        XCTAssertEqual(try Data(contentsOf: outbox.appendingPathComponent("photo.png")), firstBytes)
         XCTAssertTrue(exists(outbox.appendingPathComponent("photo-2.png")))
         XCTAssertFalse(exists(outbox.appendingPathComponent("photo_2.png")), "no duplicate job")
         XCTAssertEqual(try runner().drain(), [], "nothing left to do")
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: outbox.appendingPathComponent("photo.json"))) as? [String: Any]
         XCTAssertEqual(report?["seeds"] as? [String], ["9", "10"])
+        let processed = try FileManager.default.subpathsOfDirectory(atPath: inbox.appendingPathComponent("Processed").path)
+        XCTAssertFalse(processed.contains { $0.hasSuffix(".png") && !$0.contains("image-") }, "no second copy of the results is kept")
     }
 
     /// A claim cut short by a crash (record written, image still in the inbox) is completed on restart.

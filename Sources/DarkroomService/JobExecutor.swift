@@ -1,0 +1,277 @@
+import DarkroomImageIO
+import DarkroomModels
+import DarkroomPipeline
+import DarkroomTokenizer
+import Foundation
+import Logging
+
+/// The one path from a recipe and its inputs to results (diffusers' `DiffusionPipeline.__call__` as a
+/// job): the worker process of `darkroom run`, in-process runs and `darkroom process` all call it, so
+/// they share the recipe reading, the checks, the naming of outputs, the PNG parameters, the defect
+/// mask and the report. Results are written to a staging folder (each output fsynced there); the
+/// caller publishes them together (`JobStore.deliver`), so a reader never sees a PNG without its report.
+///
+/// A loaded model stays in memory between jobs; a recipe naming another model loads that one.
+public final class JobExecutor {
+    /// One job's inputs and the names of its results.
+    public struct Inputs: Sendable {
+        public var recipe: URL
+        public var image: URL
+        public var mask: URL?
+        /// How the inputs are named in messages and the report (inbox-relative names, or the paths given).
+        public var recipeName: String, imageName: String, maskName: String?
+        /// The first image's seed (the recipe's, or drawn by the caller and recorded).
+        public var seed: UInt64
+        /// The results' names, in seed order, then the report's; staged by their last path component.
+        public var outputs: [String]
+        public var report: String
+
+        public init(recipe: URL, image: URL, mask: URL?, recipeName: String, imageName: String, maskName: String?,
+                    seed: UInt64, outputs: [String], report: String) {
+            (self.recipe, self.image, self.mask, self.recipeName, self.imageName, self.maskName) = (recipe, image, mask, recipeName, imageName, maskName)
+            (self.seed, self.outputs, self.report) = (seed, outputs, report)
+        }
+
+        /// The defect mask's name: beside the first output (`photo.defects.png`).
+        public var defects: String? { outputs.first.map { String($0.dropLast(4)) + ".defects.png" } }
+    }
+
+    /// Called after every denoising step with (image index, step, steps); returns false to stop.
+    public typealias Progress = (Int, Int, Int) -> Bool
+
+    /// Which checkpoint a recipe's `model` (nil: none named) runs on.
+    let resolveModel: (String?) throws -> URL
+    let loadPipeline: (URL) throws -> StableDiffusionPipeline
+    let hashCache: URL?
+    public let decodeLimits: DecodeLimits
+    let logger: Logger
+    var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
+
+    public init(resolveModel: @escaping (String?) throws -> URL, logger: Logger, decodeLimits: DecodeLimits = .default,
+                hashCache: URL? = ModelHash.defaultCacheFolder(),
+                loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
+        self.resolveModel = resolveModel
+        self.loadPipeline = loadPipeline
+        self.hashCache = hashCache
+        self.decodeLimits = decodeLimits
+        self.logger = logger
+    }
+
+    /// For the inbox: models are names in `library`.
+    public convenience init(library: ModelLibrary, logger: Logger, decodeLimits: DecodeLimits = .default,
+                            loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
+        self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits, loadPipeline: loadPipeline)
+    }
+
+    public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
+        StableDiffusionPipeline(models: try StableDiffusionModels.load(url), tokenizer: try CLIPTokenizer.bundled())
+    }
+
+    /// Loads the default model now (so `READY=1` means ready); returns its name, or nil when recipes
+    /// must name one.
+    @discardableResult
+    public func preload() throws -> String? {
+        guard let url = try? resolveModel(nil) else { return nil }
+        _ = try pipeline(for: url)
+        return url.lastPathComponent
+    }
+
+    func pipeline(for url: URL) throws -> (StableDiffusionPipeline, String?) {
+        if let loaded, loaded.url == url { return (loaded.pipeline, loaded.hash) }
+        loaded = nil
+        let pipeline: StableDiffusionPipeline
+        do { pipeline = try loadPipeline(url) } catch {
+            throw JobFailure(code: "model", message: "Cannot load model '\(url.lastPathComponent)': \(error)", file: url.lastPathComponent, field: "model")
+        }
+        let hash = ModelHash.short(for: url, cacheFolder: hashCache)
+        loaded = (url, pipeline, hash)
+        return (pipeline, hash)
+    }
+
+    /// Runs one job into `staging`; returns its mode. Results already staged by an earlier attempt are
+    /// kept (a resumed job computes only what is missing). Throws `JobFailure` (code `cancelled` when
+    /// `progress` returned false).
+    @discardableResult
+    public func execute(_ inputs: Inputs, staging: URL, progress: Progress? = nil) throws -> PipelineConfiguration.Mode {
+        let jobStart = Date()
+        let recipe = try Self.readRecipe(inputs.recipe, name: inputs.recipeName)
+        var configuration = recipe.configuration
+        configuration.generation.seed = inputs.seed
+        guard inputs.outputs.count == configuration.count else {
+            throw JobFailure(code: "recipe", message: "The job planned \(inputs.outputs.count) image(s) but recipe '\(inputs.recipeName)' asks for \(configuration.count); its recipe changed after it was claimed.",
+                             file: inputs.recipeName, field: "count")
+        }
+        // Images.
+        let image = try decode(inputs.image, name: inputs.imageName)
+        var mask: Image?
+        if configuration.mode == .inpaint {
+            guard let maskURL = inputs.mask else {
+                let imageFile = URL(fileURLWithPath: inputs.imageName).lastPathComponent
+                if let named = recipe.mask, named == imageFile || named == URL(fileURLWithPath: inputs.recipeName).lastPathComponent {
+                    throw JobFailure(code: "mask", message: "The recipe's mask '\(named)' names the job's own \(named == imageFile ? "image" : "recipe"); the mask must be a file of its own.",
+                                     file: inputs.recipeName, field: "mask")
+                }
+                let expected = recipe.mask ?? "\(URL(fileURLWithPath: imageFile).deletingPathExtension().lastPathComponent).mask.png"
+                throw JobFailure(code: "mask", message: "Inpainting needs a mask: '\(expected)' was not found beside the recipe.",
+                                 file: expected, field: "mask")
+            }
+            mask = try decode(maskURL, name: inputs.maskName ?? maskURL.lastPathComponent)
+        }
+        // Model.
+        let modelURL = try resolveModel(recipe.model)
+        let (pipeline, modelHash) = try pipeline(for: modelURL)
+        try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+        // One image per seed; an output already staged was produced by an earlier attempt of this job.
+        var seeds: [UInt64] = []
+        for (index, output) in inputs.outputs.enumerated() {
+            let seed = inputs.seed &+ UInt64(index)
+            seeds.append(seed)
+            let url = staging.appendingPathComponent(URL(fileURLWithPath: output).lastPathComponent)
+            if FileManager.default.fileExists(atPath: url.path) { continue }
+            var single = configuration
+            single.count = 1
+            single.generation.seed = seed
+            let results: [GenerationResult]
+            do {
+                results = try pipeline.run(single, image: image, mask: mask, progress: { _, step, steps in
+                    progress?(index, step, steps) ?? true
+                })
+            } catch {
+                throw Self.failure(error, inputs: inputs)
+            }
+            let png: Image
+            do { png = try ImageTensor.image(fromUnitRange: results[0].image) } catch {
+                throw JobFailure(code: "non_finite", message: "The result of '\(inputs.imageName)' could not be converted to an image: \(error)",
+                                 file: inputs.imageName, field: nil)
+            }
+            let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
+                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash)
+            if index == 0, let defects = results[0].defectMask, let name = inputs.defects {
+                let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
+                let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
+                try writeStaged(try PNGEncoder.encode(maskImage), to: staging.appendingPathComponent(URL(fileURLWithPath: name).lastPathComponent))
+            }
+            try writeStaged(try PNGEncoder.encode(png, text: [(key: "parameters", value: text)]), to: url)
+        }
+        // The report, last: a staged report means every result of the job is staged.
+        var report: [String: Any] = [
+            "input": inputs.imageName, "recipe": inputs.recipeName,
+            "mode": configuration.mode.rawValue, "prompt": configuration.generation.prompt,
+            "negative_prompt": configuration.generation.negativePrompt, "steps": configuration.generation.steps,
+            "strength": configuration.generation.strength, "guidance": Double(configuration.generation.guidance),
+            "sampler": configuration.generation.sampler, "seeds": seeds.map { "\($0)" }, "outputs": inputs.outputs,
+            "model": modelURL.lastPathComponent, "model_hash": modelHash ?? "", "software": "Darkroom",
+            "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
+        ]
+        if let mask = inputs.maskName { report["mask"] = mask }
+        if let defects = inputs.defects, FileManager.default.fileExists(atPath: staging.appendingPathComponent(URL(fileURLWithPath: defects).lastPathComponent).path) {
+            report["defects"] = defects
+        }
+        let reportURL = staging.appendingPathComponent(URL(fileURLWithPath: inputs.report).lastPathComponent)
+        if !FileManager.default.fileExists(atPath: reportURL.path) {
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            try writeStaged(Array(data), to: reportURL)
+        }
+        return configuration.mode
+    }
+
+    /// A staged write; a file left by an attempt that died after writing it is kept.
+    func writeStaged(_ bytes: [UInt8], to url: URL) throws {
+        do { try AtomicFile.write(bytes, to: url) } catch AtomicFile.Failure.exists {
+            return
+        } catch AtomicFile.Failure.failed(let path, let reason, _) {
+            throw DeliveryError.transient(path: path, reason: reason)
+        }
+    }
+
+    /// A recipe file read and parsed, every problem a `JobFailure` naming the file and field.
+    public static func readRecipe(_ url: URL, name: String) throws -> Recipe {
+        let data: Data
+        do { data = try readRegularFile(url, name: name) } catch let failure as JobFailure {
+            throw JobFailure(code: "recipe", message: failure.message, file: name, field: nil)
+        }
+        do { return try Recipe.parse(data, file: name) } catch let error as RecipeError {
+            throw JobFailure(code: "recipe", message: error.description, file: name, field: error.problems.first?.field)
+        }
+    }
+
+    /// A file's bytes, or a clear error: a folder where a file should be, a missing or unreadable file.
+    public static func readRegularFile(_ url: URL, name: String) throws -> Data {
+        var info = stat()
+        guard stat(url.path, &info) == 0 else {
+            throw JobFailure(code: "io", message: "'\(name)' cannot be read: \(String(cString: strerror(errno))).", file: name, field: nil)
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw JobFailure(code: "io", message: "'\(name)' is \(info.st_mode & S_IFMT == S_IFDIR ? "a folder" : "not a regular file"), not a file.", file: name, field: nil)
+        }
+        do { return try Data(contentsOf: url) } catch {
+            throw JobFailure(code: "io", message: "'\(name)' cannot be read: \(error.localizedDescription)", file: name, field: nil)
+        }
+    }
+
+    func decode(_ url: URL, name: String) throws -> Image {
+        do { return try ImageDecoder.decode(fileAt: url, limits: decodeLimits).image } catch {
+            throw JobFailure(code: "image", message: "\(error)".replacingOccurrences(of: url.path, with: name), file: name, field: nil)
+        }
+    }
+
+    /// A pipeline error as a job failure, naming the input or field at fault.
+    static func failure(_ error: Error, inputs: Inputs) -> Error {
+        let mask = inputs.maskName ?? "mask"
+        switch error {
+        case PipelineError.cancelled:
+            return JobFailure(code: "cancelled", message: "Stopped; the job stays claimed and resumes at the next start.", file: nil, field: nil)
+        case PipelineError.maskSizeMismatch(_, let maskSize, let imageSize):
+            return JobFailure(code: "mask", message: "Mask '\(mask)' is \(maskSize) but image '\(inputs.imageName)' is \(imageSize); the mask must have the image's size.",
+                              file: mask, field: "mask")
+        case PipelineError.emptyMask:
+            return JobFailure(code: "mask", message: "Mask '\(mask)' is entirely black: nothing to repaint (white marks the area to repaint).",
+                              file: mask, field: "mask")
+        case let error as PipelineError:
+            return JobFailure(code: Self.code(error), message: error.description, file: inputs.imageName, field: Self.field(error))
+        case let failure as JobFailure:
+            return failure
+        default:
+            return JobFailure(code: "pipeline", message: "\(error)", file: inputs.imageName, field: nil)
+        }
+    }
+
+    static func code(_ error: PipelineError) -> String {
+        if case .invalidValue = error { return "recipe" }
+        return "pipeline"
+    }
+
+    static func field(_ error: PipelineError) -> String? {
+        if case .invalidValue(let field, _, _) = error { return field }
+        return nil
+    }
+}
+
+extension JobExecutor.Inputs {
+    /// A claimed job's inputs, as they lie in its work folder.
+    public init(record: JobRecord, store: JobStore) throws {
+        let source = { (role: String) in record.sources[role] ?? role }
+        guard let recipeURL = store.claimed(record, role: "recipe"), let imageURL = store.claimed(record, role: "image") else {
+            throw JobFailure(code: "io", message: "The job record lacks its image or recipe.", file: nil, field: nil)
+        }
+        // Inputs must be files of the inbox itself: a symbolic link could point anywhere.
+        for role in ["recipe", "image", "mask"] {
+            guard let url = store.claimed(record, role: role) else { continue }
+            var info = stat()
+            if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+                throw JobFailure(code: role, message: "'\(source(role))' is a symbolic link; Darkroom only reads files placed in the inbox itself.",
+                                 file: source(role), field: role == "mask" ? "mask" : nil)
+            }
+        }
+        // Two images share one recipe (`x.png` + `x.jpg` + `x.json`): which one was meant is unknown.
+        let others = record.sources.filter { $0.key.hasPrefix("conflict") }.map(\.value).sorted()
+        if !others.isEmpty {
+            let names = ([source("image")] + others).map { "'\($0)'" }.joined(separator: " and ")
+            throw JobFailure(code: "ambiguous", message: "\(names) share the recipe '\(source("recipe"))'; rename one (each image needs its own recipe, or use a batch folder).",
+                             file: source("image"), field: nil)
+        }
+        self.init(recipe: recipeURL, image: imageURL, mask: store.claimed(record, role: "mask"),
+                  recipeName: source("recipe"), imageName: source("image"), maskName: record.sources["mask"],
+                  seed: record.seed, outputs: record.outputs, report: record.report)
+    }
+}
