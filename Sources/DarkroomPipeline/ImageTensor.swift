@@ -55,19 +55,27 @@ public enum ImageTensor {
     public static func unitRange(_ decoded: Tensor) -> Tensor {
         var out = decoded
         out.withUnsafeMutableBufferPointer { p in
-            for i in p.indices { p[i] = min(max(p[i] / 2 + 0.5, 0), 1) }
+            for i in p.indices { p[i] = unitClamp(p[i] / 2 + 0.5) }
         }
         return out
     }
 
-    /// An 8-bit RGB image from [1, 3, H, W] in [0, 1] (diffusers' `numpy_to_pil`: round(x · 255)).
+    /// `x` clamped to [0, 1], with NaN as 0 (so that no Float → integer conversion of an image can trap; the
+    /// pipeline refuses non-finite results before they get here, `PipelineError.nonFinite`).
+    @inline(__always) static func unitClamp(_ x: Float) -> Float { x.isNaN ? 0 : min(max(x, 0), 1) }
+
+    /// An 8-bit RGB image from [1, 3, H, W] in [0, 1] (diffusers' `numpy_to_pil`: round(x · 255)). NaN gives 0
+    /// and ±inf the range's ends.
     public static func image(fromUnitRange tensor: Tensor) throws -> Image {
+        guard tensor.rank == 4, tensor.shape[0] == 1, tensor.shape[1] == 3 else {
+            throw PipelineError.invalidValue(field: "image", value: "a tensor of shape \(tensor.shape)", expected: "[1, 3, H, W]")
+        }
         let (height, width) = (tensor.shape[2], tensor.shape[3])
         let plane = width * height
         var samples = [UInt16](repeating: 0, count: plane * 3)
         tensor.withUnsafeBufferPointer { p in
             for i in 0..<plane {
-                for c in 0..<3 { samples[i * 3 + c] = UInt16((min(max(p[c * plane + i], 0), 1) * 255).rounded()) }
+                for c in 0..<3 { samples[i * 3 + c] = UInt16((unitClamp(p[c * plane + i]) * 255).rounded()) }
             }
         }
         return try Image(width: width, height: height, layout: .rgb, bitDepth: 8, samples: samples)

@@ -69,15 +69,14 @@ extension StableDiffusionPipeline {
     /// The progress callback receives (image index, step, steps) and may cancel.
     public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil,
                     progress: ((Int, Int, Int) -> Bool)? = nil) throws -> [GenerationResult] {
-        guard configuration.count >= 1, configuration.count <= 100 else {
-            throw PipelineError.invalidValue(field: "count", value: "\(configuration.count)", expected: "a whole number from 1 to 100")
-        }
+        try validate(configuration, imageWidth: image.width, imageHeight: image.height)
         let factor = models.vae.config.downscale
         guard image.width >= factor, image.height >= factor else {
             throw PipelineError.imageTooSmall(width: image.width, height: image.height, minimum: factor)
         }
         var input = ImageTensor.tensor(from: image)
-        var maskTensor: Tensor?
+        // The mask as painted (binarised for the diffusion) and, with `maskBlur`, blurred (what pastes back).
+        var maskTensor: Tensor?, diffusionMask: Tensor?
         if configuration.mode == .inpaint {
             guard let mask else { throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image for inpaint") }
             guard mask.width == image.width, mask.height == image.height else {
@@ -86,6 +85,7 @@ extension StableDiffusionPipeline {
             }
             var m = ImageTensor.mask(from: mask)
             if configuration.invertMask { m = m.mapValues { 1 - $0 } }
+            diffusionMask = m
             if configuration.maskBlur > 0 {
                 // A1111: cv2.GaussianBlur of the 8-bit mask, kernel 2·⌊2.5σ + 0.5⌋ + 1.
                 m = try ImageOps.gaussianBlurA1111(mask: PlanarImage8(unitTensor: m), radius: Double(configuration.maskBlur)).unitTensor
@@ -102,13 +102,18 @@ extension StableDiffusionPipeline {
                 let padded = (height: (height + factor - 1) / factor * factor, width: (width + factor - 1) / factor * factor)
                 input = input.padReplicate(height: padded.height, width: padded.width)
                 maskTensor = maskTensor?.padReplicate(height: padded.height, width: padded.width)
+                diffusionMask = diffusionMask?.padReplicate(height: padded.height, width: padded.width)
             case .crop:
                 input = input.centerCrop(height: fitted.height, width: fitted.width)
                 maskTensor = maskTensor?.centerCrop(height: fitted.height, width: fitted.width)
+                diffusionMask = diffusionMask?.centerCrop(height: fitted.height, width: fitted.width)
             case .resize:
                 // Pillow's Lanczos down to the nearest multiple of 8 (as diffusers' VaeImageProcessor); back up after.
                 input = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: input), width: fitted.width, height: fitted.height).imageTensor
                 maskTensor = try maskTensor.map {
+                    try ImageOps.resizeLanczos(PlanarImage8(unitTensor: $0), width: fitted.width, height: fitted.height).unitTensor
+                }
+                diffusionMask = try diffusionMask.map {
                     try ImageOps.resizeLanczos(PlanarImage8(unitTensor: $0), width: fitted.width, height: fitted.height).unitTensor
                 }
             }
@@ -118,18 +123,24 @@ extension StableDiffusionPipeline {
         // "Only masked": work on the mask's surroundings at the model's resolution, paste back after.
         var region: CropBox?
         let full = input, fullMask = maskTensor
-        if configuration.mode == .inpaint, configuration.inpaintArea == .masked, let m = maskTensor {
+        if configuration.mode == .inpaint, configuration.inpaintArea == .masked, let m = maskTensor, let painted = diffusionMask {
             let side = Double(configuration.resolution ?? (models.predictionType == "v_prediction" ? 768 : 512))
             let aspect = Double(m.shape[3]) / Double(m.shape[2])
             let work = (width: max(factor, Int((side * aspect.squareRoot() / Double(factor)).rounded()) * factor),
                         height: max(factor, Int((side / aspect.squareRoot() / Double(factor)).rounded()) * factor))
-            if var box = try ImageOps.a1111InpaintRegion(mask: PlanarImage8(unitTensor: m), padding: configuration.padding,
-                                                         processingWidth: work.width, processingHeight: work.height) {
+            // The region around the blurred mask (A1111), or around the painted one when the blur has spread a
+            // tiny mask below one 8-bit level everywhere.
+            func cropRegion(_ mask: Tensor) throws -> CropBox? {
+                try ImageOps.a1111InpaintRegion(mask: PlanarImage8(unitTensor: mask), padding: configuration.padding,
+                                                processingWidth: work.width, processingHeight: work.height)
+            }
+            if var box = try cropRegion(m) ?? cropRegion(painted) {
                 box = CropBox(x1: max(0, box.x1), y1: max(0, box.y1), x2: min(m.shape[3], box.x2), y2: min(m.shape[2], box.y2))
                 region = box
                 let crop = { (t: Tensor) in t.slice(box.y1..<box.y2, axis: 2).slice(box.x1..<box.x2, axis: 3) }
                 input = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: crop(input)), width: work.width, height: work.height).imageTensor
                 maskTensor = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: crop(m)), width: work.width, height: work.height).unitTensor
+                diffusionMask = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: crop(painted)), width: work.width, height: work.height).unitTensor
             }
         }
         var results: [GenerationResult] = []
@@ -178,8 +189,11 @@ extension StableDiffusionPipeline {
                 }
                 result.defectMask = defects
             case .inpaint:
-                guard let maskTensor else { throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image") }
-                result = try inpaint(input, mask: maskTensor, settings: settings, pasteBack: configuration.pasteBack && region == nil,
+                guard let maskTensor, let diffusionMask else {
+                    throw PipelineError.invalidValue(field: "mask", value: "missing", expected: "a mask image")
+                }
+                result = try inpaint(input, mask: diffusionMask, pasteMask: maskTensor, settings: settings,
+                                     pasteBack: configuration.pasteBack && region == nil,
                                      maskedContent: configuration.maskedContent, progress: step)
                 if let box = region, let fullMask {
                     // Back to the crop's size (Pillow Lanczos), into the full image, composited with the mask.

@@ -15,11 +15,15 @@ extension StableDiffusionPipeline {
     ///
     /// - Parameters:
     ///   - image: [1, 3, H, W] in [-1, 1], H and W multiples of 8.
-    ///   - mask: [1, 1, H, W] in [0, 1] (`ImageTensor.mask(from:)`); binarised at 0.5.
+    ///   - mask: [1, 1, H, W] in [0, 1] (`ImageTensor.mask(from:)`); binarised at 0.5 for the diffusion. A mask
+    ///     with no pixel ≥ 0.5 but some > 0 (a 1-pixel mask after a resize) is binarised at > 0 instead, and a
+    ///     mask whose latent-size nearest sample misses every marked pixel (a mask smaller than the VAE's 8×8
+    ///     cells) marks every latent cell it touches — cases where diffusers would repaint nothing.
+    ///   - pasteMask: the mask composited for paste-back (A1111: the blurred mask); nil: `mask`.
     ///   - pasteBack: replace every pixel outside the mask by the input's, so nothing outside the mask
     ///     changes colour (A1111 does; diffusers only with `padding_mask_crop`).
     ///   - maskedContent: what the masked area starts from (`.original`: diffusers' behaviour).
-    public func inpaint(_ image: Tensor, mask: Tensor, settings: GenerationSettings, pasteBack: Bool = true,
+    public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original,
                         progress: Progress? = nil) throws -> GenerationResult {
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
@@ -27,15 +31,16 @@ extension StableDiffusionPipeline {
         let first = timesteps[0]
         let (height, width) = (image.shape[2], image.shape[3])
         let factor = models.vae.config.downscale
-        guard mask.shape[2] == height, mask.shape[3] == width else {
-            throw PipelineError.maskSizeMismatch(mask: "mask", maskSize: "\(mask.shape[3])×\(mask.shape[2])", imageSize: "\(width)×\(height)")
+        for (name, m) in [("mask", mask), ("paste-back mask", pasteMask ?? mask)] {
+            guard m.rank == 4, m.shape[0] == 1, m.shape[1] == 1, m.shape[2] == height, m.shape[3] == width else {
+                throw PipelineError.maskSizeMismatch(mask: name, maskSize: m.rank == 4 ? "\(m.shape[3])×\(m.shape[2])" : "\(m.shape)",
+                                                     imageSize: "\(width)×\(height)")
+            }
         }
-        let binary = mask.mapValues { $0 >= 0.5 ? 1 : 0 }
+        var binary = mask.mapValues { $0 >= 0.5 ? 1 : 0 }
+        if !binary.scalars.contains(1) { binary = mask.mapValues { $0 > 0 ? 1 : 0 } }
         guard binary.scalars.contains(1) else { throw PipelineError.emptyMask(mask: "mask") }
-        let channels = models.unet.config.inChannels
-        guard channels == 4 || channels == 9 else {
-            throw PipelineError.invalidValue(field: "model", value: "a UNet with \(channels) input channels", expected: "4 or 9")
-        }
+        let channels = try checkModelChannels() == .inpainting ? 9 : 4
 
         let guided = settings.guidance > 1
         let fullStrength = settings.strength == 1
@@ -49,11 +54,13 @@ extension StableDiffusionPipeline {
         }
         // The area to repaint and the area to keep, in pixels and in latents.
         let keep = binary.mapValues { $0 < 0.5 ? 1 : 0 }
-        let latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
+        var latentMask = binary.nearestDownsample(by: factor)                      // [1, 1, h, w]
+        if !latentMask.scalars.contains(1) { latentMask = binary.maxDownsample(by: factor) }
         let latentKeep = latentMask.mapValues { 1 - $0 }
         let startImage = try Self.startImage(image, mask: mask, maskedContent: maskedContent)
         let tiling = vaeTiling(settings, height: height, width: width)
         var imageLatents = (channels == 4 || !fullStrength) ? sample(models.vae.encode(startImage, tiling: tiling)) : nil
+        if let imageLatents { try Self.requireFinite(imageLatents, .vaeEncode) }
         let noise = Tensor(shape: latentShape, scalars: random.normal(shape: latentShape))
         // A1111's latent fills: the masked area of the start latents becomes noise or zero. (Drawn after
         // diffusers' draws, so `.original` keeps diffusers' sequence.)
@@ -72,6 +79,7 @@ extension StableDiffusionPipeline {
         }
         // The masked image: known pixels kept, the area to repaint set to 0 (mid-grey in [-1, 1]).
         let maskedImageLatents = sample(models.vae.encode(image * keep, tiling: tiling))
+        try Self.requireFinite(maskedImageLatents, .vaeEncode)
 
         // 6. Denoise.
         releaseFreedBlocks()
@@ -97,11 +105,14 @@ extension StableDiffusionPipeline {
 
         // 7. Decode, then paste the untouched pixels back.
         releaseUNetPages()
-        var output = ImageTensor.unitRange(models.vae.decode(latents / scaling, tiling: tiling))
+        let decoded = models.vae.decode(latents / scaling, tiling: tiling)
+        try Self.requireFinite(decoded, .vaeDecode)
+        var output = ImageTensor.unitRange(decoded)
         if pasteBack {
             // Composite with the (possibly blurred) mask, so the edge blends and nothing outside changes.
             let original = ImageTensor.unitRange(image)
-            output = original * mask.mapValues { 1 - $0 } + output * mask
+            let composite = pasteMask ?? mask
+            output = original * composite.mapValues { 1 - $0 } + output * composite
         }
         return GenerationResult(image: output, latents: latents, seed: settings.seed)
     }
@@ -122,6 +133,24 @@ extension Tensor {
     func mapValues(_ transform: (Float) -> Float) -> Tensor {
         var out = self
         out.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = transform(p[i]) } }
+        return out
+    }
+
+    /// [N, C, H, W] → [N, C, H/f, W/f]: the largest value of each f×f block (for masks smaller than a block).
+    func maxDownsample(by f: Int) -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (oh, ow) = (h / f, w / f)
+        var out = Tensor(zeros: [n, c, oh, ow])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for p in 0..<(n * c) {
+                    for y in 0..<(oh * f) { for x in 0..<(ow * f) {
+                        let o = (p * oh + y / f) * ow + x / f
+                        dst[o] = Swift.max(dst[o], src[(p * h + y) * w + x])
+                    } }
+                }
+            }
+        }
         return out
     }
 

@@ -75,7 +75,20 @@ public struct StableDiffusionPipeline: Sendable {
     public typealias Progress = (Int, Int) -> Bool
 
     /// img2img: `image` is [1, 3, H, W] in [-1, 1] with H and W multiples of the VAE's factor (8).
+    ///
+    /// On a 9-channel inpainting model this is inpainting with an all-white mask and no paste-back, as A1111
+    /// runs img2img on inpainting models (`processing.py::inpainting_image_conditioning` without a mask:
+    /// conditioning mask of ones, masked image = source·(1 − mask) = 0), which is diffusers'
+    /// `StableDiffusionInpaintPipeline` with an all-white mask.
     public func imageToImage(_ image: Tensor, settings: GenerationSettings, progress: Progress? = nil) throws -> GenerationResult {
+        let channels = try checkModelChannels()
+        if channels == .inpainting {
+            guard image.rank == 4 else {
+                throw PipelineError.invalidValue(field: "image", value: "a tensor of shape \(image.shape)", expected: "[1, 3, H, W]")
+            }
+            let everywhere = Tensor(shape: [1, 1, image.shape[2], image.shape[3]], repeating: 1)
+            return try inpaint(image, mask: everywhere, settings: settings, pasteBack: false, progress: progress)
+        }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
         var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings)
         let first = timesteps[0]
@@ -85,6 +98,7 @@ public struct StableDiffusionPipeline: Sendable {
         let posterior = models.vae.encode(image, tiling: tiling)
         let initLatents = posterior.sample(noise: Tensor(shape: posterior.mean.shape, scalars: random.normal(shape: posterior.mean.shape)))
             * models.vae.config.scalingFactor
+        try Self.requireFinite(initLatents, .vaeEncode)
         let noise = Tensor(shape: initLatents.shape, scalars: random.normal(shape: initLatents.shape))
         var latents = scheduler.addNoise(original: initLatents, noise: noise, timestep: first)
         // 6. Denoise.
@@ -94,6 +108,7 @@ public struct StableDiffusionPipeline: Sendable {
         // 7. Decode.
         releaseUNetPages()
         let decoded = models.vae.decode(latents / models.vae.config.scalingFactor, tiling: tiling)
+        try Self.requireFinite(decoded, .vaeDecode)
         return GenerationResult(image: ImageTensor.unitRange(decoded), latents: latents, seed: settings.seed)
     }
 
@@ -128,22 +143,21 @@ public struct StableDiffusionPipeline: Sendable {
     /// prompt (negative and positive when guidance > 1), and the scheduler positioned for the strength
     /// (diffusers' `get_timesteps` + `set_begin_index`) with the timesteps to run.
     func prepare(_ image: Tensor, settings: GenerationSettings) throws -> (Tensor, any Scheduler, [Float]) {
-        try check(settings)
+        // Everything that can be refused is refused before the text encoder runs.
+        var (scheduler, start) = try validate(settings)
         let factor = models.vae.config.downscale
-        guard image.shape[2] % factor == 0, image.shape[3] % factor == 0 else {
+        guard image.rank == 4, image.shape[0] == 1, image.shape[1] == models.vae.config.imageChannels else {
+            throw PipelineError.invalidValue(field: "image", value: "a tensor of shape \(image.shape)",
+                                             expected: "[1, \(models.vae.config.imageChannels), H, W]")
+        }
+        guard image.shape[2] >= factor, image.shape[3] >= factor, image.shape[2] % factor == 0, image.shape[3] % factor == 0 else {
             throw PipelineError.invalidValue(field: "image size", value: "\(image.shape[3])×\(image.shape[2])",
                                              expected: "multiples of \(factor) (resize, crop or pad first)")
         }
         let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
             .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: settings.guidance > 1)
-        var scheduler = try makeScheduler(settings)
-        try scheduler.setTimesteps(settings.steps)
-        let start = imageToImageStart(steps: settings.steps, strength: settings.strength)
+        try Self.requireFinite(embeddings, .textEncoding)
         let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
-        guard !timesteps.isEmpty else {
-            throw PipelineError.invalidValue(field: "strength", value: "\(settings.strength)",
-                                             expected: "large enough that at least one of the \(settings.steps) steps runs")
-        }
         scheduler.setBeginIndex(start)
         return (embeddings, scheduler, timesteps)
     }
@@ -169,6 +183,7 @@ public struct StableDiffusionPipeline: Sendable {
                 Tensor(shape: shape, scalars: random.normal(shape: shape))
             }
             latents = afterStep(latents, i, scheduler)
+            try Self.requireFinite(latents, .denoising(step: i + 1, of: timesteps.count))
             if let progress, !progress(i + 1, timesteps.count) { throw PipelineError.cancelled(step: i + 1) }
         }
         return latents
@@ -184,6 +199,9 @@ public struct StableDiffusionPipeline: Sendable {
         guard settings.guidance.isFinite, settings.guidance >= 0 else {
             throw PipelineError.invalidValue(field: "guidance", value: "\(settings.guidance)", expected: "a number ≥ 0")
         }
+        guard settings.eta.isFinite, settings.eta >= 0 else {
+            throw PipelineError.invalidValue(field: "eta", value: "\(settings.eta)", expected: "a number ≥ 0 (0: deterministic DDIM)")
+        }
         guard schedulerNames.contains(settings.sampler) else {
             throw PipelineError.invalidValue(field: "sampler", value: "'\(settings.sampler)'",
                                              expected: "one of \(schedulerNames.joined(separator: ", "))")
@@ -192,14 +210,20 @@ public struct StableDiffusionPipeline: Sendable {
 
     /// The recipe's sampler from the checkpoint's scheduler config (diffusers folders) or SD's default
     /// config, with the prediction type the recipe or checkpoint states.
+    /// Scheduler config errors become `PipelineError.invalidSchedulerConfig` naming the config file.
     func makeScheduler(_ settings: GenerationSettings) throws -> any Scheduler {
-        var config = try models.schedulerConfig.map { try SchedulerConfig(json: $0) } ?? .stableDiffusion
-        if let name = settings.prediction ?? models.predictionType {
-            guard let type = PredictionType(rawValue: name) else {
-                throw PipelineError.invalidValue(field: "prediction", value: "'\(name)'", expected: "epsilon or v_prediction")
+        let file = models.schedulerConfigPath ?? "built-in Stable Diffusion 1.x scheduler config"
+        do {
+            var config = try models.schedulerConfig.map { try SchedulerConfig(json: $0) } ?? .stableDiffusion
+            if let name = settings.prediction ?? models.predictionType {
+                guard let type = PredictionType(rawValue: name) else {
+                    throw PipelineError.invalidValue(field: "prediction", value: "'\(name)'", expected: "epsilon or v_prediction")
+                }
+                config.predictionType = type
             }
-            config.predictionType = type
+            return try DarkroomSchedulers.makeScheduler(name: settings.sampler, config: config, eta: settings.eta)
+        } catch let error as SchedulerError {
+            throw PipelineError.invalidSchedulerConfig(file: file, detail: error.description)
         }
-        return try DarkroomSchedulers.makeScheduler(name: settings.sampler, config: config, eta: settings.eta)
     }
 }

@@ -64,20 +64,29 @@ public struct DDIMScheduler: Scheduler {
         case .trailing:
             values = NumPy.arange(Double(train), 0, -Double(train) / Double(count)).map { NumPy.round($0) - 1 }
         }
-        timesteps = values.map { Float(Int($0)) }
+        timesteps = values.map { Float(NoiseSchedule.trainingIndex(Float($0))) }
         stepCount = count
     }
 
     public mutating func setBeginIndex(_ index: Int) {}
 
+    public func checkRunnable(from beginIndex: Int) throws {
+        guard beginIndex >= 0, beginIndex < timesteps.count else {
+            throw SchedulerError.unrunnableSchedule(scheduler: "DDIMScheduler", steps: stepCount ?? 0, beginIndex: beginIndex, reason: "no step to run")
+        }
+        try SchedulerValidation.trainingTimesteps(timesteps[beginIndex...], schedule, scheduler: "DDIMScheduler",
+                                                  steps: stepCount ?? 0, beginIndex: beginIndex)
+    }
+
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor { sample }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        guard let stepCount else { preconditionFailure("DDIMScheduler.step before setTimesteps") }
-        let t = Int(timestep)
+        // Before `setTimesteps` (a programming error) one step spans the whole schedule.
+        let stepCount = max(self.stepCount ?? 1, 1)
+        let t = NoiseSchedule.trainingIndex(timestep)
         let previous = t - schedule.numTrainTimesteps / stepCount
-        let alphaProd = schedule.alphasCumprod[t]
-        let alphaProdPrev = previous >= 0 ? schedule.alphasCumprod[previous] : finalAlphaCumprod
+        let alphaProd = schedule.alphaCumprod(at: t)
+        let alphaProdPrev = previous >= 0 ? schedule.alphaCumprod(at: previous) : finalAlphaCumprod
         let betaProd = 1 - alphaProd
         let sqrtAlpha = alphaProd.squareRoot(), sqrtBeta = betaProd.squareRoot()
 
@@ -116,7 +125,7 @@ public struct DDIMScheduler: Scheduler {
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        let alphaProd = schedule.alphasCumprod[Int(timestep)]
+        let alphaProd = schedule.alphaCumprod(at: NoiseSchedule.trainingIndex(timestep))
         let a = alphaProd.squareRoot(), b = (1 - alphaProd).squareRoot()
         return Tensor.zipScalars(original, noise) { x, n in a * x + b * n }
     }

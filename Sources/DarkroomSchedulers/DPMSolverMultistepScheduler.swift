@@ -121,7 +121,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         }
         let last: Float = finalSigmaIsZero ? 0 : ((1 - schedule.alphasCumprod[0]) / schedule.alphasCumprod[0]).squareRoot()
         sigmas = values.map { Float($0) } + [last]
-        timesteps = steps.map { Float(Int($0)) }
+        timesteps = steps.map { Float(NoiseSchedule.trainingIndex(Float($0))) }
         stepIndex = nil
         beginIndex = nil
         modelOutputs = []
@@ -129,6 +129,11 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
 
     public mutating func setBeginIndex(_ index: Int) { beginIndex = index }
+
+    public func checkRunnable(from beginIndex: Int) throws {
+        try SchedulerValidation.runSigmas(sigmas, from: beginIndex, count: timesteps.count, strictlyDecreasing: true,
+                                          scheduler: "DPMSolverMultistepScheduler")
+    }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor { sample }
 
@@ -146,8 +151,9 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     private static func lambda(_ pair: (alpha: Float, sigma: Float)) -> Float { log(pair.alpha) - log(pair.sigma) }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let i = stepIndex ?? beginIndex ?? index(of: timestep)
         let count = timesteps.count
+        // Clamped so that a step past the end (a programming error) repeats the last one instead of trapping.
+        let i = min(max(stepIndex ?? beginIndex ?? index(of: timestep), 0), max(sigmas.count - 2, 0))
         let lowerOrderFinalStep = i == count - 1 && (eulerAtFinal || (lowerOrderFinal && count < 15) || finalSigmaIsZero)
         let lowerOrderSecondStep = i == count - 2 && lowerOrderFinal && count < 15
         _ = lowerOrderSecondStep  // only matters for solver_order 3
@@ -176,7 +182,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
             // x_t = (σ_t/σ_s)·x − α_t(e^{−h} − 1)·x₀
             result = Tensor.zipScalars(sample, x0) { x, d in ratio * x - c0 * d }
         } else {
-            let previous = Self.alphaSigma(sigmas[i - 1])
+            let previous = Self.alphaSigma(sigmas[max(i - 1, 0)])
             let h0 = lambdaS0 - Self.lambda(previous)
             let r0 = h0 / h
             let inverseR0 = 1 / r0
@@ -199,7 +205,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
         let i = beginIndex.map { stepIndex ?? $0 } ?? index(of: timestep)
-        let (alpha, sigma) = Self.alphaSigma(sigmas[i])
+        let (alpha, sigma) = Self.alphaSigma(sigmas[min(max(i, 0), sigmas.count - 1)])
         return Tensor.zipScalars(original, noise) { x, n in alpha * x + sigma * n }
     }
 }

@@ -57,6 +57,10 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
 
     public mutating func setBeginIndex(_ index: Int) { state.setBeginIndex(index) }
 
+    public func checkRunnable(from beginIndex: Int) throws {
+        try state.checkRunnable(from: beginIndex, strictlyDecreasing: false, scheduler: "EulerAncestralDiscreteScheduler")
+    }
+
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor {
         state.scaleModelInput(sample, timestep: timestep)
     }

@@ -81,6 +81,10 @@ public struct EulerDiscreteScheduler: Scheduler {
 
     public mutating func setBeginIndex(_ index: Int) { state.setBeginIndex(index) }
 
+    public func checkRunnable(from beginIndex: Int) throws {
+        try state.checkRunnable(from: beginIndex, strictlyDecreasing: false, scheduler: "EulerDiscreteScheduler")
+    }
+
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor {
         state.scaleModelInput(sample, timestep: timestep)
     }

@@ -76,6 +76,10 @@ public struct LMSDiscreteScheduler: Scheduler {
 
     public mutating func setBeginIndex(_ index: Int) { state.setBeginIndex(index) }
 
+    public func checkRunnable(from beginIndex: Int) throws {
+        try state.checkRunnable(from: beginIndex, strictlyDecreasing: true, scheduler: "LMSDiscreteScheduler")
+    }
+
     /// diffusers' `get_lms_coefficient(order, t, current_order)` on this schedule's sigmas.
     public func lmsCoefficient(order: Int, index t: Int, currentOrder: Int) -> Double {
         Self.lmsCoefficient(sigmas: sigmas, order: order, index: t, currentOrder: currentOrder)

@@ -16,8 +16,23 @@ struct NoiseSchedule: Sendable {
     /// `rescale_betas_zero_snr` reject it themselves; the others ignore the key, as diffusers.)
     init(config: SchedulerConfig, scheduler: String) throws {
         let count = config.numTrainTimesteps ?? 1000
-        guard count >= 2 else { throw SchedulerError.invalidConfig("num_train_timesteps must be at least 2") }
+        guard count >= 2, count <= NoiseSchedule.maxTrainTimesteps else {
+            throw SchedulerError.invalidConfigValue(key: "num_train_timesteps", value: "\(count)",
+                                                    expected: "a whole number from 2 to \(NoiseSchedule.maxTrainTimesteps) (Stable Diffusion: 1000)")
+        }
         let start = config.betaStart ?? 0.0001, end = config.betaEnd ?? 0.02
+        for (key, value) in [("beta_start", start), ("beta_end", end)] where !(value > 0 && value < 1) {
+            throw SchedulerError.invalidConfigValue(key: key, value: "\(value)", expected: "a number in (0, 1) (Stable Diffusion: 0.00085 and 0.012)")
+        }
+        if let offset = config.stepsOffset, offset < 0 || offset >= count {
+            throw SchedulerError.invalidConfigValue(key: "steps_offset", value: "\(offset)",
+                                                    expected: "a whole number from 0 to \(count - 1) (num_train_timesteps − 1; Stable Diffusion: 1)")
+        }
+        for (key, value) in [("sigma_min", config.sigmaMin), ("sigma_max", config.sigmaMax)] {
+            if let value, !(value.isFinite && value > 0) {
+                throw SchedulerError.invalidConfigValue(key: key, value: "\(value)", expected: "a finite number > 0")
+            }
+        }
         let betas: [Float]
         if let trained = config.trainedBetas {
             guard trained.count == count else {
@@ -36,14 +51,37 @@ struct NoiseSchedule: Sendable {
                 throw SchedulerError.unsupported(scheduler: scheduler, option: "beta_schedule \"\(other)\"")
             }
         }
+        if let bad = betas.firstIndex(where: { !($0 > 0 && $0 < 1) }) {
+            throw SchedulerError.invalidConfigValue(key: config.trainedBetas == nil ? "beta_schedule" : "trained_betas",
+                                                    value: "β[\(bad)] = \(betas[bad])", expected: "every beta in (0, 1)")
+        }
         var cumulative = [Float](), product = 1.0
         cumulative.reserveCapacity(count)
         for beta in betas {
             product *= Double(1 - beta)
             cumulative.append(Float(product))
         }
+        // ᾱ must stay > 0 in float32, or σ = √((1 − ᾱ)/ᾱ) is infinite (a long schedule of large betas underflows).
+        if let bad = cumulative.firstIndex(where: { !($0 > 0) }) {
+            throw SchedulerError.invalidConfigValue(key: "num_train_timesteps", value: "\(count)",
+                                                    expected: "a schedule whose ᾱ stays above 0 (ᾱ underflows to 0 at t = \(bad) with these betas)")
+        }
         numTrainTimesteps = count
         alphasCumprod = cumulative
+    }
+
+    /// The largest `num_train_timesteps` accepted (diffusers has no limit; SD uses 1000). Keeps every schedule
+    /// table small and every index computation far from `Int` overflow.
+    static let maxTrainTimesteps = 100_000
+
+    /// ᾱ at training timestep `t`, clamped into the table (never traps; `checkRunnable` refuses out-of-range
+    /// timesteps before a loop runs, so the clamp changes nothing in a checked run).
+    func alphaCumprod(at t: Int) -> Float { alphasCumprod[min(max(t, 0), alphasCumprod.count - 1)] }
+
+    /// `Int(timestep)` for a schedule timestep, without trapping on NaN/inf or out-of-range values.
+    static func trainingIndex(_ timestep: Float) -> Int {
+        guard timestep.isFinite else { return 0 }
+        return Int(min(max(timestep, -1e9), 1e9))
     }
 
     /// diffusers' sigma table σ_t = ((1 − ᾱ_t) / ᾱ_t)^½ in float32, indexed by training timestep.
@@ -96,7 +134,9 @@ enum NumPy {
     /// `np.arange(start, stop, step)` for floats: length ⌈(stop − start)/step⌉, values start + i·δ where
     /// δ = (start + step) − start (NumPy's fill uses the difference of the first two elements).
     static func arange(_ start: Double, _ stop: Double, _ step: Double) -> [Double] {
-        let length = max(0, Int(((stop - start) / step).rounded(.up)))
+        let ratio = ((stop - start) / step).rounded(.up)
+        guard ratio.isFinite, ratio < 1e9 else { return [] }
+        let length = max(0, Int(ratio))
         guard length > 0 else { return [] }
         let second = start + step
         let delta = second - start
@@ -176,6 +216,39 @@ enum SigmaSchedule {
 
 /// Shared checks.
 enum SchedulerValidation {
+    /// DDIM/PNDM: every timestep the loop runs must be a training timestep (diffusers indexes
+    /// `alphas_cumprod[t]` and raises IndexError past the end).
+    static func trainingTimesteps(_ timesteps: ArraySlice<Float>, _ schedule: NoiseSchedule, scheduler: String,
+                                  steps: Int, beginIndex: Int) throws {
+        if let bad = timesteps.first(where: { !($0 >= 0 && $0 < Float(schedule.numTrainTimesteps)) }) {
+            throw SchedulerError.unrunnableSchedule(
+                scheduler: scheduler, steps: steps, beginIndex: beginIndex,
+                reason: "timestep \(bad) is outside the \(schedule.numTrainTimesteps) training timesteps (0…\(schedule.numTrainTimesteps - 1)); steps_offset pushes the last step past the end")
+        }
+    }
+
+    /// Sigma schedulers: the σ of every step the loop runs must be finite and > 0 (Euler divides by it), and
+    /// with `strictlyDecreasing` (multistep methods: LMS, DPM-Solver) no two consecutive run σ may be equal,
+    /// or the step sizes h = 0 divide by zero (diffusers then produces NaN).
+    static func runSigmas(_ sigmas: [Float], from beginIndex: Int, count: Int, strictlyDecreasing: Bool,
+                          scheduler: String) throws {
+        guard beginIndex >= 0, beginIndex < count, count < sigmas.count else {
+            throw SchedulerError.unrunnableSchedule(scheduler: scheduler, steps: count, beginIndex: beginIndex,
+                                                    reason: "no step to run")
+        }
+        for i in beginIndex..<count {
+            guard sigmas[i].isFinite, sigmas[i] > 0, sigmas[i + 1].isFinite, sigmas[i + 1] >= 0 else {
+                throw SchedulerError.unrunnableSchedule(scheduler: scheduler, steps: count, beginIndex: beginIndex,
+                                                        reason: "σ of step \(i) is \(sigmas[i]) (next \(sigmas[i + 1])); the noise schedule is degenerate")
+            }
+            if strictlyDecreasing, i + 1 < count, !(sigmas[i + 1] < sigmas[i]) {
+                throw SchedulerError.unrunnableSchedule(
+                    scheduler: scheduler, steps: count, beginIndex: beginIndex,
+                    reason: "steps \(i) and \(i + 1) have the same noise level σ = \(sigmas[i]) (more steps than the schedule has distinct timesteps), which makes this multistep method divide by zero")
+            }
+        }
+    }
+
     static func stepCount(_ count: Int, _ schedule: NoiseSchedule) throws {
         guard count >= 1, count <= schedule.numTrainTimesteps else {
             throw SchedulerError.invalidStepCount(count, trainTimesteps: schedule.numTrainTimesteps)

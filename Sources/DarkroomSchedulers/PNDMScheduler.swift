@@ -82,12 +82,20 @@ public struct PNDMScheduler: Scheduler {
 
     public mutating func setBeginIndex(_ index: Int) {}
 
+    public func checkRunnable(from beginIndex: Int) throws {
+        guard beginIndex >= 0, beginIndex < timesteps.count else {
+            throw SchedulerError.unrunnableSchedule(scheduler: "PNDMScheduler", steps: stepCount ?? 0, beginIndex: beginIndex, reason: "no step to run")
+        }
+        try SchedulerValidation.trainingTimesteps(timesteps[beginIndex...], schedule, scheduler: "PNDMScheduler",
+                                                  steps: stepCount ?? 0, beginIndex: beginIndex)
+    }
+
     public func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor { sample }
 
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        guard let stepCount else { preconditionFailure("PNDMScheduler.step before setTimesteps") }
-        let ratio = schedule.numTrainTimesteps / stepCount
-        var t = Int(timestep)
+        // Before `setTimesteps` (a programming error) one step spans the whole schedule.
+        let ratio = schedule.numTrainTimesteps / max(stepCount ?? 1, 1)
+        var t = NoiseSchedule.trainingIndex(timestep)
         var previous = t - ratio
         if counter != 1 {
             ets = Array(ets.suffix(3))
@@ -122,8 +130,8 @@ public struct PNDMScheduler: Scheduler {
 
     /// Formula (9) of the PNDM paper (diffusers' `_get_prev_sample`).
     private func previousSample(_ sample: Tensor, _ t: Int, _ previous: Int, _ modelOutput: Tensor) -> Tensor {
-        let alphaProd = schedule.alphasCumprod[t]
-        let alphaProdPrev = previous >= 0 ? schedule.alphasCumprod[previous] : finalAlphaCumprod
+        let alphaProd = schedule.alphaCumprod(at: t)
+        let alphaProdPrev = previous >= 0 ? schedule.alphaCumprod(at: previous) : finalAlphaCumprod
         let betaProd = 1 - alphaProd, betaProdPrev = 1 - alphaProdPrev
         var epsilon = modelOutput
         if prediction == .vPrediction {
@@ -137,7 +145,7 @@ public struct PNDMScheduler: Scheduler {
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        let alphaProd = schedule.alphasCumprod[Int(timestep)]
+        let alphaProd = schedule.alphaCumprod(at: NoiseSchedule.trainingIndex(timestep))
         let a = alphaProd.squareRoot(), b = (1 - alphaProd).squareRoot()
         return Tensor.zipScalars(original, noise) { x, n in a * x + b * n }
     }

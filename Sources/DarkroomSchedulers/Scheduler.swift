@@ -52,14 +52,20 @@ public protocol Scheduler: Sendable {
     /// `add_noise`. Sigma-based schedulers use the sigma at the begin index (or the current step index
     /// once the loop runs) when one is set, else the index of `timestep` in `timesteps`, as diffusers.
     func addNoise(original: Tensor, noise: Tensor, timestep: Float) -> Tensor
+    /// Checks, before any model evaluation, that the loop over `timesteps[beginIndex...]` after
+    /// `setTimesteps` stays inside the training schedule and cannot produce NaN/inf from the schedule
+    /// alone: throws `SchedulerError.unrunnableSchedule` where diffusers would raise (a training timestep
+    /// out of range: DDIM/PNDM with `steps_offset` 1 at as many steps as training timesteps) or
+    /// silently produce NaN (repeated sigmas in a multistep method, e.g. DPM-Solver++ "leading" at 999 steps).
+    func checkRunnable(from beginIndex: Int) throws
 }
 
 extension Scheduler {
     /// `step` for algorithms that draw no noise (all but Euler ancestral and DDIM with eta > 0).
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor) -> Tensor {
-        step(modelOutput: modelOutput, timestep: timestep, sample: sample, noise: {
-            preconditionFailure("this scheduler draws noise: pass `noise:`")
-        })
+        // A scheduler that draws noise gets zeros here (a programming error, not an input error: the pipeline
+        // always passes `noise:`); never a trap.
+        step(modelOutput: modelOutput, timestep: timestep, sample: sample, noise: { Tensor(zeros: sample.shape) })
     }
 }
 
@@ -73,6 +79,10 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
     case invalidConfig(String)
     /// A config option (valid in diffusers) that this implementation does not support.
     case unsupported(scheduler: String, option: String)
+    /// A config value outside what any schedule can use (`key` is the scheduler_config.json key).
+    case invalidConfigValue(key: String, value: String, expected: String)
+    /// The schedule for `steps` inference steps cannot run from `beginIndex` (see `Scheduler.checkRunnable`).
+    case unrunnableSchedule(scheduler: String, steps: Int, beginIndex: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -84,6 +94,10 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
             return "invalid scheduler config: \(message)"
         case let .unsupported(scheduler, option):
             return "\(scheduler) does not support \(option)"
+        case let .invalidConfigValue(key, value, expected):
+            return "invalid scheduler config: \(key) is \(value); expected \(expected)"
+        case let .unrunnableSchedule(scheduler, steps, beginIndex, reason):
+            return "\(scheduler) cannot run \(steps) steps from step \(beginIndex): \(reason)"
         }
     }
 }
@@ -137,7 +151,11 @@ public func makeScheduler(name: String, config: SchedulerConfig, eta: Float = 0)
 /// `StableDiffusionImg2ImgPipeline.get_timesteps`: `t_start = steps - min(int(steps * strength), steps)`,
 /// clamped at 0). Run `timesteps[start...]`, call `setBeginIndex(start)`, and noise the image latent
 /// with `addNoise(original:noise:timestep: timesteps[start])` (all schedulers here have order 1).
+/// Never traps: a non-finite or out-of-range product is clamped to 0…steps (the pipeline refuses such
+/// strengths before it gets here).
 public func imageToImageStart(steps: Int, strength: Double) -> Int {
-    let initTimestep = min(Int((Double(steps) * strength).rounded(.towardZero)), steps)
+    guard steps > 0 else { return 0 }
+    let product = (Double(steps) * strength).rounded(.towardZero)
+    let initTimestep = product.isNaN ? 0 : (product >= Double(steps) ? steps : max(0, Int(product)))
     return max(steps - initTimestep, 0)
 }

@@ -38,10 +38,16 @@ struct SigmaSteps: Sendable {
 
     /// The index of the current step: the running step index, else the begin index (img2img), else the
     /// position of `timestep` in the schedule.
+    /// Clamped to the steps that have a next σ, so a call past the end (a programming error) never traps.
     func index(for timestep: Float) -> Int {
-        if let stepIndex { return stepIndex }
-        if let beginIndex { return beginIndex }
-        return position(of: timestep)
+        let index = stepIndex ?? beginIndex ?? position(of: timestep)
+        return min(max(index, 0), max(sigmas.count - 2, 0))
+    }
+
+    /// `Scheduler.checkRunnable` for Euler (`strictlyDecreasing` false) and LMS (true).
+    func checkRunnable(from beginIndex: Int, strictlyDecreasing: Bool, scheduler: String) throws {
+        try SchedulerValidation.runSigmas(sigmas, from: beginIndex, count: timesteps.count,
+                                          strictlyDecreasing: strictlyDecreasing, scheduler: scheduler)
     }
 
     /// `scale_model_input`: the sample divided by √(σ² + 1).
@@ -54,14 +60,14 @@ struct SigmaSteps: Sendable {
     /// `add_noise`: x + σ·noise, σ from the position of `timestep` when no begin index is set, else from
     /// the running step index (or the begin index before the loop has started).
     func addNoise(_ original: Tensor, noise: Tensor, timestep: Float) -> Tensor {
-        let sigma = sigmas[beginIndex.map { stepIndex ?? $0 } ?? position(of: timestep)]
+        let sigma = sigmas[min(max(beginIndex.map { stepIndex ?? $0 } ?? position(of: timestep), 0), sigmas.count - 1)]
         return Tensor.zipScalars(original, noise) { x, n in x + n * sigma }
     }
 
+    /// The index of `timestep` in the schedule (diffusers raises when it is absent; this takes the nearest
+    /// timestep instead of trapping — the pipeline always sets a begin index, so it never gets here).
     private func position(of timestep: Float) -> Int {
-        guard let found = SigmaSchedule.index(of: timestep, in: timesteps) else {
-            preconditionFailure("timestep \(timestep) is not in the schedule")
-        }
-        return found
+        if let found = SigmaSchedule.index(of: timestep, in: timesteps) { return found }
+        return timesteps.indices.min { abs(timesteps[$0] - timestep) < abs(timesteps[$1] - timestep) } ?? 0
     }
 }
