@@ -29,8 +29,11 @@ public final class InboxWatcher {
     deinit { close(fd) }
 
     /// Watches `inbox` and its visible subfolders (batch folders), adding new ones as they appear and
-    /// watching a recreated inbox again.
-    public func refresh(_ inbox: URL) {
+    /// watching a recreated inbox again. True when a folder is watched anew (events for what it
+    /// already holds were missed: scan it).
+    @discardableResult
+    public func refresh(_ inbox: URL) -> Bool {
+        var added = false
         needsRefresh = false
         var folders = [inbox.path]
         let names = (try? FileManager.default.contentsOfDirectory(atPath: inbox.path)) ?? []
@@ -41,9 +44,10 @@ public final class InboxWatcher {
         }
         for path in folders where watched[path] == nil {
             let wd = inotify_add_watch(fd, path, Self.mask)
-            if wd >= 0 { watched[path] = wd; paths[wd] = path }
+            if wd >= 0 { watched[path] = wd; paths[wd] = path; added = true }
             else if path == inbox.path { needsRefresh = true }      // the inbox is gone for now: try again later
         }
+        return added
     }
 
     /// Waits up to `timeout` seconds for events; true when something may have been added (the queue

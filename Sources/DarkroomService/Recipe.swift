@@ -65,8 +65,8 @@ public struct Recipe: Sendable, Equatable {
         }
         if let mode = reader.choice("mode", PipelineConfiguration.Mode.self) { c.mode = mode }
         else if json["mode"] == nil { reader.problems.append(RecipeProblem(field: "mode", message: "missing; one of img2img, inpaint, restore")) }
-        if let v = reader.string("prompt") { c.generation.prompt = v }
-        if let v = reader.string("negative_prompt") { c.generation.negativePrompt = v }
+        if let v = reader.text("prompt") { c.generation.prompt = v }
+        if let v = reader.text("negative_prompt") { c.generation.negativePrompt = v }
         if let v = reader.number("strength", where: { $0 > 0 && $0 <= 1 }) { c.generation.strength = v }
         if let v = reader.integer("steps", 1...1000) { c.generation.steps = v }
         if let v = reader.number("guidance", where: { $0 >= 0 && $0 <= 50 }) { c.generation.guidance = Float(v) }
@@ -182,6 +182,17 @@ struct FieldReader {
     mutating func string(_ key: String) -> String? {
         guard let v = json[key] else { return nil }
         guard let s = v as? String else { wrongType(key); return nil }
+        return s
+    }
+
+    /// A prompt: text, where line breaks and tabs are fine but other control characters (a bell,
+    /// an escape sequence, NUL) are a sign of a broken file and refused, naming the field.
+    mutating func text(_ key: String) -> String? {
+        guard let s = string(key) else { return nil }
+        if let bad = s.unicodeScalars.first(where: { $0.properties.generalCategory == .control && !["\n", "\r", "\t"].contains($0) }) {
+            problems.append(RecipeProblem(field: key, message: "contains the control character U+\(String(format: "%04X", bad.value)); only text, line breaks and tabs are allowed"))
+            return nil
+        }
         return s
     }
 

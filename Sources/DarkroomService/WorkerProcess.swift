@@ -77,6 +77,10 @@ public final class WorkerProcess: JobBackend {
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = nil                       // only the service talks to systemd
+        // Swift's backtracer catches SIGSEGV and, for one sent by another process, lets the worker go on;
+        // without it a fatal signal ends the worker at once. Runtime errors ("Fatal error: Index out of
+        // range" with file and line) are still printed, and end up in the crash report's log lines.
+        environment["SWIFT_BACKTRACE"] = "enable=no"
         process.environment = environment
         let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
         process.standardInput = stdin

@@ -102,7 +102,11 @@ struct Run: ParsableCommand {
             // the inbox needs watching again; the queue rescans when it is due.
             if stopRequested == 0 {
                 if let watcher {
-                    if watcher.needsRefresh || queue.scans != scans { watcher.refresh(store.inbox); scans = queue.scans }
+                    if watcher.needsRefresh || queue.scans != scans {
+                        // A folder watched anew (a recreated inbox, a new batch) may already hold files.
+                        if watcher.refresh(store.inbox) { queue.markChanged() }
+                        scans = queue.scans
+                    }
                     let timeout = min(1, max(0.05, queue.nextScanDue().timeIntervalSinceNow))
                     if watcher.wait(timeout: timeout) { queue.markChanged() }
                 } else {
@@ -114,7 +118,7 @@ struct Run: ParsableCommand {
         notifier.stopping()
         if let worker = backend as? WorkerProcess { worker.stop() }
         logger.info("stopped", metadata: ["failures": "\(failures)"])
-        if failures > 0 { throw ExitCode(1) }
+        if once && failures > 0 { throw ExitCode(1) }
     }
 
     /// This program, to start workers from.
@@ -173,7 +177,11 @@ struct Worker: ParsableCommand {
         let executor = JobExecutor(library: folders.library, logger: logger)
         let output = FileHandle.standardOutput
         func send(_ message: WorkerMessage) { try? output.write(contentsOf: message.line()) }
-        do { send(WorkerMessage(event: "ready", model: try executor.preload())) } catch {
+        do {
+            let model = try executor.preload()
+            logger.info("worker \(getpid()) ready", metadata: ["model": "\(model ?? "(none)")"])
+            send(WorkerMessage(event: "ready", model: model))
+        } catch {
             send(WorkerMessage(event: "ready", error: "\(error)"))
         }
         while let line = readLine(strippingNewline: true) {
@@ -182,6 +190,7 @@ struct Worker: ParsableCommand {
                 logger.warning("unreadable request: \(line.prefix(200))")
                 continue
             }
+            logger.info("worker \(getpid()) computing", metadata: ["job.id": "\(record.id)", "job.image": "\(record.sources["image"] ?? "")"])
             workerBusy = 1
             let outcome = InProcessBackend(executor: executor, store: store).execute(record, progress: { image, step, steps in
                 send(WorkerMessage(event: "step", job: record.id, image: image, step: step, steps: steps))

@@ -16,8 +16,19 @@ final class DaemonProcessTests: XCTestCase {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("darkroom")
     }
 
+    /// The release binary must be there: in CI its absence is a failure, never a skip.
+    static func requireBinary() throws {
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            if ProcessInfo.processInfo.environment["CI"] != nil {
+                XCTFail("darkroom is not built beside the tests (\(binary.path))")
+                throw XCTSkip("no binary")
+            }
+            throw XCTSkip("darkroom not built beside the tests")
+        }
+    }
+
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Self.binary.path), "darkroom not built beside the tests")
+        try Self.requireBinary()
         root = FileManager.default.temporaryDirectory.appendingPathComponent("darkroom-daemon-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: root.appendingPathComponent("Models"), withIntermediateDirectories: true)

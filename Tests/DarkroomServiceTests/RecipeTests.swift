@@ -116,3 +116,16 @@ final class ExampleRecipeTests: XCTestCase {
         XCTAssertEqual(schema["additionalProperties"] as? Bool, false)
     }
 }
+
+extension RecipeTests {
+    /// Prompts may hold line breaks and tabs; other control characters (a bell, an escape, NUL) are
+    /// refused, naming the field, so `validate` catches them before a job runs.
+    func testControlCharactersInPromptsAreRefused() throws {
+        XCTAssertEqual(try parse(#"{"mode": "img2img", "prompt": "a cat,\n\tsitting"}"#).configuration.generation.prompt, "a cat,\n\tsitting")
+        let bell = problems(#"{"mode": "img2img", "prompt": "a cat\u0007"}"#)
+        XCTAssertEqual(bell.map(\.field), ["prompt"])
+        XCTAssert(bell[0].message.contains("U+0007"))
+        XCTAssertEqual(problems(#"{"mode": "img2img", "negative_prompt": "\u001b[31mred"}"#).map(\.field), ["negative_prompt"])
+        XCTAssertEqual(problems(#"{"mode": "img2img", "prompt": "a\u0000b"}"#).map(\.field), ["prompt"])
+    }
+}
