@@ -14,6 +14,8 @@ public final class InboxQueue {
     var pendingPerBatch: [String: Int] = [:]
     var lastScan: Date?
     public private(set) var lastScanDuration: TimeInterval = 0
+    /// How long the first full scan took.
+    public private(set) var firstScanDuration: TimeInterval = 0
     /// Something was added since the last scan (inotify), or events were lost.
     var changed = true
     /// When a file the last scan saw settling will have settled.
@@ -72,6 +74,7 @@ public final class InboxQueue {
         let start = Date()
         let (jobs, recheck) = scanner.scanDetailed(now: now)
         lastScanDuration = Date().timeIntervalSince(start)
+        if scans == 0 { firstScanDuration = lastScanDuration }
         lastScan = now
         scans += 1
         changed = false

@@ -117,9 +117,13 @@ public final class JobExecutor {
             }
             mask = try decode(maskURL, name: inputs.maskName ?? maskURL.lastPathComponent)
         }
-        // Model.
+        // Model, and the recipe checked against it before any compute (steps after the scheduler's
+        // offset, sizes, channels).
         let modelURL = try resolveModel(recipe.model)
         let (pipeline, modelHash) = try pipeline(for: modelURL)
+        do { try pipeline.validate(configuration, imageWidth: image.width, imageHeight: image.height) } catch {
+            throw Self.failure(error, inputs: inputs)
+        }
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         // One image per seed; an output already staged was produced by an earlier attempt of this job.
         var seeds: [UInt64] = []
@@ -237,8 +241,12 @@ public final class JobExecutor {
     }
 
     static func code(_ error: PipelineError) -> String {
-        if case .invalidValue = error { return "recipe" }
-        return "pipeline"
+        switch error {
+        case .invalidValue: return "recipe"
+        case .nonFinite: return "non_finite"
+        case .invalidSchedulerConfig: return "model"
+        default: return "pipeline"
+        }
     }
 
     static func field(_ error: PipelineError) -> String? {

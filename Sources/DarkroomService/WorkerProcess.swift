@@ -56,6 +56,8 @@ public final class WorkerProcess: JobBackend {
     public private(set) var readyMessage: WorkerMessage?
     /// Workers started so far.
     public private(set) var starts = 0
+    /// Whether the worker's log lines go on to this process's stderr (they are kept either way).
+    public var forwardsLog = true
 
     /// `arguments` follow the executable (`["worker", "--models", …]`).
     public init(executable: URL, arguments: [String], logger: Logger) {
@@ -99,12 +101,13 @@ public final class WorkerProcess: JobBackend {
         let recent = self.recent
         recent.clear()
         let errorHandle = stderr.fileHandleForReading
+        let forwardsLog = self.forwardsLog
         Thread.detachNewThread {
             var pending = Data()
             while true {
                 let chunk = errorHandle.availableData
                 if chunk.isEmpty { break }
-                FileHandle.standardError.write(chunk)
+                if forwardsLog { FileHandle.standardError.write(chunk) }
                 pending.append(chunk)
                 while let newline = pending.firstIndex(of: 0x0A) {
                     recent.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))

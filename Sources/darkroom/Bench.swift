@@ -10,7 +10,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Model.self, Job.self],
+        subcommands: [Kernels.self, Model.self, Job.self, Inbox.self, Isolation.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
@@ -145,7 +145,6 @@ struct Bench: ParsableCommand {
             if let failure { throw failure }
         }
 
-        func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count + 1), withPad: " ", startingAt: 0) }
     }
 }
 
