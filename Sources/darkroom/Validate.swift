@@ -13,7 +13,7 @@ struct Validate: ParsableCommand {
         var bad = 0
         for path in recipes {
             do {
-                let recipe = try Recipe.parse(try Data(contentsOf: URL(fileURLWithPath: path)), file: path)
+                let recipe = try JobExecutor.readRecipe(URL(fileURLWithPath: path), name: path)
                 print("\(path): valid (\(recipe.configuration.mode.rawValue))")
             } catch {
                 bad += 1

@@ -109,3 +109,72 @@ struct SplitMix {
         return UInt32(truncatingIfNeeded: z ^ (z >> 31))
     }
 }
+
+/// `darkroom process` and `darkroom validate`, the real binary: the same executor as the service, so
+/// the same report and naming; clear refusals before any compute.
+final class CommandLineTests: XCTestCase {
+    var root: URL!
+    let fixtures = JobParityTests.fixtures
+
+    override func setUpWithError() throws {
+        try DaemonProcessTests.requireBinary()
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("darkroom-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { if let root { try? FileManager.default.removeItem(at: root) } }
+
+    func darkroom(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Foundation.Process()
+        process.executableURL = DaemonProcessTests.binary
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func testProcessWritesTheReportAndDefectMaskAsTheServiceDoes() throws {
+        let recipe = root.appendingPathComponent("restore.json")
+        try Data(#"{"mode": "restore", "steps": 4, "seed": 3, "repair_defects": true, "count": 2}"#.utf8).write(to: recipe)
+        let image = fixtures.appendingPathComponent("pipelines/inputs/photo.png").path
+        let model = fixtures.appendingPathComponent("models/sd1/diffusers").path
+        let out = root.appendingPathComponent("out/old.png").path
+        // Refused before any compute: a folder that does not exist, a JPEG name, a folder as recipe.
+        let missing = try darkroom(["process", image, "--recipe", recipe.path, "--model", model, "--output", out])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssert(missing.output.contains("does not exist"), missing.output)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("out"), withIntermediateDirectories: true)
+        let jpeg = try darkroom(["process", image, "--recipe", recipe.path, "--model", model, "--output", root.appendingPathComponent("out/old.jpg").path])
+        XCTAssertNotEqual(jpeg.status, 0)
+        XCTAssert(jpeg.output.contains(".png"), jpeg.output)
+        let folder = try darkroom(["process", image, "--recipe", root.appendingPathComponent("out").path, "--model", model, "--output", out])
+        XCTAssertNotEqual(folder.status, 0)
+        XCTAssert(folder.output.contains("is a folder"), folder.output)
+
+        let run = try darkroom(["process", image, "--recipe", recipe.path, "--model", model, "--output", out])
+        XCTAssertEqual(run.status, 0, run.output)
+        let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).sorted()
+        XCTAssertEqual(names, ["old-2.png", "old.defects.png", "old.json", "old.png"])
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("out/old.json"))) as? [String: Any])
+        XCTAssertEqual(report["seeds"] as? [String], ["3", "4"])
+        XCTAssertEqual(report["defects"] as? String, "old.defects.png")
+        // Run again: nothing is overwritten.
+        let again = try darkroom(["process", image, "--recipe", recipe.path, "--model", model, "--output", out])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssert(again.output.contains("never overwrites"), again.output)
+    }
+
+    func testValidateNamesTheFieldAndRefusesFolders() throws {
+        let recipe = root.appendingPathComponent("r.json")
+        try Data(#"{"mode": "img2img", "prompt": "a\u0007"}"#.utf8).write(to: recipe)
+        let bad = try darkroom(["validate", recipe.path, root.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.output.contains("prompt: contains the control character U+0007"), bad.output)
+        XCTAssert(bad.output.contains("is a folder"), bad.output)
+        XCTAssertFalse(bad.output.contains("NSCocoaErrorDomain"), bad.output)
+    }
+}
