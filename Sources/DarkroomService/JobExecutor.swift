@@ -143,14 +143,17 @@ public final class JobExecutor {
             } catch {
                 throw Self.failure(error, inputs: inputs)
             }
+            guard let result = results.first else {
+                throw JobFailure(code: "pipeline", message: "The pipeline returned no image for '\(inputs.imageName)'.", file: inputs.imageName, field: nil)
+            }
             let png: Image
-            do { png = try ImageTensor.image(fromUnitRange: results[0].image) } catch {
+            do { png = try ImageTensor.image(fromUnitRange: result.image) } catch {
                 throw JobFailure(code: "non_finite", message: "The result of '\(inputs.imageName)' could not be converted to an image: \(error)",
                                  file: inputs.imageName, field: nil)
             }
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
                                             modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash)
-            if index == 0, let defects = results[0].defectMask, let name = inputs.defects {
+            if index == 0, let defects = result.defectMask, defects.shape.count == 4, let name = inputs.defects {
                 let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
                 let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
                 try writeStaged(try PNGEncoder.encode(maskImage), to: staging.appendingPathComponent(URL(fileURLWithPath: name).lastPathComponent))
