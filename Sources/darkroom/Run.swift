@@ -173,6 +173,13 @@ struct Worker: ParsableCommand {
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
         signal(SIGPIPE, SIG_IGN)
+        // A service killed with SIGKILL cannot close our stdin before a long job ends: notice being
+        // orphaned and stop at once, so a restarted service never shares a job with a stale worker.
+        let parent = getppid()
+        Thread.detachNewThread {
+            while getppid() == parent { usleep(200_000) }
+            _exit(0)
+        }
         let store = JobStore(existingInbox: folders.inboxURL, outbox: folders.outboxURL)
         let executor = JobExecutor(library: folders.library, logger: logger)
         let output = FileHandle.standardOutput

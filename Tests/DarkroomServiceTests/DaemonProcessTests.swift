@@ -84,6 +84,20 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(processed.count, jobs)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("Failed").path), [])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: inbox.path).filter { $0.hasSuffix(".png") }, [])
+        // Workers of killed services notice they are orphaned and exit: none is left computing.
+        let deadline = Date().addingTimeInterval(5)
+        while !workers(of: inbox).isEmpty && Date() < deadline { usleep(50_000) }
+        XCTAssertEqual(workers(of: inbox), [], "no orphaned worker")
+    }
+
+    /// Processes whose command line is a worker for `inbox`.
+    func workers(of inbox: URL) -> [String] {
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { Int($0) != nil }
+        return pids.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.contains("worker") && arguments.contains(inbox.path)
+        }
     }
 
     func testTwoHundredJobsDroppedAtOnce() throws {
