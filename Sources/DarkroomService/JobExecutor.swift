@@ -234,6 +234,8 @@ public final class JobExecutor {
         case PipelineError.emptyMask:
             return JobFailure(code: "mask", message: "Mask '\(mask)' is entirely black: nothing to repaint (white marks the area to repaint).",
                               file: mask, field: "mask")
+        case PipelineError.invalidSchedulerConfig(let file, _):
+            return JobFailure(code: "model", message: "\(error)", file: file, field: "model")
         case let error as PipelineError:
             return JobFailure(code: Self.code(error), message: error.description, file: inputs.imageName, field: Self.field(error))
         case let failure as JobFailure:
