@@ -257,3 +257,22 @@ extension InboxTests {
         XCTAssertEqual(Set(scanner.scan(now: Date().addingTimeInterval(5)).map(\.image)), ["photo.png", "album/a.png"])
     }
 }
+
+extension InboxTests {
+    /// A one-pixel mask, and a small one that the default `mask_blur` would fade below 0.5: A1111
+    /// still inpaints them (the diffusion uses the binarised unblurred mask), so the jobs are done,
+    /// not refused as empty.
+    func testTinyMasksAreInpainted() throws {
+        for (stem, pixels) in [("dot", [(30, 30)]), ("speck", [(10, 10), (10, 11), (11, 10)])] {
+            var samples = [UInt16](repeating: 0, count: 64 * 64)
+            for (x, y) in pixels { samples[y * 64 + x] = 255 }
+            try AtomicFile.write(try PNGEncoder.encode(try Image(width: 64, height: 64, layout: .gray, bitDepth: 8, samples: samples)),
+                                 to: inbox.appendingPathComponent("\(stem).mask.png"))
+            try putImage("\(stem).png")
+            try put("\(stem).json", #"{"mode": "inpaint", "steps": 2, "seed": 1, "mask_blur": 8}"#)
+        }
+        XCTAssertEqual(try runner().drain(), [.done, .done])
+        XCTAssertTrue(exists(outbox.appendingPathComponent("dot.png")))
+        XCTAssertTrue(exists(outbox.appendingPathComponent("speck.png")))
+    }
+}
