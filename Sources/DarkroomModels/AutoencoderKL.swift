@@ -21,7 +21,13 @@ public struct VAEConfig: Sendable, Equatable {
         let convIn = try w.requireShape("encoder.conv_in.weight", rank: 4)
         let levels = w.countIndices("encoder.down_blocks")
         guard levels > 0 else { throw WeightsError.missingTensor(key: w.key("encoder.down_blocks.0.resnets.0.conv1.weight"), source: w.sourceName) }
+        guard levels <= 8 else {
+            throw WeightsError.unexpectedShape(key: w.key("encoder.down_blocks"), expected: "1 to 8 levels (SD: 4)", found: [levels], source: w.sourceName)
+        }
         let channels = try (0..<levels).map { try w.requireShape("encoder.down_blocks.\($0).resnets.0.conv1.weight", rank: 4)[0] }
+        guard w.countIndices("encoder.down_blocks.0.resnets") > 0 else {
+            throw WeightsError.missingTensor(key: w.key("encoder.down_blocks.0.resnets.0.conv1.weight"), source: w.sourceName)
+        }
         return VAEConfig(imageChannels: convIn[1],
                          latentChannels: try w.requireShape("post_quant_conv.weight", rank: 4)[0],
                          blockChannels: channels,

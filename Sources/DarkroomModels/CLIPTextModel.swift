@@ -16,6 +16,9 @@ public struct CLIPTextConfig: Sendable, Equatable {
     /// The id the tokenizer pads with: the end token for SD 1.x (OpenAI CLIP), 0 for SD 2.x (OpenCLIP).
     public var padToken: Int
 
+    /// Token ids per chunk the tokenizer produces (start + 75 + end): the position table must hold them.
+    public static let tokensPerChunk = 77
+
     /// Sizes from `w` (diffusers/transformers names under `text_model.`); `heads` defaults to width/64,
     /// the head size of every CLIP text tower SD uses.
     public static func detect(from w: WeightScope, activation: Activation, padToken: Int, heads: Int? = nil) throws -> CLIPTextConfig {
@@ -82,15 +85,15 @@ public struct CLIPTextModel: Sendable {
     /// Hidden states for `ids` (each row one prompt's token ids), after the final LayerNorm.
     /// `skipLastLayers` (A1111 "Clip skip" − 1) stops that many layers early.
     public func callAsFunction(_ ids: [[Int]], skipLastLayers: Int = 0) -> Tensor {
-        let length = ids.first?.count ?? 0
-        precondition(length <= config.maxPositions, "CLIPTextModel: \(length) tokens exceed \(config.maxPositions) positions")
+        // `load` refuses position tables shorter than a chunk; longer rows are cut rather than trapping.
+        let length = min(ids.first?.count ?? 0, config.maxPositions)
         let d = config.width
         var x = Tensor(zeros: [ids.count, length, d])
         x.withUnsafeMutableBufferPointer { out in
             tokenEmbedding.withUnsafeBufferPointer { tokens in
                 positionEmbedding.withUnsafeBufferPointer { positions in
                     for (b, row) in ids.enumerated() {
-                        for (i, id) in row.enumerated() {
+                        for (i, id) in row.prefix(length).enumerated() {
                             let token = min(max(id, 0), config.vocabularySize - 1)
                             for k in 0..<d { out[(b * length + i) * d + k] = tokens[token * d + k] + positions[i * d + k] }
                         }

@@ -14,6 +14,8 @@ public struct StableDiffusionModels: Sendable {
     public let predictionType: String?
     /// The bytes of `scheduler/scheduler_config.json` of a diffusers folder (or of `config`), when present.
     public let schedulerConfig: Data?
+    /// The path `schedulerConfig` was read from, for error messages.
+    public var schedulerConfigPath: String? = nil
 
     /// Loads `url` (single `.safetensors` file or diffusers folder).
     ///
@@ -41,21 +43,58 @@ public struct StableDiffusionModels: Sendable {
         }
         let padToken = try tokenizerPadToken(configFolder) ?? (family == .sd1 ? 49407 : 0)
         let textScope = WeightScope(checkpoint, prefix: "text_encoder.text_model")
+        let textConfigPath = (configFolder ?? url).appendingPathComponent("text_encoder/config.json").path
         let textConfig = try CLIPTextConfig.detect(from: textScope, activation: activation, padToken: padToken,
                                                    heads: textJSON?["num_attention_heads"] as? Int)
+        if textConfig.heads <= 0 || textConfig.width % textConfig.heads != 0 {
+            throw WeightsError.invalidConfig(path: textConfigPath,
+                                             detail: "num_attention_heads is \(textConfig.heads) for a \(textConfig.width)-wide text encoder; it must be positive and divide the width")
+        }
+        if textConfig.maxPositions < CLIPTextConfig.tokensPerChunk || textConfig.vocabularySize < 1 {
+            throw WeightsError.unexpectedShape(key: textScope.key("embeddings.position_embedding.weight"),
+                                               expected: "at least \(CLIPTextConfig.tokensPerChunk) positions and a non-empty vocabulary",
+                                               found: [textConfig.maxPositions, textConfig.width], source: checkpoint.sourceName)
+        }
 
         // UNet.
         let heads = AttentionHeads(diffusersConfig: unetJSON) ?? AttentionHeads(yaml: yaml)
             ?? (family == .sd1 ? .fixedCount(8) : .fixedHeadDim(64))
         var unetConfig = try UNetConfig.detect(from: WeightScope(checkpoint, prefix: "unet"), heads: heads)
+        let headsSource: String
+        if AttentionHeads(diffusersConfig: unetJSON) != nil, let folder = configFolder {
+            headsSource = folder.appendingPathComponent("unet/config.json").path + " (num_attention_heads / attention_head_dim)"
+        } else if AttentionHeads(yaml: yaml) != nil, let yamlURL = checkpoint.sidecarYAML {
+            headsSource = yamlURL.path + " (num_heads / num_head_channels)"
+        } else {
+            headsSource = "the \(family.rawValue) attention-head rule"
+        }
+        try unetConfig.checkHeads(source: headsSource)
         if let flip = unetJSON?["flip_sin_to_cos"] as? Bool { unetConfig.flipSinToCos = flip }
         if let shift = unetJSON?["freq_shift"] as? Double { unetConfig.frequencyShift = Float(shift) }
 
         // VAE.
         var vaeConfig = try VAEConfig.detect(from: WeightScope(checkpoint, prefix: "vae"))
         if let factor = vaeJSON?["scaling_factor"] as? Double { vaeConfig.scalingFactor = Float(factor) }
-        if let size = vaeJSON?["sample_size"] as? Int, size >= 64 { vaeConfig.sampleSize = size }
+        if let size = vaeJSON?["sample_size"] as? Int, size >= 64, size <= 4096 { vaeConfig.sampleSize = size }
         else if let factor = yaml?.double("scale_factor") { vaeConfig.scalingFactor = Float(factor) }
+        guard vaeConfig.scalingFactor.isFinite, vaeConfig.scalingFactor > 0 else {
+            let file = vaeJSON?["scaling_factor"] != nil ? (configFolder ?? url).appendingPathComponent("vae/config.json").path
+                : (checkpoint.sidecarYAML?.path ?? url.path)
+            throw WeightsError.invalidConfig(path: file, detail: "the VAE scaling factor is \(vaeConfig.scalingFactor); it must be a finite number > 0 (SD: 0.18215)")
+        }
+
+        // The three networks must fit together before any weights are loaded.
+        let latent = vaeConfig.latentChannels
+        if unetConfig.contextDim != textConfig.width {
+            throw WeightsError.incompatibleComponents(
+                source: checkpoint.sourceName,
+                detail: "the text encoder is \(textConfig.width) wide (\(textScope.key("embeddings.token_embedding.weight"))) but the UNet's cross-attention expects \(unetConfig.contextDim) (attn2.to_k.weight)")
+        }
+        if unetConfig.outChannels != latent || (unetConfig.inChannels != latent && unetConfig.inChannels != 2 * latent + 1) {
+            throw WeightsError.incompatibleComponents(
+                source: checkpoint.sourceName,
+                detail: "the UNet takes \(unetConfig.inChannels) and predicts \(unetConfig.outChannels) channels (unet.conv_in.weight, unet.conv_out.weight) but the VAE has \(latent) latent channels (vae.post_quant_conv.weight); expected \(latent) or \(2 * latent + 1) in and \(latent) out")
+        }
 
         let prediction: String?
         if let name = schedulerJSON?["prediction_type"] as? String {
@@ -69,13 +108,17 @@ public struct StableDiffusionModels: Sendable {
             prediction = nil
         }
 
-        return StableDiffusionModels(
+        let schedulerURL = configFolder?.appendingPathComponent("scheduler/scheduler_config.json")
+        let schedulerData = schedulerURL.flatMap { try? Data(contentsOf: $0) }
+        var models = StableDiffusionModels(
             checkpoint: checkpoint,
             textEncoder: try CLIPTextModel(textScope, config: textConfig),
             unet: try UNet2DConditionModel(WeightScope(checkpoint, prefix: "unet"), config: unetConfig),
             vae: try AutoencoderKL(WeightScope(checkpoint, prefix: "vae"), config: vaeConfig),
             predictionType: prediction,
-            schedulerConfig: configFolder.flatMap { try? Data(contentsOf: $0.appendingPathComponent("scheduler/scheduler_config.json")) })
+            schedulerConfig: schedulerData)
+        models.schedulerConfigPath = schedulerData == nil ? nil : schedulerURL?.path
+        return models
     }
 
     /// The pad id of a diffusers `tokenizer/` (SD 2.x's is "!" = 0; SD 1.x's is the end token).

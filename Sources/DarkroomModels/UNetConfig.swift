@@ -12,7 +12,20 @@ public enum AttentionHeads: Sendable, Equatable {
         switch self {
         case .perLevel(let list): return list[min(level, list.count - 1)]
         case .fixedCount(let n): return n
-        case .fixedHeadDim(let d): return max(1, channels / d)
+        case .fixedHeadDim(let d): return d > 0 ? max(1, channels / d) : 0   // 0 heads: refused by `checkHeads`
+        }
+    }
+}
+
+extension UNetConfig {
+    /// Every attention level's head count must be positive and divide its width (diffusers splits the width
+    /// into `heads` equal heads); `source` names where the head counts came from (a `unet/config.json` key,
+    /// the `.yaml`'s key, or the family rule).
+    public func checkHeads(source: String) throws {
+        var widths = levels.filter(\.hasAttention).map { ($0.channels, $0.heads) }
+        if middleTransformerDepth > 0, let last = levels.last { widths.append((last.channels, middleHeads)) }
+        for (channels, heads) in widths where heads <= 0 || channels % heads != 0 {
+            throw WeightsError.invalidConfig(path: source, detail: "\(heads) attention heads for a \(channels)-channel UNet level; the head count must be positive and divide the width")
         }
     }
 }

@@ -45,8 +45,18 @@ public struct Checkpoint: TensorSource {
 
     public func shape(_ key: String) -> [Int]? { entries[key]?.shape }
 
+    /// Throws `nonFiniteWeights` when the stored tensor behind `entry` holds NaN/inf: one vectorised pass over
+    /// the mapped bytes (see `NonFiniteScan`), run once per tensor as it is loaded.
+    func checkFinite(_ key: String, _ entry: StoredTensor) throws {
+        let info = try entry.file.info(entry.key)
+        if let element = try entry.file.withRawBytes(entry.key, { NonFiniteScan.firstNonFinite($0, dtype: info.dtype) }) {
+            throw WeightsError.nonFiniteWeights(key: key, source: sourceName, element: element)
+        }
+    }
+
     public func tensor(_ key: String) throws -> Tensor {
         guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceName) }
+        try checkFinite(key, entry)
         let info = try entry.file.info(entry.key)
         let stored = try Tensor(shape: info.shape) { try entry.file.floats(entry.key, into: $0) }
         switch entry.transform {
@@ -61,16 +71,20 @@ public struct Checkpoint: TensorSource {
     /// The tensor as stored (16-bit weights stay 16-bit, borrowed from the mapping), for matrices and kernels.
     public func weight(_ key: String) throws -> Weight {
         guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceName) }
+        try checkFinite(key, entry)
         let stored = try entry.file.weight(entry.key)
         switch entry.transform {
         case .none: return stored
         case .reshape(let shape): return stored.reshaped(shape)
         case .rows(let part, let parts):
             guard stored.format != .float32 else { return Weight(try tensor(key)) }
-            let rows = stored.shape[0] / parts, rowElements = stored.count / stored.shape[0]
+            // `open` checked that the rows split evenly and that there are some.
+            let rows = stored.shape[0] / parts, rowElements = stored.count / max(stored.shape[0], 1)
             return try entry.file.withRawBytes(entry.key) { bytes in
-                Weight(shape: [rows] + stored.shape.dropFirst(), format: stored.format,
-                       borrowing: bytes.baseAddress! + part * rows * rowElements * 2, owner: entry.file)
+                guard let base = bytes.baseAddress, rows > 0 else { throw WeightsError.unexpectedShape(
+                    key: key, expected: "a fused q/k/v projection with a multiple of \(parts) rows", found: stored.shape, source: sourceName) }
+                return Weight(shape: [rows] + stored.shape.dropFirst(), format: stored.format,
+                              borrowing: base + part * rows * rowElements * 2, owner: entry.file)
             }
         }
     }
@@ -108,13 +122,27 @@ public struct Checkpoint: TensorSource {
             throw WeightsError.unknownModelFamily(path: url.path, detail: "no UNet (model.diffusion_model.*) or VAE (first_stage_model.*) found")
         }
         let map = LDMKeyMap.canonical(from: originalKeys, shapes: { shapes[$0] })
+        // Every UNet key must convert: one that matches no rule is malformed (e.g. `model.diffusion_model.time_embed`).
+        let converted = Set(map.values.map(\.original))
+        if let stray = originalKeys.sorted().first(where: { $0.hasPrefix("model.diffusion_model.") && !converted.contains($0) }) {
+            throw WeightsError.unrecognizedKey(key: stray, path: url.path)
+        }
         var entries: [String: StoredTensor] = [:]
         for (canonical, entry) in map {
             guard var shape = shapes[entry.original] else { continue }
             switch entry.transform {
             case .none: break
-            case .reshape(let s): shape = s
-            case .rows(_, let parts): shape[0] /= parts
+            case .reshape(let s):
+                guard Tensor.elementCount(s) == Tensor.elementCount(shape) else {
+                    throw WeightsError.unexpectedShape(key: entry.original, expected: "\(s) as stored", found: shape, source: url.path)
+                }
+                shape = s
+            case .rows(_, let parts):
+                guard shape.count >= 1, shape[0] > 0, shape[0] % parts == 0 else {
+                    throw WeightsError.unexpectedShape(key: entry.original, expected: "a fused q/k/v projection whose first dimension is a positive multiple of \(parts)",
+                                                       found: shape, source: url.path)
+                }
+                shape[0] /= parts
             }
             entries[canonical] = StoredTensor(file: file, key: entry.original, shape: shape, transform: entry.transform)
         }

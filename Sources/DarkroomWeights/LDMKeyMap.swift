@@ -67,50 +67,63 @@ public enum LDMKeyMap {
         var map: [String: Entry] = [:]
         for key in keys {
             let name = String(key.dropFirst(prefix.count))
-            let parts = name.split(separator: ".").map(String.init)
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            // Every tensor key has at least three parts (`out.0.weight`); shorter ones (`time_embed`) and empty
+            // parts match no rule (→ `WeightsError.unrecognizedKey` at open). Subscripts go through `part`/`tail`,
+            // which are bounds-checked.
+            guard parts.count >= 3, !parts.contains("") else { continue }
+            func part(_ i: Int) -> String { i < parts.count ? parts[i] : "" }
+            func tail(_ i: Int) -> [String] { i < parts.count ? Array(parts[i...]) : [] }
             var canonical: String?
             switch parts.first {
             case "time_embed":
-                canonical = ["0": "time_embedding.linear_1", "2": "time_embedding.linear_2"][parts[1]].map { ([$0] + parts[2...]).joined(separator: ".") }
+                canonical = ["0": "time_embedding.linear_1", "2": "time_embedding.linear_2"][part(1)].map { ([$0] + tail(2)).joined(separator: ".") }
             case "input_blocks":
-                guard let i = Int(parts[1]) else { break }
-                if i == 0 { canonical = (["conv_in"] + parts[3...]).joined(separator: ".") ; break }
+                guard let i = blockIndex(part(1)) else { break }
+                if i == 0 { canonical = (["conv_in"] + tail(3)).joined(separator: ".") ; break }
                 let block = (i - 1) / (layers + 1), layer = (i - 1) % (layers + 1)
                 if layer == layers {
-                    if parts[2] == "0" && parts[3] == "op" { canonical = (["down_blocks.\(block).downsamplers.0.conv"] + parts[4...]).joined(separator: ".") }
-                } else if parts[2] == "0" {
-                    canonical = resnet("down_blocks.\(block).resnets.\(layer)", Array(parts[3...]))
-                } else if parts[2] == "1" {
-                    canonical = (["down_blocks.\(block).attentions.\(layer)"] + parts[3...]).joined(separator: ".")
+                    if part(2) == "0" && part(3) == "op" { canonical = (["down_blocks.\(block).downsamplers.0.conv"] + tail(4)).joined(separator: ".") }
+                } else if part(2) == "0" {
+                    canonical = resnet("down_blocks.\(block).resnets.\(layer)", Array(tail(3)))
+                } else if part(2) == "1" {
+                    canonical = (["down_blocks.\(block).attentions.\(layer)"] + tail(3)).joined(separator: ".")
                 }
             case "middle_block":
-                let rest = Array(parts[2...])
-                switch parts[1] {
+                let rest = Array(tail(2))
+                switch part(1) {
                 case "0": canonical = resnet("mid_block.resnets.0", rest)
                 case "1": canonical = (["mid_block.attentions.0"] + rest).joined(separator: ".")
                 case "2": canonical = resnet("mid_block.resnets.1", rest)
                 default: break
                 }
             case "output_blocks":
-                guard let i = Int(parts[1]) else { break }
+                guard let i = blockIndex(part(1)) else { break }
                 let block = i / (layers + 1), layer = i % (layers + 1)
-                let rest = Array(parts[3...])
-                if parts[2] == "0" {
+                let rest = Array(tail(3))
+                if part(2) == "0" {
                     canonical = resnet("up_blocks.\(block).resnets.\(layer)", rest)
                 } else if rest.first == "conv" {
                     // Upsample2D: `output_blocks.i.1.conv` without attention, `output_blocks.i.2.conv` with it.
                     canonical = (["up_blocks.\(block).upsamplers.0"] + rest).joined(separator: ".")
-                } else if parts[2] == "1" {
+                } else if part(2) == "1" {
                     canonical = (["up_blocks.\(block).attentions.\(layer)"] + rest).joined(separator: ".")
                 }
             case "out":
-                canonical = ["0": "conv_norm_out", "2": "conv_out"][parts[1]].map { ([$0] + parts[2...]).joined(separator: ".") }
+                canonical = ["0": "conv_norm_out", "2": "conv_out"][part(1)].map { ([$0] + tail(2)).joined(separator: ".") }
             default:
                 break
             }
             if let canonical { map[canonical] = Entry(original: key, transform: .none) }
         }
         return map
+    }
+
+    /// A block index: digits only, below 10 000 (real checkpoints have at most a few dozen blocks), so the
+    /// block arithmetic never overflows.
+    static func blockIndex(_ text: String) -> Int? {
+        guard !text.isEmpty, text.count <= 4, text.allSatisfy(\.isASCII), let i = Int(text), i >= 0 else { return nil }
+        return i
     }
 
     static func resnet(_ base: String, _ rest: [String]) -> String? {
@@ -123,7 +136,7 @@ public enum LDMKeyMap {
     static func index(after prefix: String, in key: String) -> Int? {
         guard key.hasPrefix(prefix) else { return nil }
         let rest = key.dropFirst(prefix.count)
-        return rest.firstIndex(of: ".").flatMap { Int(rest[..<$0]) }
+        return rest.firstIndex(of: ".").flatMap { blockIndex(String(rest[..<$0])) }
     }
 
     // MARK: VAE
@@ -141,7 +154,7 @@ public enum LDMKeyMap {
             case "conv_in", "conv_out": return (name, .none)
             case "norm_out": return ((["\(side).conv_norm_out"] + parts[2...]).joined(separator: "."), .none)
             case "down", "up":
-                guard parts.count >= 5, let i = Int(parts[2]) else { return nil }
+                guard parts.count >= 5, let i = blockIndex(parts[2]) else { return nil }
                 var level = i
                 if parts[1] == "up" {
                     let levels = Set(keys.compactMap { index(after: "first_stage_model.decoder.up.", in: $0) }).count
@@ -149,6 +162,7 @@ public enum LDMKeyMap {
                 }
                 let blocks = parts[1] == "down" ? "down_blocks" : "up_blocks"
                 if parts[3] == "block" {
+                    guard parts.count >= 7 else { return nil }
                     renameResnetPart(&parts, at: 5)
                     return ((["\(side).\(blocks).\(level).resnets.\(parts[4])"] + parts[5...]).joined(separator: "."), .none)
                 }
@@ -165,11 +179,15 @@ public enum LDMKeyMap {
                     return ((["\(side).mid_block.resnets.\(r)"] + parts[3...]).joined(separator: "."), .none)
                 }
                 if parts[2] == "attn_1" {
+                    guard parts.count >= 5 else { return nil }
                     let names = ["norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"]
                     guard let n = names[parts[3]] else { return nil }
                     let canonical = "\(side).mid_block.attentions.0.\(n).\(parts[4...].joined(separator: "."))"
                     // LDM stores the attention projections as 1×1 convolutions [C, C, 1, 1].
-                    if parts[3] != "norm", let shape, shape.count == 4 { return (canonical, .reshape([shape[0], shape[1]])) }
+                    // Only a 1×1 kernel is a linear layer; any other kernel keeps its shape and fails the shape check.
+                    if parts[3] != "norm", let shape, shape.count == 4, shape[2] == 1, shape[3] == 1 {
+                        return (canonical, .reshape([shape[0], shape[1]]))
+                    }
                     return (canonical, .none)
                 }
                 return nil

@@ -87,6 +87,13 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
     case pickleCheckpoint(path: String)
     /// A diffusers folder's or a YAML file's configuration cannot be read or makes no sense.
     case invalidConfig(path: String, detail: String)
+    /// A tensor holds NaN or ±inf (`element`: the first one's index in the stored tensor), found at load.
+    case nonFiniteWeights(key: String, source: String, element: Int)
+    /// A single-file key under a component's prefix that no conversion rule matches (a malformed or foreign key).
+    case unrecognizedKey(key: String, path: String)
+    /// The components do not fit together (e.g. the text encoder's width is not the UNet's cross-attention
+    /// width, or the UNet does not predict the VAE's latent channels); `detail` names both sides and keys.
+    case incompatibleComponents(source: String, detail: String)
 
     public var description: String {
         switch self {
@@ -165,6 +172,12 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
             return "'\(path)' is a pickled checkpoint, which Darkroom refuses to open because unpickling can run arbitrary code. Convert it to .safetensors first, e.g. with Python: `import torch, safetensors.torch; sd = torch.load(PATH, map_location='cpu', weights_only=True); safetensors.torch.save_file(sd.get('state_dict', sd), OUT)`."
         case let .invalidConfig(path, detail):
             return "Configuration '\(path)' cannot be used: \(detail)."
+        case let .nonFiniteWeights(key, source, element):
+            return "Tensor '\(key)' in checkpoint '\(source)' contains NaN or infinite values (the first at element \(element)); the checkpoint is corrupted or was saved from a diverged model. Re-download or re-convert it."
+        case let .unrecognizedKey(key, path):
+            return "Tensor '\(key)' in checkpoint '\(path)' matches no known Stable Diffusion 1.x/2.x key layout; the file is malformed or not a model Darkroom can run."
+        case let .incompatibleComponents(source, detail):
+            return "The components of checkpoint '\(source)' do not fit together: \(detail)."
         }
     }
 }
