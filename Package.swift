@@ -91,3 +91,17 @@ var numericSettings: [SwiftSetting] {
     let cpu = ProcessInfo.processInfo.environment["DARKROOM_TARGET_CPU"] ?? "native"
     return [.unsafeFlags(["-target-cpu", cpu])]
 }
+
+// Fuzzing (tools/fuzz): libFuzzer executables, declared only when DARKROOM_FUZZ is set, so the normal build,
+// `swift test` and CI never see them. tools/fuzz builds them with --sanitize fuzzer,address in .build-fuzz.
+if ProcessInfo.processInfo.environment["DARKROOM_FUZZ"] != nil {
+    let fuzzSettings: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+    package.targets += [
+        .executableTarget(name: "FuzzCheckpoint", dependencies: ["DarkroomWeights", "DarkroomModels"],
+                          path: "Fuzz/FuzzCheckpoint", swiftSettings: fuzzSettings),
+        .executableTarget(name: "FuzzKeyMap", dependencies: ["DarkroomWeights"], path: "Fuzz/FuzzKeyMap", swiftSettings: fuzzSettings),
+        .executableTarget(name: "FuzzRecipe", dependencies: ["DarkroomService"], path: "Fuzz/FuzzRecipe", swiftSettings: fuzzSettings),
+        .executableTarget(name: "FuzzPrompt", dependencies: ["DarkroomTokenizer"], path: "Fuzz/FuzzPrompt", swiftSettings: fuzzSettings),
+        .executableTarget(name: "FuzzImage", dependencies: ["DarkroomImageIO"], path: "Fuzz/FuzzImage", swiftSettings: fuzzSettings),
+    ]
+}
