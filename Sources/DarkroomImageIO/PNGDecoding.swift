@@ -13,6 +13,7 @@ enum PNGDecoding {
         let width = Int(reader.pointee.width)
         let height = Int(reader.pointee.height)
         try ImageDecoder.checkDimensions(width: width, height: height, name: name, limits: limits)
+        try checkDataCanHoldPixels(reader.pointee, byteCount: data.count, name: name)
 
         try check(dr_png_prepare(reader), reader, name)
         let channels = Int(reader.pointee.out_channels)
@@ -50,6 +51,28 @@ enum PNGDecoding {
             Int(data[i]) << 24 | Int(data[i + 1]) << 16 | Int(data[i + 2]) << 8 | Int(data[i + 3])
         }
         try ImageDecoder.checkDimensions(width: be32(16), height: be32(20), name: name, limits: limits)
+    }
+
+    /// Deflate expands at most 1032:1 (a 258-byte match coded in 2 bits), so a file of n bytes cannot hold
+    /// more than 1032·n bytes of filtered rows. A header that promises more is a truncated file: refuse it
+    /// before the output buffer is allocated, so a few hundred bytes cannot make the decoder zero-fill
+    /// half a gigabyte. (Interlaced images need slightly more than the count used here, never less.)
+    private static func checkDataCanHoldPixels(_ r: dr_png_reader, byteCount: Int, name: String) throws {
+        let samplesPerPixel: Int
+        switch Int32(r.color_type) {
+        case PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_PALETTE: samplesPerPixel = 1
+        case PNG_COLOR_TYPE_GRAY_ALPHA: samplesPerPixel = 2
+        case PNG_COLOR_TYPE_RGB: samplesPerPixel = 3
+        default: samplesPerPixel = 4
+        }
+        let rowBits = Int(r.width) * samplesPerPixel * Int(r.bit_depth)
+        let filtered = Int(r.height) * (1 + (rowBits + 7) / 8)
+        let ceiling = 1032 * byteCount + 65536
+        if filtered > ceiling {
+            throw ImageIOError.truncated(
+                name: name, format: .png,
+                detail: "\(byteCount) bytes cannot hold the \(r.width)x\(r.height) image its header declares")
+        }
     }
 
     private static func check(_ rc: Int32, _ reader: UnsafeMutablePointer<dr_png_reader>, _ name: String) throws {

@@ -10,7 +10,7 @@ public enum AttentionHeads: Sendable, Equatable {
 
     func heads(channels: Int, level: Int) -> Int {
         switch self {
-        case .perLevel(let list): return list[min(level, list.count - 1)]
+        case .perLevel(let list): return list.isEmpty ? 0 : list[max(0, min(level, list.count - 1))]   // 0: refused
         case .fixedCount(let n): return n
         case .fixedHeadDim(let d): return d > 0 ? max(1, channels / d) : 0   // 0 heads: refused by `checkHeads`
         }

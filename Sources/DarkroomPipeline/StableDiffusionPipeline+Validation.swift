@@ -14,6 +14,10 @@ extension StableDiffusionPipeline {
     /// `steps_offset` 1). `imageWidth`/`imageHeight`, when known, are checked against `maximumImageSide`.
     /// `run` calls it too.
     ///
+    /// These are the library's bounds: what the pipeline can compute without trapping or running out of
+    /// integer range. A recipe's schema (DarkroomService `Recipe`) is narrower where a wider value serves no
+    /// user (`mask_blur` ≤ 64, `upscale` ≤ 2, `tile_overlap` ≤ 256), and a recipe is checked against both.
+    ///
     /// - Throws: `PipelineError.invalidValue` naming the recipe field (`steps`, `strength`, `sampler`, …) and
     ///   the allowed range for this model; `.invalidSchedulerConfig` naming the scheduler config file.
     public func validate(_ configuration: PipelineConfiguration, imageWidth: Int? = nil, imageHeight: Int? = nil) throws {

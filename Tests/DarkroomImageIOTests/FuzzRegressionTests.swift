@@ -24,4 +24,28 @@ final class FuzzRegressionTests: XCTestCase {
             XCTAssertLessThan(Date().timeIntervalSince(start), 1, "\(url.lastPathComponent) is slow to reject")
         }
     }
+
+    /// A 182-byte PNG whose header declares 8192x8192 RGBA at 16 bits (text chunks, a cut IDAT): found by the
+    /// image fuzzer as an out-of-memory input, it is now refused as truncated before any pixel buffer exists.
+    func testHeaderPromisingMoreThanDeflateCanHoldIsTruncated() throws {
+        let url = Self.folder.appendingPathComponent("oom-8192x8192-rgba16-truncated-idat.png")
+        let bytes = [UInt8](try Data(contentsOf: url))
+        XCTAssertThrowsError(try ImageDecoder.decode(data: bytes, name: "x.png")) { error in
+            guard case ImageIOError.truncated(_, _, let detail)? = error as? ImageIOError else {
+                return XCTFail("expected truncated, got \(error)")
+            }
+            XCTAssertTrue(detail.contains("8192x8192"), detail)
+        }
+    }
+
+    /// The bound is deflate's own (1032:1), so the most compressible real image still decodes: 4096x4096
+    /// black gray, written by zlib at level 9 (Tests/Fixtures/images/black_4096_gray_zlib9.png, 1024:1).
+    func testMaximallyCompressedImageStillDecodes() throws {
+        let url = Self.folder.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("images/black_4096_gray_zlib9.png")
+        let decoded = try ImageDecoder.decode(data: [UInt8](try Data(contentsOf: url)), name: "black.png")
+        XCTAssertEqual(decoded.image.width, 4096)
+        XCTAssertEqual(decoded.image.height, 4096)
+        XCTAssertEqual(decoded.image.samples.max(), 0)
+    }
 }
