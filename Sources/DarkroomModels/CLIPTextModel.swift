@@ -71,7 +71,7 @@ struct CLIPEncoderLayer: Sendable {
 public struct CLIPTextModel: Sendable {
     public let config: CLIPTextConfig
     let tokenEmbedding: Tensor, positionEmbedding: Tensor
-    let layers: [CLIPEncoderLayer]
+    internal(set) var layers: [CLIPEncoderLayer]
     let finalLayerNorm: LayerNorm
 
     public init(_ w: WeightScope, config: CLIPTextConfig) throws {

@@ -5,8 +5,8 @@ import Foundation
 /// The three networks of a Stable Diffusion 1.x/2.x checkpoint, loaded and ready to run.
 public struct StableDiffusionModels: Sendable {
     public let checkpoint: Checkpoint
-    public let textEncoder: CLIPTextModel
-    public let unet: UNet2DConditionModel
+    public internal(set) var textEncoder: CLIPTextModel
+    public internal(set) var unet: UNet2DConditionModel
     public let vae: AutoencoderKL
     /// What the UNet predicts, in diffusers' words ("epsilon", "v_prediction"): from the scheduler config
     /// or the A1111 `.yaml` beside a single file; nil when the checkpoint does not say (a recipe's

@@ -95,6 +95,14 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
     /// width, or the UNet does not predict the VAE's latent channels); `detail` names both sides and keys.
     case incompatibleComponents(source: String, detail: String)
 
+    // LoRA-family files (see `LoRA`).
+    /// Modules of a LoRA that name no weight of the model (`model`: the checkpoint's path).
+    case loraUnmatchedKeys(path: String, modules: [String], model: String)
+    /// A module in a format Darkroom does not apply (`format` names it).
+    case loraUnsupported(path: String, module: String, format: String)
+    /// A key or module that cannot be read as a LoRA update (`detail` says why).
+    case loraMalformed(path: String, key: String, detail: String)
+
     public var description: String {
         switch self {
         case let .fileNotFound(path):
@@ -174,6 +182,13 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
             return "Configuration '\(path)' cannot be used: \(detail)."
         case let .nonFiniteWeights(key, source, element):
             return "Tensor '\(key)' in checkpoint '\(source)' contains NaN or infinite values (the first at element \(element)); the checkpoint is corrupted or was saved from a diverged model. Re-download or re-convert it."
+        case let .loraUnmatchedKeys(path, modules, model):
+            let shown = modules.prefix(5).joined(separator: ", ") + (modules.count > 5 ? ", …" : "")
+            return "LoRA '\(path)': \(modules.count) module(s) match no weight of the model '\(model)' (\(shown)); it is probably made for another model family or architecture."
+        case let .loraUnsupported(path, module, format):
+            return "LoRA '\(path)': module '\(module)' is \(format), which Darkroom does not apply."
+        case let .loraMalformed(path, key, detail):
+            return "LoRA '\(path)'" + (key.isEmpty ? "" : ", '\(key)'") + ": \(detail)."
         case let .unrecognizedKey(key, path):
             return "Tensor '\(key)' in checkpoint '\(path)' matches no known Stable Diffusion 1.x/2.x key layout; the file is malformed or not a model Darkroom can run."
         case let .incompatibleComponents(source, detail):

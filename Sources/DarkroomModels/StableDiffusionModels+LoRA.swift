@@ -1,0 +1,36 @@
+import DarkroomTensor
+import DarkroomWeights
+
+extension CLIPTextModel {
+    /// The same text encoder with its transformer layers read from `w` (embeddings and final norm kept: no
+    /// second copy of the token table).
+    func replacingLayers(_ w: WeightScope) throws -> CLIPTextModel {
+        var copy = self
+        copy.layers = try (0..<config.layers).map { try CLIPEncoderLayer(w["encoder.layers.\($0)"], config: config) }
+        return copy
+    }
+}
+
+extension StableDiffusionModels {
+    /// These models with `loras` applied (`W + Σ multiplier · ΔW` on the weights they patch; see `LoRA`). The
+    /// receiver is left as it is: the next job without these LoRAs runs on exactly the original weights. Only
+    /// the patched layers get new memory; every other weight is shared with the receiver. The VAE is never
+    /// patched (LoRA files name the UNet and text encoders only).
+    public func applying(_ loras: [(lora: LoRA, multiplier: Float)]) throws -> StableDiffusionModels {
+        let patches = try LoRA.patchedWeights(loras, base: checkpoint)
+        guard !patches.isEmpty else { return self }
+        let source = PatchedTensorSource(base: checkpoint, patches: patches)
+        var models = self
+        if patches.keys.contains(where: { $0.hasPrefix("unet.") }) {
+            models.unet = try UNet2DConditionModel(WeightScope(source, prefix: "unet"), config: unet.config)
+        }
+        let text = patches.keys.filter { $0.hasPrefix("text_encoder.") }
+        if !text.isEmpty {
+            let scope = WeightScope(source, prefix: "text_encoder.text_model")
+            models.textEncoder = text.allSatisfy({ $0.hasPrefix("text_encoder.text_model.encoder.layers.") })
+                ? try textEncoder.replacingLayers(scope)
+                : try CLIPTextModel(scope, config: textEncoder.config)
+        }
+        return models
+    }
+}

@@ -1,0 +1,64 @@
+import DarkroomModels
+import DarkroomTensor
+import DarkroomTestSupport
+import DarkroomWeights
+import Foundation
+import XCTest
+
+/// LoRAs against diffusers' `load_lora_weights` + `set_adapters` on the tiny SD 1.x model
+/// (tools/reference/make_lora_fixtures.py → Tests/Fixtures/lora/): UNet and text-encoder outputs within
+/// 1e-4 of the output's largest magnitude (PEFT computes the update unfused, W x + s·B(A x); Darkroom merges
+/// it into W first — the same sum in another rounding order), in both checkpoint layouts.
+final class LoRATests: XCTestCase {
+    static let folder = ModelFixtures.root.deletingLastPathComponent().appendingPathComponent("lora")
+    static let cases: [(name: String, loras: [(String, Float)])] = [
+        ("kohya_a", [("kohya_a", 1)]), ("kohya_a_half", [("kohya_a", 0.5)]), ("kohya_b_fp16", [("kohya_b", 1)]),
+        ("peft_c", [("peft_c", 1)]), ("peft_c_minus", [("peft_c", -1)]), ("two", [("kohya_a", 0.5), ("peft_c", -1)]),
+    ]
+
+    static func url(_ name: String) -> URL { folder.appendingPathComponent("\(name).safetensors") }
+
+    func testPatchedOutputsMatchDiffusers() throws {
+        let expected = try SafetensorsFile(url: Self.folder.appendingPathComponent("expected.safetensors"))
+        let sample = try expected.tensor("inputs.sample")
+        let twoSamples = Tensor.concatenate([sample, sample], axis: 0)
+        let timestep = try expected.tensor("inputs.timestep").scalars[0]
+        let ids = try expected.ids("inputs.ids")
+        for layout in ModelFixtures.Layout.allCases {
+            let base = try ModelFixtures.load("sd1", layout)
+            let context = base.textEncoder(ids)
+            for c in Self.cases {
+                let loras = try c.loras.map { (lora: try LoRA.open(Self.url($0.0), model: base.checkpoint), multiplier: $0.1) }
+                let patched = try base.applying(loras)
+                assertClose(patched.unet(twoSamples, timesteps: [timestep], context: context),
+                            try expected.tensor("\(c.name).unet"), relative: 1e-4, "\(c.name) \(layout) unet")
+                assertClose(patched.textEncoder(ids), try expected.tensor("\(c.name).text"), relative: 1e-4, "\(c.name) \(layout) text")
+            }
+            // The receiver keeps the original weights: the base outputs are diffusers' without LoRA.
+            assertClose(base.unet(twoSamples, timesteps: [timestep], context: context), try expected.tensor("base.unet"),
+                        relative: 1e-4, "\(layout) base unet after patching")
+        }
+    }
+
+    func testFormatsAreRead() throws {
+        let base = try ModelFixtures.load("sd1", .diffusers)
+        let a = try LoRA.open(Self.url("kohya_a"), model: base.checkpoint)
+        // make_lora_fixtures.py: alpha 2, rank 4 on every layer; the LoCon conv layers patch 3×3 kernels.
+        XCTAssertTrue(a.layers.contains { $0.target == "unet.down_blocks.0.resnets.0.conv1.weight" })
+        XCTAssertTrue(a.layers.contains { $0.target == "text_encoder.text_model.encoder.layers.1.mlp.fc2.weight" })
+        let c = try LoRA.open(Self.url("peft_c"), model: base.checkpoint)
+        XCTAssertTrue(c.layers.contains { $0.target == "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0.weight" })
+    }
+
+    func testForeignLoRAIsRefusedNamingItsKeys() throws {
+        let base = try ModelFixtures.load("sd1", .diffusers)
+        XCTAssertThrowsError(try LoRA.open(Self.url("foreign"), model: base.checkpoint)) { error in
+            guard case WeightsError.loraUnmatchedKeys(_, let modules, _)? = error as? WeightsError else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(Set(modules), ["lora_te2_text_model_encoder_layers_0_self_attn_q_proj",
+                                          "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"])
+            XCTAssertTrue("\(error)".contains("another model family"), "\(error)")
+        }
+    }
+}
