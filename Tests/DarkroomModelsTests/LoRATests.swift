@@ -34,6 +34,12 @@ final class LoRATests: XCTestCase {
                             try expected.tensor("\(c.name).unet"), relative: 1e-4, "\(c.name) \(layout) unet")
                 assertClose(patched.textEncoder(ids), try expected.tensor("\(c.name).text"), relative: 1e-4, "\(c.name) \(layout) text")
             }
+            // LyCORIS LoHa and LoKr: diffusers cannot load them; the reference merges A1111's formulas by hand.
+            for (name, multiplier) in [("loha_d", Float(1)), ("lokr_e", 0.7)] {
+                let patched = try base.applying([(try LoRA.open(Self.url(name), model: base.checkpoint), multiplier)])
+                assertClose(patched.unet(twoSamples, timesteps: [timestep], context: context),
+                            try expected.tensor("\(name).unet"), relative: 1e-4, "\(name) \(layout) unet")
+            }
             // The receiver keeps the original weights: the base outputs are diffusers' without LoRA.
             assertClose(base.unet(twoSamples, timesteps: [timestep], context: context), try expected.tensor("base.unet"),
                         relative: 1e-4, "\(layout) base unet after patching")

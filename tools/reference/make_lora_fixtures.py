@@ -11,6 +11,10 @@ Writes Tests/Fixtures/lora/ (relative to the repo root):
     peft_c.safetensors    diffusers/PEFT layout written by StableDiffusionPipeline.save_lora_weights
                           (unet.*.lora_A/lora_B, text_encoder.*), r 4, lora_alpha 8 (scale 2) recorded in the
                           file's lora_adapter_metadata
+    loha_d.safetensors    LyCORIS LoHa (hada_w1_a/b, hada_w2_a/b, alpha 1, rank 2) on an attention projection and a
+                          3x3 resnet conv
+    lokr_e.safetensors    LyCORIS LoKr: lokr_w1 whole with lokr_w2_a/b (alpha 1, scale 1/2) on a projection, and
+                          lokr_w1 with a 4-D lokr_w2 (no split: scale 1) on a 3x3 conv
     foreign.safetensors   an SDXL-style kohya LoRA (lora_te2_..., a 2048-wide attn2) that matches nothing here
     expected.safetensors  float32, named <case>.<role>:
         inputs.sample [1,4,8,8], inputs.timestep [1], inputs.context [2,77,4], inputs.ids [2,77] (as float)
@@ -19,6 +23,9 @@ Writes Tests/Fixtures/lora/ (relative to the repo root):
         <case>.image  a whole img2img run ([H, W, 3] in [0, 1]), settings in cases.json
     cases.json            the LoRA set (adapter names, weights) and img2img settings of each case
 
+LoHa and LoKr: diffusers cannot load them, so their reference merges the update by hand in float64, with the
+formulas of A1111 extensions-builtin/Lora/network_hada.py and network_lokr.py (LyCORIS): (w1a w1b) * (w2a w2b)
+and kron(w1, w2), times alpha / rank.
 diffusers 0.42.1 with peft: pipe.load_lora_weights(file, adapter_name=...), pipe.set_adapters(names, weights).
 PEFT keeps the update unfused (W x + scale * B(A x)); Darkroom merges it into W: the two agree to rounding.
 
@@ -139,6 +146,68 @@ def make_peft_c(g, path: Path) -> None:
         unet_lora_adapter_metadata=unet_config.to_dict(), text_encoder_lora_adapter_metadata=te_config.to_dict())
 
 
+LYCORIS_TARGETS = {
+    "loha": ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", "down_blocks.0.resnets.0.conv1"],
+    "lokr": ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v", "up_blocks.1.resnets.1.conv2"],
+}
+
+
+def make_loha(pipe, g) -> dict:
+    sd = {}
+    modules = dict(pipe.unet.named_modules())
+    for name in LYCORIS_TARGETS["loha"]:
+        w = modules[name].weight
+        rest = w[0].numel()
+        base = kohya_name("lora_unet_", name)
+        sd[base + ".hada_w1_a"] = torch.randn(w.shape[0], 2, generator=g) * 0.5
+        sd[base + ".hada_w1_b"] = torch.randn(2, rest, generator=g) * 0.5
+        sd[base + ".hada_w2_a"] = torch.randn(w.shape[0], 2, generator=g) * 0.5
+        sd[base + ".hada_w2_b"] = torch.randn(2, rest, generator=g) * 0.5
+        sd[base + ".alpha"] = torch.tensor(1.0)
+    return sd
+
+
+def make_lokr(pipe, g) -> dict:
+    modules = dict(pipe.unet.named_modules())
+    to_v, conv = LYCORIS_TARGETS["lokr"]
+    assert tuple(modules[to_v].weight.shape) == (32, 32) and tuple(modules[conv].weight.shape)[:2] == (32, 32)
+    a, c = kohya_name("lora_unet_", to_v), kohya_name("lora_unet_", conv)
+    return {
+        a + ".lokr_w1": torch.randn(4, 4, generator=g) * 0.3,
+        a + ".lokr_w2_a": torch.randn(8, 2, generator=g) * 0.3,
+        a + ".lokr_w2_b": torch.randn(2, 8, generator=g) * 0.3,
+        a + ".alpha": torch.tensor(1.0),
+        c + ".lokr_w1": torch.randn(2, 2, generator=g) * 0.3,
+        c + ".lokr_w2": torch.randn(16, 16, 3, 3, generator=g) * 0.05,
+    }
+
+
+def lycoris_delta(sd: dict, base: str, shape) -> torch.Tensor:
+    t = {k[len(base) + 1:]: v.double() for k, v in sd.items() if k.startswith(base + ".")}
+    if "hada_w1_a" in t:
+        d = (t["hada_w1_a"] @ t["hada_w1_b"]) * (t["hada_w2_a"] @ t["hada_w2_b"])
+        dim = t["hada_w1_b"].shape[0]
+    else:
+        w1 = t["lokr_w1"]
+        w2 = t["lokr_w2"] if "lokr_w2" in t else t["lokr_w2_a"] @ t["lokr_w2_b"]
+        dim = t["lokr_w2_b"].shape[0] if "lokr_w2_b" in t else None
+        if w2.dim() == 4:
+            w1 = w1[:, :, None, None]
+        d = torch.kron(w1, w2)
+    scale = float(t["alpha"]) / dim if ("alpha" in t and dim) else 1.0
+    return d.reshape(shape) * scale
+
+
+def hand_merged(sd: dict, multiplier: float):
+    pipe = load_pipe()
+    with torch.no_grad():
+        for name, module in pipe.unet.named_modules():
+            base = kohya_name("lora_unet_", name)
+            if any(k.startswith(base + ".") for k in sd):
+                module.weight.copy_((module.weight.double() + multiplier * lycoris_delta(sd, base, module.weight.shape)).float())
+    return pipe
+
+
 def make_foreign(g) -> dict:
     return {
         "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": torch.randn(4, 1280, generator=g),
@@ -188,6 +257,9 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in make_kohya_b(base, g).items()}, OUT / "kohya_b.safetensors")
     make_peft_c(g, OUT / "peft_c.safetensors")
     save_file(make_foreign(g), OUT / "foreign.safetensors")
+    lycoris = {"loha_d": (make_loha(base, g), 1.0), "lokr_e": (make_lokr(base, g), 0.7)}
+    for name, (sd, _) in lycoris.items():
+        save_file({k: v.contiguous() for k, v in sd.items()}, OUT / f"{name}.safetensors")
 
     expected = {}
     sample = torch.randn(1, 4, 8, 8, generator=g)
@@ -231,6 +303,11 @@ def main() -> None:
                                   sampler="euler", input="Tests/Fixtures/pipelines/inputs/photo.png")
         cases_json.append(entry)
         del pipe
+    for name, (sd, multiplier) in lycoris.items():
+        pipe = hand_merged(sd, multiplier)
+        with torch.no_grad():
+            expected[f"{name}.unet"] = pipe.unet(sample2, timestep, encoder_hidden_states=context).sample
+        cases_json.append(dict(name=name, loras=[dict(name=name, weight=multiplier)], reference="hand merge, float64"))
     out = base(PROMPT, image=image, strength=STRENGTH, num_inference_steps=STEPS, guidance_scale=GUIDANCE,
                generator=torch.Generator("cpu").manual_seed(SEED), output_type="np").images[0]
     expected["base.image"] = torch.from_numpy(np.ascontiguousarray(out)).float()
