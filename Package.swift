@@ -52,7 +52,7 @@ let package = Package(
                 swiftSettings: numericSettings),
 
         // Recipes, inbox/outbox jobs, systemd notify, logging — no math here.
-        .target(name: "DarkroomService", dependencies: ["DarkroomTensor", "DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
+        .target(name: "DarkroomService", dependencies: ["DarkroomTensor", "DarkroomWeights", "DarkroomPipeline", "DarkroomSchedulers", "DarkroomModels",
                                                         "DarkroomImageIO", "DarkroomTokenizer",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "Crypto", package: "swift-crypto")]),

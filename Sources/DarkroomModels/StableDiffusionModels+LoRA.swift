@@ -17,6 +17,11 @@ extension StableDiffusionModels {
     /// the patched layers get new memory; every other weight is shared with the receiver. The VAE is never
     /// patched (LoRA files name the UNet and text encoders only).
     public func applying(_ loras: [(lora: LoRA, multiplier: Float)]) throws -> StableDiffusionModels {
+        try applying(loras.map { ($0.lora, LoRA.Weighting($0.multiplier)) })
+    }
+
+    /// `applying` with separate text-encoder and UNet multipliers per LoRA (A1111's `<lora:name:te:unet>`).
+    public func applying(_ loras: [(lora: LoRA, weighting: LoRA.Weighting)]) throws -> StableDiffusionModels {
         let patches = try LoRA.patchedWeights(loras, base: checkpoint)
         guard !patches.isEmpty else { return self }
         let source = PatchedTensorSource(base: checkpoint, patches: patches)

@@ -16,7 +16,8 @@ public enum A1111Parameters {
     ]
 
     public static func text(configuration c: PipelineConfiguration, seed: UInt64, width: Int, height: Int,
-                            modelName: String?, modelHash: String?) -> String {
+                            modelName: String?, modelHash: String?, prompt: String? = nil,
+                            extra: [(String, String)] = []) -> String {
         let g = c.generation
         var pairs: [(String, String)] = [
             ("Steps", "\(g.steps)"), ("Sampler", samplerNames[g.sampler] ?? g.sampler),
@@ -31,11 +32,20 @@ public enum A1111Parameters {
             if c.inpaintArea == .masked { pairs.append(("Inpaint area", "Only masked")); pairs.append(("Masked area padding", "\(c.padding)")) }
         }
         if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
+        pairs += extra
         pairs.append(("Version", "Darkroom"))
-        var lines = [g.prompt]
+        var lines = [prompt ?? g.prompt]
         if !g.negativePrompt.isEmpty { lines.append("Negative prompt: \(g.negativePrompt)") }
         lines.append(pairs.map { "\($0.0): \(quote($0.1))" }.joined(separator: ", "))
         return lines.joined(separator: "\n")
+    }
+
+    /// A1111's `Lora hashes` value: "alias: hash" per LoRA, joined by ", ", with ':' and ',' removed from the
+    /// names (extensions-builtin/Lora/extra_networks_lora.py).
+    public static func loraHashes(_ loras: [(name: String, hash: String)]) -> (String, String)? {
+        guard !loras.isEmpty else { return nil }
+        return ("Lora hashes", loras.map { "\($0.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "")): \($0.hash)" }
+            .joined(separator: ", "))
     }
 
     /// As Python prints a float, which A1111 writes: 7.5 → "7.5", 7 → "7.0", 0.75 → "0.75".

@@ -2,6 +2,7 @@ import DarkroomImageIO
 import DarkroomModels
 import DarkroomPipeline
 import DarkroomTokenizer
+import DarkroomWeights
 import Foundation
 import Logging
 
@@ -42,15 +43,20 @@ public final class JobExecutor {
     /// Which checkpoint a recipe's `model` (nil: none named) runs on.
     let resolveModel: (String?) throws -> URL
     let loadPipeline: (URL) throws -> StableDiffusionPipeline
+    /// Where a recipe's LoRA names point (nil: LoRAs cannot be used).
+    let resolveLoRA: ((String) throws -> URL)?
     let hashCache: URL?
     public let decodeLimits: DecodeLimits
     let logger: Logger
     var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
+    /// The last LoRA-patched pipeline and what it was built from, reused while jobs ask for the same set.
+    var patched: (key: [String], pipeline: StableDiffusionPipeline, hashes: [(name: String, hash: String)])?
 
     public init(resolveModel: @escaping (String?) throws -> URL, logger: Logger, decodeLimits: DecodeLimits = .default,
-                hashCache: URL? = ModelHash.defaultCacheFolder(),
+                hashCache: URL? = ModelHash.defaultCacheFolder(), resolveLoRA: ((String) throws -> URL)? = nil,
                 loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.resolveModel = resolveModel
+        self.resolveLoRA = resolveLoRA
         self.loadPipeline = loadPipeline
         self.hashCache = hashCache
         self.decodeLimits = decodeLimits
@@ -60,7 +66,8 @@ public final class JobExecutor {
     /// For the inbox: models are names in `library`.
     public convenience init(library: ModelLibrary, logger: Logger, decodeLimits: DecodeLimits = .default,
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
-        self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits, loadPipeline: loadPipeline)
+        self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
+                  resolveLoRA: { try library.resolveLoRA($0) }, loadPipeline: loadPipeline)
     }
 
     public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
@@ -79,6 +86,7 @@ public final class JobExecutor {
     func pipeline(for url: URL) throws -> (StableDiffusionPipeline, String?) {
         if let loaded, loaded.url == url { return (loaded.pipeline, loaded.hash) }
         loaded = nil
+        patched = nil
         let pipeline: StableDiffusionPipeline
         do { pipeline = try loadPipeline(url) } catch {
             throw JobFailure(code: "model", message: "Cannot load model '\(url.lastPathComponent)': \(error)", file: url.lastPathComponent, field: "model")
@@ -86,6 +94,58 @@ public final class JobExecutor {
         let hash = ModelHash.short(for: url, cacheFolder: hashCache)
         loaded = (url, pipeline, hash)
         return (pipeline, hash)
+    }
+
+    /// `base` with the recipe's LoRAs applied (the same pipeline when there are none), and each LoRA's A1111
+    /// short hash. The patched pipeline is kept for the next job with the same set; `base` is never changed,
+    /// so a job without LoRAs runs on exactly the checkpoint's weights.
+    func applying(_ uses: [LoRAUse], to base: StableDiffusionPipeline, inputs: Inputs) throws
+        -> (StableDiffusionPipeline, [(name: String, hash: String)]) {
+        guard !uses.isEmpty else {
+            patched = nil   // its patched layers' memory goes back
+            return (base, [])
+        }
+        guard let resolveLoRA else {
+            throw JobFailure(code: "recipe", message: "Recipe '\(inputs.recipeName)' names LoRAs, but no LoRA folder is configured.", file: inputs.recipeName, field: "loras")
+        }
+        // Several mentions of one file add up (A1111 applies each).
+        var order: [URL] = []
+        var weights: [URL: LoRA.Weighting] = [:]
+        var names: [URL: String] = [:]
+        for use in uses {
+            let url = try resolveLoRA(use.name)
+            if weights[url] == nil { order.append(url); names[url] = use.name }
+            var w = weights[url] ?? LoRA.Weighting(textEncoder: 0, unet: 0)
+            w.textEncoder += Float(use.textEncoderWeight)
+            w.unet += Float(use.unetWeight)
+            weights[url] = w
+        }
+        let key = [base.models.checkpoint.url.path] + order.map { url -> String in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+            let stamp = "\((attributes?[.size] as? Int) ?? -1)/\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1)"
+            return "\(url.path)|\(stamp)|\(weights[url]!.textEncoder)|\(weights[url]!.unet)"
+        }
+        if let patched, patched.key == key { return (patched.pipeline, patched.hashes) }
+        patched = nil
+        let start = Date()
+        var loras: [(lora: LoRA, weighting: LoRA.Weighting)] = []
+        for url in order {
+            let name = names[url] ?? url.lastPathComponent
+            do { loras.append((try LoRA.open(url, model: base.models.checkpoint), weights[url]!)) } catch {
+                throw JobFailure(code: "model", message: "Cannot use LoRA '\(name)': \(error)", file: name, field: "loras")
+            }
+        }
+        let models: StableDiffusionModels
+        do { models = try base.models.applying(loras) } catch {
+            throw JobFailure(code: "model", message: "Cannot apply the LoRAs \(order.map { names[$0] ?? "" }.joined(separator: ", ")): \(error)", file: nil, field: "loras")
+        }
+        let pipeline = StableDiffusionPipeline(models: models, tokenizer: base.tokenizer)
+        let hashes = order.map { (name: names[$0] ?? $0.lastPathComponent, hash: ModelHash.loraShort(for: $0, cacheFolder: hashCache) ?? "") }
+        logger.info("applied LoRAs", metadata: ["lora.names": "\(hashes.map(\.name).joined(separator: ","))",
+                                                "lora.layers": "\(loras.reduce(0) { $0 + $1.lora.layers.count })",
+                                                "lora.seconds": "\(String(format: "%.3f", Date().timeIntervalSince(start)))"])
+        patched = (key, pipeline, hashes)
+        return (pipeline, hashes)
     }
 
     /// Runs one job into `staging`; returns its mode. Results already staged by an earlier attempt are
@@ -120,7 +180,8 @@ public final class JobExecutor {
         // Model, and the recipe checked against it before any compute (steps after the scheduler's
         // offset, sizes, channels).
         let modelURL = try resolveModel(recipe.model)
-        let (pipeline, modelHash) = try pipeline(for: modelURL)
+        let (basePipeline, modelHash) = try pipeline(for: modelURL)
+        let (pipeline, loraHashes) = try applying(recipe.loras, to: basePipeline, inputs: inputs)
         do { try pipeline.validate(configuration, imageWidth: image.width, imageHeight: image.height) } catch {
             throw Self.failure(error, inputs: inputs)
         }
@@ -152,7 +213,8 @@ public final class JobExecutor {
                                  file: inputs.imageName, field: nil)
             }
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
-                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash)
+                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash,
+                                            prompt: recipe.writtenPrompt, extra: A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
             if index == 0, let defects = result.defectMask, defects.shape.count == 4, let name = inputs.defects {
                 let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
                 let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
@@ -171,6 +233,15 @@ public final class JobExecutor {
             "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
+        if let written = recipe.writtenPrompt { report["prompt"] = written }
+        if !recipe.loras.isEmpty {
+            let hashes = Dictionary(loraHashes.map { ($0.name, $0.hash) }, uniquingKeysWith: { a, _ in a })
+            report["loras"] = recipe.loras.map { use -> [String: Any] in
+                var entry: [String: Any] = ["name": use.name, "weight": use.textEncoderWeight, "hash": hashes[use.name] ?? ""]
+                if use.unetWeight != use.textEncoderWeight { entry["unet_weight"] = use.unetWeight }
+                return entry
+            }
+        }
         if let defects = inputs.defects, FileManager.default.fileExists(atPath: staging.appendingPathComponent(URL(fileURLWithPath: defects).lastPathComponent).path) {
             report["defects"] = defects
         }

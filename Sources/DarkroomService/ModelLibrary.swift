@@ -9,9 +9,13 @@ public struct ModelLibrary: Sendable {
     public let folder: URL
     public let defaultName: String?
 
-    public init(folder: URL, defaultName: String? = nil) {
+    /// The LoRA folder's name inside `folder` ("Lora", A1111's).
+    public let loraFolderName: String
+
+    public init(folder: URL, defaultName: String? = nil, loraFolderName: String? = nil) {
         self.folder = folder
         self.defaultName = defaultName
+        self.loraFolderName = loraFolderName ?? "Lora"
     }
 
     /// Checkpoint names in the folder.
@@ -45,5 +49,27 @@ public struct ModelLibrary: Sendable {
         }
         throw JobFailure(code: "model", message: "Model '\(name)' is not in '\(folder.path)' (available: \(available.joined(separator: ", "))).",
                          file: nil, field: "model")
+    }
+
+    /// `Models/Lora/`, A1111's folder name for LoRA-family networks.
+    public var loraFolder: URL { folder.appendingPathComponent(loraFolderName) }
+
+    /// The LoRA file a recipe names (file name in `Models/Lora/`, with or without `.safetensors`); a name with
+    /// a path in it is refused. Pickled `.pt`/`.ckpt` files are found and then refused by the loader, naming them.
+    public func resolveLoRA(_ name: String) throws -> URL {
+        guard Recipe.isPlainFileName(name) else {
+            throw JobFailure(code: "recipe", message: "LoRA '\(name)' must be a file name in '\(loraFolder.path)', not a path.", file: nil, field: "loras")
+        }
+        for candidate in [name, name + ".safetensors", name + ".pt", name + ".ckpt"] {
+            let url = loraFolder.appendingPathComponent(candidate)
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue { return url }
+        }
+        let available = ((try? FileManager.default.contentsOfDirectory(atPath: loraFolder.path)) ?? [])
+            .filter { $0.hasSuffix(".safetensors") }.map { String($0.dropLast(".safetensors".count)) }.sorted()
+        let listing = available.isEmpty ? "the folder has no .safetensors files"
+            : "available: " + available.prefix(20).joined(separator: ", ") + (available.count > 20 ? ", …" : "")
+        throw JobFailure(code: "recipe", message: "LoRA '\(name)' is not in '\(loraFolder.path)' (\(listing)).",
+                         file: nil, field: "loras")
     }
 }

@@ -28,6 +28,14 @@ public struct Recipe: Sendable, Equatable {
     public var model: String?
     /// A mask file beside the recipe.
     public var mask: String?
+    /// LoRAs to apply: the recipe's `loras`, then the prompt's `<lora:…>` tags (removed from
+    /// `configuration.generation.prompt`).
+    public var loras: [LoRAUse] = []
+    /// The prompt as the recipe wrote it, tags included (A1111 keeps them in its `parameters` chunk).
+    public var writtenPrompt: String?
+
+    /// The largest LoRA multiplier accepted (A1111 sets none; beyond ±10 a LoRA only produces noise).
+    static let maximumLoRAWeight = 10.0
 
     /// Every key the format knows, with the kind of value it takes.
     static let fields: [String: String] = [
@@ -41,7 +49,7 @@ public struct Recipe: Sendable, Equatable {
         "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
         "repair_defects": "true or false", "upscale": "1 or 2", "tile_size": "a whole number of pixels from 64 to 2048",
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
-        "vae_tiling": "auto, always or never",
+        "vae_tiling": "auto, always or never", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
         "$schema": "a string",
     ]
 
@@ -103,6 +111,27 @@ public struct Recipe: Sendable, Equatable {
             if json["prompt"] == nil { c.generation.prompt = PipelineConfiguration.restorationPrompt }
             if json["negative_prompt"] == nil { c.generation.negativePrompt = PipelineConfiguration.restorationNegativePrompt }
             if json["strength"] == nil { c.generation.strength = PipelineConfiguration.restorationStrength }
+        }
+        // LoRAs: the `loras` key, then A1111's <lora:name:weight> tags, which leave the prompt.
+        recipe.loras = reader.loras("loras")
+        recipe.writtenPrompt = c.generation.prompt
+        let (text, tags) = ExtraNetworks.parse(c.generation.prompt)
+        c.generation.prompt = text
+        for tag in tags {
+            switch tag.type {
+            case "lora", "lyco":
+                switch ExtraNetworks.loraUse(tag) {
+                case .success(let use): recipe.loras.append(use)
+                case .failure(let failure): reader.problems.append(failure.problem)
+                }
+            case "hypernet":
+                reader.problems.append(RecipeProblem(field: "prompt", message: "<hypernet:…>: hypernetworks are not supported; use a LoRA"))
+            default:
+                reader.problems.append(RecipeProblem(field: "prompt", message: "<\(tag.type):…> is no extra network Darkroom knows (<lora:name:weight> is)"))
+            }
+        }
+        if !ExtraNetworks.parse(c.generation.negativePrompt).tags.isEmpty {
+            reader.problems.append(RecipeProblem(field: "negative_prompt", message: "extra-network tags such as <lora:…> apply only in the prompt, as in A1111; for a negative LoRA write <lora:name:-1> in the prompt"))
         }
         _ = reader.string("$schema")
         recipe.seed = reader.seed("seed")
@@ -178,6 +207,37 @@ struct FieldReader {
 
     /// JSON true/false (Foundation boxes them as a boolean NSNumber, which also casts to Int).
     func isBool(_ v: Any) -> Bool { "\(type(of: v))".contains("Boolean") || type(of: v) == Bool.self }
+
+    /// `loras`: a list of {"name": …, "weight": …} (weight 1 when absent).
+    mutating func loras(_ key: String) -> [LoRAUse] {
+        guard let value = json[key] else { return [] }
+        guard let list = value as? [Any] else { wrongType(key); return [] }
+        var uses: [LoRAUse] = []
+        for (index, item) in list.enumerated() {
+            let field = "\(key)[\(index)]"
+            guard let object = item as? [String: Any] else {
+                problems.append(RecipeProblem(field: field, message: "must be an object {\"name\": …, \"weight\": …}, not \(describe(item))"))
+                continue
+            }
+            for extra in object.keys.sorted() where !["name", "weight"].contains(extra) {
+                problems.append(RecipeProblem(field: "\(field).\(extra)", message: "unknown key; a LoRA entry has name and weight"))
+            }
+            guard let name = object["name"] as? String, Recipe.isPlainFileName(name) else {
+                problems.append(RecipeProblem(field: "\(field).name", message: "must be a LoRA file name in Models/Lora (no folders, no '..')"))
+                continue
+            }
+            var weight = 1.0
+            if let w = object["weight"] {
+                guard !isBool(w), let n = w as? NSNumber, n.doubleValue.isFinite, abs(n.doubleValue) <= Recipe.maximumLoRAWeight else {
+                    problems.append(RecipeProblem(field: "\(field).weight", message: "must be a number from -10 to 10, not \(describe(w))"))
+                    continue
+                }
+                weight = n.doubleValue
+            }
+            uses.append(LoRAUse(name: name, weight: weight))
+        }
+        return uses
+    }
 
     mutating func string(_ key: String) -> String? {
         guard let v = json[key] else { return nil }

@@ -304,12 +304,28 @@ extension LoRA {
     /// LoRA patches, as Float32 tensors (only these layers get new memory; every other weight stays `base`'s).
     /// A multiplier of 0 patches nothing.
     public static func patchedWeights(_ loras: [(lora: LoRA, multiplier: Float)], base: any TensorSource) throws -> [String: Tensor] {
+        try patchedWeights(loras.map { ($0.lora, Weighting($0.multiplier)) }, base: base)
+    }
+
+    /// Multipliers per component, as A1111's `<lora:name:te:unet>`: `unet` for UNet weights, `textEncoder` for
+    /// the text encoders'.
+    public struct Weighting: Sendable, Equatable {
+        public var textEncoder: Float, unet: Float
+        public init(textEncoder: Float, unet: Float) { (self.textEncoder, self.unet) = (textEncoder, unet) }
+        public init(_ both: Float) { self.init(textEncoder: both, unet: both) }
+        func multiplier(for target: String) -> Float { target.hasPrefix("unet.") ? unet : textEncoder }
+    }
+
+    /// `patchedWeights` with separate text-encoder and UNet multipliers.
+    public static func patchedWeights(_ loras: [(lora: LoRA, weighting: Weighting)], base: any TensorSource) throws -> [String: Tensor] {
         var patched: [String: Tensor] = [:]
-        for (lora, multiplier) in loras where multiplier != 0 {
-            guard multiplier.isFinite else {
-                throw WeightsError.loraMalformed(path: lora.url.path, key: "", detail: "its weight \(multiplier) is not finite")
+        for (lora, weighting) in loras {
+            guard weighting.unet.isFinite, weighting.textEncoder.isFinite else {
+                throw WeightsError.loraMalformed(path: lora.url.path, key: "", detail: "its weight is not finite")
             }
             for layer in lora.layers {
+                let multiplier = weighting.multiplier(for: layer.target)
+                guard multiplier != 0 else { continue }
                 let current = try patched[layer.target] ?? base.weight(layer.target).float32
                 let delta = try lora.delta(layer, shape: current.shape)
                 patched[layer.target] = current + delta * multiplier

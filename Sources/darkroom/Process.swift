@@ -26,6 +26,9 @@ struct Process: ParsableCommand {
     @Option(help: "A diffusers folder whose configs describe a single-file checkpoint.")
     var modelConfig: String?
 
+    @Option(help: "The folder of the LoRAs the recipe names (default: Lora/ beside the checkpoint, as in the service's Models/Lora).")
+    var loraFolder: String?
+
     @Option(help: "Output PNG; with count > 1 the others are NAME-2.png, NAME-3.png, …; the report is NAME.json (and NAME.defects.png for repaired defects). Existing files are never overwritten.")
     var output: String
 
@@ -65,7 +68,9 @@ struct Process: ParsableCommand {
         logger.logLevel = .warning
         let modelURL = URL(fileURLWithPath: model)
         let configURL = modelConfig.map { URL(fileURLWithPath: $0) }
-        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, loadPipeline: { url in
+        let loras = ModelLibrary(folder: loraFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
+                                 ?? modelURL.deletingLastPathComponent(), loraFolderName: loraFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) }, loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
         // Results are staged beside the output, then published together (report last), as the service does.

@@ -129,3 +129,56 @@ extension RecipeTests {
         XCTAssertEqual(problems(#"{"mode": "img2img", "prompt": "a\u0000b"}"#).map(\.field), ["prompt"])
     }
 }
+
+/// A1111's `<lora:…>` tags (extensions-builtin/Lora/extra_networks_lora.py: te = positional[1] or `te=`,
+/// default 1; unet = positional[2] or `unet=`, default te) and the `loras` key.
+final class LoRARecipeTests: XCTestCase {
+    func parse(_ json: String) throws -> Recipe { try Recipe.parse(Data(json.utf8), file: "r.json") }
+
+    func testTagsLeaveThePromptAndBecomeLoRAs() throws {
+        let recipe = try parse(#"{"mode": "img2img", "prompt": "a cat <lora:a:0.5>, <lora:b> <lyco:c:0.5:1> <lora:d:te=0.2:unet=0.7>", "loras": [{"name": "e", "weight": -1}, {"name": "f"}]}"#)
+        XCTAssertEqual(recipe.configuration.generation.prompt, "a cat ,   ")
+        XCTAssertEqual(recipe.writtenPrompt, "a cat <lora:a:0.5>, <lora:b> <lyco:c:0.5:1> <lora:d:te=0.2:unet=0.7>")
+        XCTAssertEqual(recipe.loras, [
+            LoRAUse(name: "e", weight: -1), LoRAUse(name: "f", weight: 1),
+            LoRAUse(name: "a", weight: 0.5), LoRAUse(name: "b", weight: 1),
+            LoRAUse(name: "c", textEncoderWeight: 0.5, unetWeight: 1), LoRAUse(name: "d", textEncoderWeight: 0.2, unetWeight: 0.7),
+        ])
+    }
+
+    func testTextThatIsNoTagStaysText() throws {
+        let recipe = try parse(#"{"mode": "img2img", "prompt": "a < b, <lora>, <:x>, <lora:>, 3 <4"}"#)
+        XCTAssertEqual(recipe.configuration.generation.prompt, "a < b, <lora>, <:x>, <lora:>, 3 <4")
+        XCTAssertEqual(recipe.loras, [])
+    }
+
+    func testBadTagsAndEntriesAreNamed() throws {
+        for (json, field, text) in [
+            (#"{"mode": "img2img", "prompt": "<lora:../x:1>"}"#, "prompt", "file name"),
+            (#"{"mode": "img2img", "prompt": "<lora:x:nan>"}"#, "prompt", "numbers"),
+            (#"{"mode": "img2img", "prompt": "<lora:x:1e9>"}"#, "prompt", "numbers"),
+            (#"{"mode": "img2img", "prompt": "<hypernet:x:1>"}"#, "prompt", "hypernetworks"),
+            (#"{"mode": "img2img", "prompt": "<foo:x:1>"}"#, "prompt", "no extra network"),
+            (#"{"mode": "img2img", "negative_prompt": "<lora:x:1>"}"#, "negative_prompt", "only in the prompt"),
+            (#"{"mode": "img2img", "loras": [{"name": "a/b"}]}"#, "loras[0].name", "file name"),
+            (#"{"mode": "img2img", "loras": [{"name": "a", "weight": "1"}]}"#, "loras[0].weight", "number"),
+            (#"{"mode": "img2img", "loras": [{"name": "a", "scale": 1}]}"#, "loras[0].scale", "unknown key"),
+            (#"{"mode": "img2img", "loras": "a"}"#, "loras", "list"),
+        ] {
+            XCTAssertThrowsError(try parse(json), json) { error in
+                let problems = (error as? RecipeError)?.problems ?? []
+                XCTAssertTrue(problems.contains { $0.field == field && $0.message.contains(text) }, "\(json): \(problems)")
+            }
+        }
+    }
+
+    func testLoRAHashesAsA1111WritesThem() {
+        var c = PipelineConfiguration()
+        c.generation.prompt = "x"
+        let pair = A1111Parameters.loraHashes([("detail:v2", "0a29c6a561b7"), ("b,c", "a5bd5902d620")])
+        let text = A1111Parameters.text(configuration: c, seed: 1, width: 8, height: 8, modelName: nil, modelHash: nil,
+                                        prompt: "x <lora:detail:v2:1>", extra: pair.map { [$0] } ?? [])
+        XCTAssertTrue(text.hasPrefix("x <lora:detail:v2:1>\n"), text)
+        XCTAssertTrue(text.contains(#"Lora hashes: "detailv2: 0a29c6a561b7, bc: a5bd5902d620""#), text)
+    }
+}
