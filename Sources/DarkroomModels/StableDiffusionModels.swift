@@ -7,7 +7,7 @@ public struct StableDiffusionModels: Sendable {
     public let checkpoint: Checkpoint
     public internal(set) var textEncoder: CLIPTextModel
     public internal(set) var unet: UNet2DConditionModel
-    public let vae: AutoencoderKL
+    public internal(set) var vae: AutoencoderKL
     /// What the UNet predicts, in diffusers' words ("epsilon", "v_prediction"): from the scheduler config
     /// or the A1111 `.yaml` beside a single file; nil when the checkpoint does not say (a recipe's
     /// `prediction` then decides; the default is epsilon). The schedulers module turns it into its type.

@@ -17,7 +17,7 @@ public enum A1111Parameters {
 
     public static func text(configuration c: PipelineConfiguration, seed: UInt64, width: Int, height: Int,
                             modelName: String?, modelHash: String?, prompt: String? = nil,
-                            extra: [(String, String)] = []) -> String {
+                            vae: (name: String, hash: String?)? = nil, extra: [(String, String)] = []) -> String {
         let g = c.generation
         var pairs: [(String, String)] = [
             ("Steps", "\(g.steps)"), ("Sampler", samplerNames[g.sampler] ?? g.sampler),
@@ -25,6 +25,10 @@ public enum A1111Parameters {
         ]
         if let modelHash { pairs.append(("Model hash", modelHash)) }
         if let modelName { pairs.append(("Model", modelName)) }
+        if let vae {   // A1111: "VAE hash" (10 digits of the file's SHA-256), "VAE" (the file name)
+            if let hash = vae.hash { pairs.append(("VAE hash", hash)) }
+            pairs.append(("VAE", vae.name))
+        }
         pairs.append(("Denoising strength", format(Float(g.strength))))
         if g.clipSkip > 0 { pairs.append(("Clip skip", "\(g.clipSkip + 1)")) }
         if c.mode == .inpaint {

@@ -45,6 +45,10 @@ public final class JobExecutor {
     let loadPipeline: (URL) throws -> StableDiffusionPipeline
     /// Where a recipe's LoRA names point (nil: LoRAs cannot be used).
     let resolveLoRA: ((String) throws -> URL)?
+    /// Where a recipe's `vae` name points (nil: only A1111's VAE beside the checkpoint can be used).
+    let resolveVAE: ((String) throws -> URL)?
+    /// The checkpoint's pipeline with a separate VAE, and that VAE's path.
+    var withVAE: (vae: URL, pipeline: StableDiffusionPipeline)?
     let hashCache: URL?
     public let decodeLimits: DecodeLimits
     let logger: Logger
@@ -54,9 +58,11 @@ public final class JobExecutor {
 
     public init(resolveModel: @escaping (String?) throws -> URL, logger: Logger, decodeLimits: DecodeLimits = .default,
                 hashCache: URL? = ModelHash.defaultCacheFolder(), resolveLoRA: ((String) throws -> URL)? = nil,
+                resolveVAE: ((String) throws -> URL)? = nil,
                 loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.resolveModel = resolveModel
         self.resolveLoRA = resolveLoRA
+        self.resolveVAE = resolveVAE
         self.loadPipeline = loadPipeline
         self.hashCache = hashCache
         self.decodeLimits = decodeLimits
@@ -67,7 +73,7 @@ public final class JobExecutor {
     public convenience init(library: ModelLibrary, logger: Logger, decodeLimits: DecodeLimits = .default,
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
-                  resolveLoRA: { try library.resolveLoRA($0) }, loadPipeline: loadPipeline)
+                  resolveLoRA: { try library.resolveLoRA($0) }, resolveVAE: { try library.resolveVAE($0) }, loadPipeline: loadPipeline)
     }
 
     public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
@@ -87,6 +93,7 @@ public final class JobExecutor {
         if let loaded, loaded.url == url { return (loaded.pipeline, loaded.hash) }
         loaded = nil
         patched = nil
+        withVAE = nil
         let pipeline: StableDiffusionPipeline
         do { pipeline = try loadPipeline(url) } catch {
             throw JobFailure(code: "model", message: "Cannot load model '\(url.lastPathComponent)': \(error)", file: url.lastPathComponent, field: "model")
@@ -99,7 +106,32 @@ public final class JobExecutor {
     /// `base` with the recipe's LoRAs applied (the same pipeline when there are none), and each LoRA's A1111
     /// short hash. The patched pipeline is kept for the next job with the same set; `base` is never changed,
     /// so a job without LoRAs runs on exactly the checkpoint's weights.
-    func applying(_ uses: [LoRAUse], to base: StableDiffusionPipeline, inputs: Inputs) throws
+    /// The separate VAE a job uses: the recipe's `vae` (in the VAE folder), "none" for the checkpoint's own, else
+    /// A1111's `<checkpoint>.vae.safetensors` beside it; nil: the checkpoint's own.
+    func vae(for recipe: Recipe, model: URL, inputs: Inputs) throws -> URL? {
+        guard let name = recipe.vae else { return ModelLibrary.sidecarVAE(for: model) }
+        if name.lowercased() == "none" { return nil }
+        guard let resolveVAE else {
+            throw JobFailure(code: "recipe", message: "Recipe '\(inputs.recipeName)' names a VAE, but no VAE folder is configured.", file: inputs.recipeName, field: "vae")
+        }
+        return try resolveVAE(name)
+    }
+
+    /// `base` with the VAE of `url` (kept for the next job with the same VAE); `base` itself when nil.
+    func applying(vae url: URL?, to base: StableDiffusionPipeline) throws -> StableDiffusionPipeline {
+        guard let url else { withVAE = nil; return base }
+        if let withVAE, withVAE.vae == url { return withVAE.pipeline }
+        withVAE = nil
+        let models: StableDiffusionModels
+        do { models = try base.models.replacingVAE(with: url) } catch {
+            throw JobFailure(code: "model", message: "Cannot use VAE '\(url.lastPathComponent)': \(error)", file: url.lastPathComponent, field: "vae")
+        }
+        let pipeline = StableDiffusionPipeline(models: models, tokenizer: base.tokenizer)
+        withVAE = (url, pipeline)
+        return pipeline
+    }
+
+    func applying(_ uses: [LoRAUse], to base: StableDiffusionPipeline, vae: URL?, inputs: Inputs) throws
         -> (StableDiffusionPipeline, [(name: String, hash: String)]) {
         guard !uses.isEmpty else {
             patched = nil   // its patched layers' memory goes back
@@ -120,7 +152,7 @@ public final class JobExecutor {
             w.unet += Float(use.unetWeight)
             weights[url] = w
         }
-        let key = [base.models.checkpoint.url.path] + order.map { url -> String in
+        let key = [base.models.checkpoint.url.path, vae?.path ?? ""] + order.map { url -> String in
             let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
             let stamp = "\((attributes?[.size] as? Int) ?? -1)/\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1)"
             return "\(url.path)|\(stamp)|\(weights[url]!.textEncoder)|\(weights[url]!.unet)"
@@ -180,8 +212,11 @@ public final class JobExecutor {
         // Model, and the recipe checked against it before any compute (steps after the scheduler's
         // offset, sizes, channels).
         let modelURL = try resolveModel(recipe.model)
-        let (basePipeline, modelHash) = try pipeline(for: modelURL)
-        let (pipeline, loraHashes) = try applying(recipe.loras, to: basePipeline, inputs: inputs)
+        let (checkpointPipeline, modelHash) = try pipeline(for: modelURL)
+        let vaeURL = try vae(for: recipe, model: modelURL, inputs: inputs)
+        let basePipeline = try applying(vae: vaeURL, to: checkpointPipeline)
+        let (pipeline, loraHashes) = try applying(recipe.loras, to: basePipeline, vae: vaeURL, inputs: inputs)
+        let vaeInfo = vaeURL.map { (name: $0.lastPathComponent, hash: ModelHash.short(for: $0, cacheFolder: hashCache)) }
         do { try pipeline.validate(configuration, imageWidth: image.width, imageHeight: image.height) } catch {
             throw Self.failure(error, inputs: inputs)
         }
@@ -214,7 +249,7 @@ public final class JobExecutor {
             }
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
                                             modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash,
-                                            prompt: recipe.writtenPrompt, extra: A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
+                                            prompt: recipe.writtenPrompt, vae: vaeInfo, extra: A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
             if index == 0, let defects = result.defectMask, defects.shape.count == 4, let name = inputs.defects {
                 let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
                 let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
@@ -234,6 +269,10 @@ public final class JobExecutor {
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
         if let written = recipe.writtenPrompt { report["prompt"] = written }
+        if let vaeInfo {
+            report["vae"] = vaeInfo.name
+            if let hash = vaeInfo.hash { report["vae_hash"] = hash }
+        }
         if !recipe.loras.isEmpty {
             let hashes = Dictionary(loraHashes.map { ($0.name, $0.hash) }, uniquingKeysWith: { a, _ in a })
             report["loras"] = recipe.loras.map { use -> [String: Any] in

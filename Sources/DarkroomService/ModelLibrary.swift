@@ -9,13 +9,14 @@ public struct ModelLibrary: Sendable {
     public let folder: URL
     public let defaultName: String?
 
-    /// The LoRA folder's name inside `folder` ("Lora", A1111's).
-    public let loraFolderName: String
+    /// The add-on folders' names inside `folder` ("Lora" and "VAE", A1111's).
+    public let loraFolderName: String, vaeFolderName: String
 
-    public init(folder: URL, defaultName: String? = nil, loraFolderName: String? = nil) {
+    public init(folder: URL, defaultName: String? = nil, loraFolderName: String? = nil, vaeFolderName: String? = nil) {
         self.folder = folder
         self.defaultName = defaultName
         self.loraFolderName = loraFolderName ?? "Lora"
+        self.vaeFolderName = vaeFolderName ?? "VAE"
     }
 
     /// Checkpoint names in the folder.
@@ -27,7 +28,7 @@ public struct ModelLibrary: Sendable {
             guard !name.hasPrefix("."), FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return false }
             return isDirectory.boolValue
                 ? FileManager.default.fileExists(atPath: url.appendingPathComponent("unet").path)
-                : name.hasSuffix(".safetensors")
+                : name.hasSuffix(".safetensors") && !name.hasSuffix(".vae.safetensors")   // A1111's VAE beside a checkpoint
         }.sorted()
     }
 
@@ -54,22 +55,44 @@ public struct ModelLibrary: Sendable {
     /// `Models/Lora/`, A1111's folder name for LoRA-family networks.
     public var loraFolder: URL { folder.appendingPathComponent(loraFolderName) }
 
+    /// `Models/VAE/`, A1111's folder name for separate VAEs.
+    public var vaeFolder: URL { folder.appendingPathComponent(vaeFolderName) }
+
     /// The LoRA file a recipe names (file name in `Models/Lora/`, with or without `.safetensors`); a name with
     /// a path in it is refused. Pickled `.pt`/`.ckpt` files are found and then refused by the loader, naming them.
     public func resolveLoRA(_ name: String) throws -> URL {
+        try resolveAddOn(name, in: loraFolder, kind: "LoRA", field: "loras", folders: false)
+    }
+
+    /// The VAE a recipe's `vae` names: a file or a diffusers `vae/` folder in `Models/VAE/`.
+    public func resolveVAE(_ name: String) throws -> URL {
+        try resolveAddOn(name, in: vaeFolder, kind: "VAE", field: "vae", folders: true)
+    }
+
+    /// A1111's VAE beside a checkpoint: `<name>.vae.safetensors` next to `<name>.safetensors`, used when the recipe
+    /// names no VAE.
+    public static func sidecarVAE(for checkpoint: URL) -> URL? {
+        guard checkpoint.pathExtension == "safetensors" else { return nil }
+        let url = checkpoint.deletingPathExtension().appendingPathExtension("vae.safetensors")
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && !isDirectory.boolValue ? url : nil
+    }
+
+    /// A name confined to `folder`: a file (with or without `.safetensors`; `.pt`/`.ckpt` found so the loader can
+    /// refuse them by name) or, with `folders`, a folder.
+    func resolveAddOn(_ name: String, in folder: URL, kind: String, field: String, folders: Bool) throws -> URL {
         guard Recipe.isPlainFileName(name) else {
-            throw JobFailure(code: "recipe", message: "LoRA '\(name)' must be a file name in '\(loraFolder.path)', not a path.", file: nil, field: "loras")
+            throw JobFailure(code: "recipe", message: "\(kind) '\(name)' must be a name in '\(folder.path)', not a path.", file: nil, field: field)
         }
         for candidate in [name, name + ".safetensors", name + ".pt", name + ".ckpt"] {
-            let url = loraFolder.appendingPathComponent(candidate)
+            let url = folder.appendingPathComponent(candidate)
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue { return url }
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), folders || !isDirectory.boolValue { return url }
         }
-        let available = ((try? FileManager.default.contentsOfDirectory(atPath: loraFolder.path)) ?? [])
-            .filter { $0.hasSuffix(".safetensors") }.map { String($0.dropLast(".safetensors".count)) }.sorted()
-        let listing = available.isEmpty ? "the folder has no .safetensors files"
+        let available = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { !$0.hasPrefix(".") }.map { $0.hasSuffix(".safetensors") ? String($0.dropLast(".safetensors".count)) : $0 }.sorted()
+        let listing = available.isEmpty ? "the folder is empty or missing"
             : "available: " + available.prefix(20).joined(separator: ", ") + (available.count > 20 ? ", …" : "")
-        throw JobFailure(code: "recipe", message: "LoRA '\(name)' is not in '\(loraFolder.path)' (\(listing)).",
-                         file: nil, field: "loras")
+        throw JobFailure(code: "recipe", message: "\(kind) '\(name)' is not in '\(folder.path)' (\(listing)).", file: nil, field: field)
     }
 }

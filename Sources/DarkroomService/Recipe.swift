@@ -31,6 +31,9 @@ public struct Recipe: Sendable, Equatable {
     /// LoRAs to apply: the recipe's `loras`, then the prompt's `<lora:…>` tags (removed from
     /// `configuration.generation.prompt`).
     public var loras: [LoRAUse] = []
+    /// A VAE in `Models/VAE/` to decode and encode with; "none": the checkpoint's own, even when A1111's
+    /// `<checkpoint>.vae.safetensors` lies beside it (which is used when this is nil).
+    public var vae: String?
     /// The prompt as the recipe wrote it, tags included (A1111 keeps them in its `parameters` chunk).
     public var writtenPrompt: String?
 
@@ -49,7 +52,7 @@ public struct Recipe: Sendable, Equatable {
         "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
         "repair_defects": "true or false", "upscale": "1 or 2", "tile_size": "a whole number of pixels from 64 to 2048",
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
-        "vae_tiling": "auto, always or never", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
+        "vae_tiling": "auto, always or never", "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
         "$schema": "a string",
     ]
 
@@ -137,6 +140,10 @@ public struct Recipe: Sendable, Equatable {
         recipe.seed = reader.seed("seed")
         recipe.model = reader.string("model")
         recipe.mask = reader.string("mask")
+        recipe.vae = reader.string("vae")
+        if let vae = recipe.vae, !isPlainFileName(vae) {
+            reader.problems.append(RecipeProblem(field: "vae", message: "'\(vae)' must be a name in Models/VAE (no folders, no '..'), or none"))
+        }
         if let mask = recipe.mask, !isPlainFileName(mask) {
             reader.problems.append(RecipeProblem(field: "mask", message: "'\(mask)' must be a file name beside the recipe (no folders, no '..')"))
         }

@@ -29,6 +29,9 @@ struct Process: ParsableCommand {
     @Option(help: "The folder of the LoRAs the recipe names (default: Lora/ beside the checkpoint, as in the service's Models/Lora).")
     var loraFolder: String?
 
+    @Option(help: "The folder of the VAEs the recipe's `vae` names (default: VAE/ beside the checkpoint, as in the service's Models/VAE).")
+    var vaeFolder: String?
+
     @Option(help: "Output PNG; with count > 1 the others are NAME-2.png, NAME-3.png, …; the report is NAME.json (and NAME.defects.png for repaired defects). Existing files are never overwritten.")
     var output: String
 
@@ -70,7 +73,10 @@ struct Process: ParsableCommand {
         let configURL = modelConfig.map { URL(fileURLWithPath: $0) }
         let loras = ModelLibrary(folder: loraFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
                                  ?? modelURL.deletingLastPathComponent(), loraFolderName: loraFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
-        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) }, loadPipeline: { url in
+        let vaes = ModelLibrary(folder: vaeFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
+                                ?? modelURL.deletingLastPathComponent(), vaeFolderName: vaeFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) },
+                                   resolveVAE: { try vaes.resolveVAE($0) }, loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
         // Results are staged beside the output, then published together (report last), as the service does.

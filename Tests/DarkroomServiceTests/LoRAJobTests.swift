@@ -72,6 +72,11 @@ final class LoRAJobTests: XCTestCase {
     }
 
     func run(_ executor: JobExecutor, recipe: String, name: String) throws -> (png: [UInt8], report: [String: Any]) {
+        try Self.run(executor, root: root, recipe: recipe, name: name)
+    }
+
+    /// Runs one img2img job of `recipe` on the pipelines' photo through `executor`, staged under `root`.
+    static func run(_ executor: JobExecutor, root: URL, recipe: String, name: String) throws -> (png: [UInt8], report: [String: Any]) {
         let folder = root.appendingPathComponent("job-\(name)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let recipeURL = folder.appendingPathComponent("\(name).json")
@@ -144,6 +149,11 @@ final class LoRAJobTests: XCTestCase {
     }
 
     func assertWithinOneLevel(_ png: [UInt8], _ want: [Float], file: StaticString = #filePath, line: UInt = #line) throws {
+        try Self.assertWithinOneLevel(png, want, file: file, line: line)
+    }
+
+    /// The PNG's 8-bit samples within one level of diffusers' float image ([H, W, 3] in [0, 1]).
+    static func assertWithinOneLevel(_ png: [UInt8], _ want: [Float], file: StaticString = #filePath, line: UInt = #line) throws {
         let got = try ImageDecoder.decode(data: png, name: "result.png").image
         XCTAssertEqual(got.samples.count, want.count, file: file, line: line)
         var worst = 0
