@@ -5,6 +5,7 @@ import DarkroomPipeline
 import DarkroomSchedulers
 import DarkroomTensor
 import DarkroomTokenizer
+import DarkroomWeights
 import Foundation
 
 struct Bench: ParsableCommand {
@@ -248,6 +249,15 @@ extension Bench {
         @Option(help: "Sampler.")
         var sampler = "dpmpp_2m_karras"
 
+        @Option(help: "A LoRA to measure (a .safetensors path, or 'random': a rank-64 LoRA on every layer an LCM-LoRA patches): the time to apply it, a guided UNet step with and without it, and a few-step job with it.")
+        var lora: String?
+
+        @Option(help: "The few-step job with the LoRA: sampler, steps, strength and guidance (8 steps x 0.5 run 4 UNet steps).")
+        var fewStepSampler = "lcm"
+        @Option var fewSteps = 8
+        @Option var fewStepStrength = 0.5
+        @Option var fewStepGuidance: Float = 1
+
         func run() throws {
             let url = try Bench.checkpoint(checkpoint)
             Bench.header()
@@ -286,6 +296,38 @@ extension Bench {
             }
             print(String(format: "whole job (load + img2img)      %.2f s   peak RSS %.2f GiB",
                          Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, peakRSSGiB()))
+            if let lora, let base = pipeline {
+                try measureLoRA(lora, base: base, image: image, configuration: configuration)
+            }
+        }
+
+        /// Applying a LoRA (open + merge), a guided UNet step with and without it, and a few-step job with it.
+        func measureLoRA(_ path: String, base: StableDiffusionPipeline, image: Image, configuration: PipelineConfiguration) throws {
+            let url = path == "random" ? try BenchLoRA.cached(for: base.models.checkpoint) : URL(fileURLWithPath: path)
+            print("LoRA \(url.lastPathComponent)")
+            var patched: StableDiffusionPipeline?
+            var layers = 0
+            try Bench.measure("apply LoRA (open + merge)", repeats: 2) {
+                let lora = try LoRA.open(url, model: base.models.checkpoint)
+                layers = lora.layers.count
+                patched = StableDiffusionPipeline(models: try base.models.applying([(lora, 1)]), tokenizer: base.tokenizer)
+            }
+            guard let patched else { return }
+            print("  \(layers) patched layers")
+            let latent = size / base.models.vae.config.downscale
+            let sample = Tensor(shape: [2, base.models.unet.config.inChannels, latent, latent], repeating: 0.1)
+            let context = base.models.textEncoder(Array(repeating: Array(repeating: 49407, count: 77), count: 2))
+            for (label, models) in [("UNet step, base", base.models), ("UNet step, with LoRA", patched.models), ("UNet step, base again", base.models)] {
+                Bench.measure("\(label) \(size)px b2", repeats: 2) { _ = models.unet(sample, timesteps: [500], context: context) }
+            }
+            var few = configuration
+            few.generation.sampler = fewStepSampler
+            few.generation.steps = fewSteps
+            few.generation.strength = fewStepStrength
+            few.generation.guidance = fewStepGuidance
+            try Bench.measure("img2img \(fewStepSampler) \(fewSteps) x \(fewStepStrength) cfg \(fewStepGuidance) + LoRA", repeats: 1) {
+                _ = try patched.run(few, image: image)
+            }
         }
     }
 }

@@ -67,4 +67,48 @@ final class LoRATests: XCTestCase {
             XCTAssertTrue("\(error)".contains("another model family"), "\(error)")
         }
     }
+
+    /// Hand-made hostile LoRAs: each is refused at open (or at merge, for values) with an error naming the
+    /// module or key and the problem, never a trap.
+    func testHostileLoRAsAreRefused() throws {
+        let base = try ModelFixtures.load("sd1", .diffusers)
+        let q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"   // a [32, 32] weight
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-lora-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func file(_ tensors: [(String, [Int], Float)]) throws -> URL {
+            var writer = SafetensorsWriter()
+            for (name, shape, value) in tensors {
+                try writer.add(name, shape: shape, floats: [Float](repeating: value, count: shape.reduce(1, *)))
+            }
+            let url = folder.appendingPathComponent("\(UUID().uuidString.prefix(8)).safetensors")
+            try writer.write(to: url)
+            return url
+        }
+        let cases: [(tensors: [(String, [Int], Float)], expected: String)] = [
+            ([("\(q).lora_down.weight", [4, 768], 0.1), ("\(q).lora_up.weight", [32, 4], 0.1)], "the down/A factor has shape [4, 768]"),
+            ([("\(q).lora_down.weight", [4, 32], 0.1), ("\(q).lora_up.weight", [320, 4], 0.1)], "the up/B factor has shape [320, 4]"),
+            ([("\(q).lora_down.weight", [4, 32], 0.1)], "up/B partner is missing"),
+            ([("\(q).lora_down.weight", [4, 32], 0.1), ("\(q).lora_up.weight", [32, 4], 0.1), ("\(q).alpha", [2], 1)], "alpha must be one finite number"),
+            ([("\(q).lora_down.weight", [4, 32], 0.1), ("\(q).lora_up.weight", [32, 4], 0.1), ("\(q).lora_mid.weight", [4, 4, 3, 3], 0.1)], "Tucker"),
+            ([("\(q).lora_down.weight", [4, 32], 0.1), ("\(q).lora_up.weight", [32, 4], 0.1), ("\(q).dora_scale", [32, 1], 1)], "DoRA"),
+            ([("\(q).hada_w1_a", [32, 2], 0.1), ("\(q).hada_w1_b", [2, 32], 0.1)], "form no complete"),
+            ([("\(q).something_else", [4], 0.1)], "no LoRA, LoHa, LoKr or full-weight rule"),
+            ([], "holds no tensors"),
+        ]
+        for (index, c) in cases.enumerated() {
+            XCTAssertThrowsError(try LoRA.open(try file(c.tensors), model: base.checkpoint), "case \(index)") { error in
+                XCTAssertTrue("\(error)".contains(c.expected), "case \(index): \(error)")
+            }
+        }
+        // Non-finite values are found when the update is computed, naming the tensor.
+        let nan = try LoRA.open(try file([("\(q).lora_down.weight", [4, 32], .nan), ("\(q).lora_up.weight", [32, 4], 0.1)]), model: base.checkpoint)
+        XCTAssertThrowsError(try base.applying([(nan, 1)])) { error in
+            XCTAssertTrue("\(error)".contains("lora_down.weight") && "\(error)".contains("nan"), "\(error)")
+        }
+        // Multiplier 0 patches nothing: the same models come back.
+        let zero = try base.applying([(try LoRA.open(Self.url("kohya_a"), model: base.checkpoint), 0)])
+        XCTAssertEqual(zero.unet(Tensor(shape: [1, 4, 8, 8], repeating: 0.1), timesteps: [1], context: Tensor(shape: [1, 77, 4], repeating: 0.1)).scalars,
+                       base.unet(Tensor(shape: [1, 4, 8, 8], repeating: 0.1), timesteps: [1], context: Tensor(shape: [1, 77, 4], repeating: 0.1)).scalars)
+    }
 }
