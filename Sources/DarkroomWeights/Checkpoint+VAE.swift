@@ -18,17 +18,8 @@ extension Checkpoint {
         if isDirectory.boolValue {
             var entries: [String: StoredTensor] = [:]
             var infos: [TensorInfo] = []
-            let files = try weightFiles(in: url)
-            guard !files.isEmpty else {
-                throw WeightsError.unknownModelFamily(path: url.path, detail: "no *.safetensors VAE weights in the folder")
-            }
-            for fileURL in files {
-                let file = try SafetensorsFile(url: fileURL)
-                for info in file.tensorInfos {
-                    entries["vae.\(info.name)"] = StoredTensor(file: file, key: info.name, shape: info.shape, transform: .none)
-                    infos.append(info)
-                }
-            }
+            try readComponent(url, as: "vae", entries: &entries, infos: &infos,
+                              missing: WeightsError.unknownModelFamily(path: url.path, detail: "no *.safetensors VAE weights in the folder"))
             return Checkpoint(url: url, layout: .diffusers, family: .sd1, keys: entries.keys.sorted(), dtypes: countDTypes(infos),
                               sidecarYAML: nil, entries: entries)
         }

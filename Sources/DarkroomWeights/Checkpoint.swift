@@ -159,24 +159,28 @@ public struct Checkpoint: TensorSource {
         var entries: [String: StoredTensor] = [:]
         var infos: [TensorInfo] = []
         for component in components {
-            let folder = url.appendingPathComponent(component)
-            let files = try weightFiles(in: folder)
-            guard !files.isEmpty else {
-                throw WeightsError.unknownModelFamily(path: url.path, detail: "no \(component)/*.safetensors weights in the diffusers folder")
-            }
-            for fileURL in files {
-                let file = try SafetensorsFile(url: fileURL)
-                for info in file.tensorInfos {
-                    entries["\(component).\(info.name)"] = StoredTensor(file: file, key: info.name, shape: info.shape, transform: .none)
-                    infos.append(info)
-                }
-            }
+            try readComponent(url.appendingPathComponent(component), as: component, entries: &entries, infos: &infos,
+                              missing: WeightsError.unknownModelFamily(path: url.path, detail: "no \(component)/*.safetensors weights in the diffusers folder"))
         }
         let textConfig = try jsonObject(url.appendingPathComponent("text_encoder/config.json"))
         let activation = textConfig?["hidden_act"] as? String
         let family: Family = activation == "gelu" ? .sd2 : .sd1
         return Checkpoint(url: url, layout: .diffusers, family: family, keys: entries.keys.sorted(),
                           dtypes: countDTypes(infos), sidecarYAML: nil, entries: entries)
+    }
+
+    /// Every tensor of a diffusers component folder's weight files, under `component.` (diffusers names are canonical).
+    static func readComponent(_ folder: URL, as component: String, entries: inout [String: StoredTensor], infos: inout [TensorInfo],
+                              missing: @autoclosure () -> WeightsError) throws {
+        let files = try weightFiles(in: folder)
+        guard !files.isEmpty else { throw missing() }
+        for fileURL in files {
+            let file = try SafetensorsFile(url: fileURL)
+            for info in file.tensorInfos {
+                entries["\(component).\(info.name)"] = StoredTensor(file: file, key: info.name, shape: info.shape, transform: .none)
+                infos.append(info)
+            }
+        }
     }
 
     /// A component folder's weight files: `*.safetensors` without a variant, else the `fp16` variant

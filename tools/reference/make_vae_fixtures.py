@@ -35,18 +35,12 @@ from safetensors.torch import save_file  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_model_fixtures as mm  # noqa: E402
+from make_lora_fixtures import MODEL, PHOTO, PROMPT, REPO  # noqa: E402  (the same model, photo and prompt)
 
 import diffusers  # noqa: E402
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline  # noqa: E402
 
-diffusers.utils.logging.set_verbosity_error()
-torch.set_num_threads(1)
-
-REPO = Path(__file__).resolve().parents[2]
-MODEL = REPO / "Tests" / "Fixtures" / "models" / "sd1" / "diffusers"
-PHOTO = REPO / "Tests" / "Fixtures" / "pipelines" / "inputs" / "photo.png"
 OUT = REPO / "Tests" / "Fixtures" / "vae"
-PROMPT = "a photograph of an astronaut riding a horse"
 
 
 def main() -> None:
