@@ -4,6 +4,7 @@ import CPNG
 enum PNGDecoding {
     static func decode(_ data: UnsafeBufferPointer<UInt8>, name: String, limits: DecodeLimits) throws -> DecodedImage {
         try precheckIHDR(data, name: name, limits: limits)
+        try precheckChunkLengths(data, name: name)
         guard let base = data.baseAddress, let reader = dr_png_reader_create(base, data.count) else {
             throw ImageIOError.outOfMemory(name: name, format: .png)
         }
@@ -72,6 +73,24 @@ enum PNGDecoding {
             throw ImageIOError.truncated(
                 name: name, format: .png,
                 detail: "\(byteCount) bytes cannot hold the \(r.width)x\(r.height) image its header declares")
+        }
+    }
+
+    /// Walks the chunk list (length, type, data, CRC) and refuses a chunk that runs past the end of the file
+    /// before libpng sees it: libpng allocates a chunk's declared length before reading it, so a few hundred
+    /// bytes declaring a 1.7 GB text chunk would cost seconds and gigabytes (found by the image fuzzer).
+    private static func precheckChunkLengths(_ data: UnsafeBufferPointer<UInt8>, name: String) throws {
+        var offset = 8
+        while offset + 8 <= data.count {
+            let length = Int(data[offset]) << 24 | Int(data[offset + 1]) << 16 | Int(data[offset + 2]) << 8 | Int(data[offset + 3])
+            let type = String(decoding: data[(offset + 4)..<(offset + 8)], as: UTF8.self)
+            let remaining = data.count - offset - 12
+            guard length <= remaining else {
+                throw ImageIOError.truncated(name: name, format: .png,
+                                             detail: "the \(type) chunk at byte \(offset) declares \(length) bytes but only \(max(0, remaining)) follow")
+            }
+            if type == "IEND" { return }
+            offset += 12 + length
         }
     }
 

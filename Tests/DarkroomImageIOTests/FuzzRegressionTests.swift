@@ -38,6 +38,18 @@ final class FuzzRegressionTests: XCTestCase {
         }
     }
 
+    /// 228- and 243-byte PNGs whose text chunks declare 1.7 GB and 285 MB (image fuzzer: a timeout and a slow
+    /// input, as libpng allocates a chunk's declared length before reading it): refused from the chunk list.
+    func testChunkRunningPastTheEndIsTruncated() throws {
+        for (file, type) in [("timeout-itxt-declaring-1.7gb.png", "iTXt"), ("slow-text-declaring-285mb.png", "tEXt")] {
+            let bytes = [UInt8](try Data(contentsOf: Self.folder.appendingPathComponent(file)))
+            XCTAssertThrowsError(try ImageDecoder.decode(data: bytes, name: file)) { error in
+                guard case ImageIOError.truncated(_, _, let detail)? = error as? ImageIOError else { return XCTFail("\(error)") }
+                XCTAssertTrue(detail.contains("the \(type) chunk") && detail.contains("declares"), detail)
+            }
+        }
+    }
+
     /// The bound is deflate's own (1032:1), so the most compressible real image still decodes: 4096x4096
     /// black gray, written by zlib at level 9 (Tests/Fixtures/images/black_4096_gray_zlib9.png, 1024:1).
     func testMaximallyCompressedImageStillDecodes() throws {
