@@ -55,6 +55,8 @@ public struct Tensor: @unchecked Sendable {
 
     public var count: Int { storage.count }
     public var rank: Int { shape.count }
+    /// Whether the elements live in memory another object owns (a mapped file), not in a copy of the tensor's own.
+    public var isBorrowed: Bool { storage.isBorrowed }
     public var scalars: [Float] { withUnsafeBufferPointer { Array($0) } }
 
     /// `shape[i]`, with negative `i` counting from the end.

@@ -37,6 +37,9 @@ public struct Weight: @unchecked Sendable {
 
     public var count: Int { Tensor.elementCount(shape) }
 
+    /// Whether the elements are read in place from memory another object owns (a mapped checkpoint), not copied.
+    public var isBorrowed: Bool { tensor?.isBorrowed ?? true }
+
     /// Bytes this weight occupies as stored.
     public var storedBytes: Int { count * (format == .float32 ? 4 : 2) }
 

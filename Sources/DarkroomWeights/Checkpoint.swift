@@ -77,14 +77,19 @@ public struct Checkpoint: TensorSource {
         case .none: return stored
         case .reshape(let shape): return stored.reshaped(shape)
         case .rows(let part, let parts):
-            guard stored.format != .float32 else { return Weight(try tensor(key)) }
             // `open` checked that the rows split evenly and that there are some.
             let rows = stored.shape[0] / parts, rowElements = stored.count / max(stored.shape[0], 1)
+            let info = try entry.file.info(entry.key)
+            guard info.dtype == .f16 || info.dtype == .bf16 || info.dtype == .f32 else { return Weight(try tensor(key)) }
+            let elementSize = info.dtype == .f32 ? 4 : 2
             return try entry.file.withRawBytes(entry.key) { bytes in
                 guard let base = bytes.baseAddress, rows > 0 else { throw WeightsError.unexpectedShape(
                     key: key, expected: "a fused q/k/v projection with a multiple of \(parts) rows", found: stored.shape, source: sourceName) }
-                return Weight(shape: [rows] + stored.shape.dropFirst(), format: stored.format,
-                              borrowing: base + part * rows * rowElements * 2, owner: entry.file)
+                let start = base + part * rows * rowElements * elementSize
+                let shape = [rows] + stored.shape.dropFirst()
+                guard info.dtype == .f32 else { return Weight(shape: shape, format: stored.format, borrowing: start, owner: entry.file) }
+                guard Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 else { return Weight(try tensor(key)) }
+                return Weight(Tensor(shape: shape, borrowing: start.assumingMemoryBound(to: Float.self), owner: entry.file))
             }
         }
     }

@@ -139,14 +139,17 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
     }
 
-    /// The tensor as a `Weight`: F16/BF16 borrowed from the mapping (kept 16-bit, no copy; the weight keeps this
-    /// file mapped), F32 and other float types converted to an owned Float32 tensor.
+    /// The tensor as a `Weight`: F16/BF16 and F32 borrowed from the mapping (no copy; the weight keeps this file
+    /// mapped, and its pages can leave the resident set while unused, see `dropResidentPages`); other float types,
+    /// and F32 data the header places at an address that is not a multiple of 4, converted to an owned tensor.
     public func weight(_ name: String) throws -> Weight {
         let info = try floatInfo(name)
+        let start = base + info.dataRange.lowerBound
         switch info.dtype {
         case .f16, .bf16:
-            return Weight(shape: info.shape, format: info.dtype == .f16 ? .float16 : .bfloat16,
-                          borrowing: base + info.dataRange.lowerBound, owner: self)
+            return Weight(shape: info.shape, format: info.dtype == .f16 ? .float16 : .bfloat16, borrowing: start, owner: self)
+        case .f32 where Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 && 1.littleEndian == 1:
+            return Weight(Tensor(shape: info.shape, borrowing: start.assumingMemoryBound(to: Float.self), owner: self))
         default:
             return Weight(try Tensor(shape: info.shape) { try floats(name, into: $0) })
         }

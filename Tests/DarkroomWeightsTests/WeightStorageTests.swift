@@ -30,6 +30,26 @@ final class WeightStorageTests: XCTestCase {
                           try sd2.weight("text_encoder.text_model.encoder.layers.0.self_attn.k_proj.weight").float32.scalars)
     }
 
+    /// Float32 checkpoints are borrowed from the mapping too (no second copy of a 4 GB file), including the
+    /// row blocks of a fused q/k/v matrix: the sd2v fixture rewritten in F32.
+    func testSingleFileF32WeightsAreBorrowed() throws {
+        let source = try SafetensorsFile(url: Self.models.appendingPathComponent("sd2v/sd2v.safetensors"))
+        var writer = SafetensorsWriter()
+        for name in source.tensorNames {
+            let info = try source.info(name)
+            if info.dtype.isFloatingPoint { try writer.add(name, shape: info.shape, floats: try source.floats(name), as: .f32) }
+        }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("f32-\(UUID().uuidString.prefix(8)).safetensors")
+        try writer.write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let checkpoint = try Checkpoint.open(url)
+        for key in ["unet.conv_in.weight", "text_encoder.text_model.encoder.layers.0.self_attn.k_proj.weight"] {
+            try check(checkpoint, key, format: .float32)
+            XCTAssertTrue(try checkpoint.weight(key).isBorrowed, key)
+        }
+        XCTAssertFalse(try checkpoint.tensor("unet.conv_in.weight").isBorrowed, "tensor() is an owned copy")
+    }
+
     func testBF16AndDiffusersFolders() throws {
         let inpaint = try Checkpoint.open(Self.models.appendingPathComponent("sd1_inpaint/sd1_inpaint.safetensors"))
         try check(inpaint, "unet.conv_in.weight", format: .bfloat16)
