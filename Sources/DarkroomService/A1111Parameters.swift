@@ -16,7 +16,7 @@ public enum A1111Parameters {
     ]
 
     public static func text(configuration c: PipelineConfiguration, seed: UInt64, width: Int, height: Int,
-                            modelName: String?, modelHash: String?) -> String {
+                            modelName: String?, modelHash: String?, tiHashes: String? = nil) -> String {
         let g = c.generation
         var pairs: [(String, String)] = [
             ("Steps", "\(g.steps)"), ("Sampler", samplerNames[g.sampler] ?? g.sampler),
@@ -31,6 +31,7 @@ public enum A1111Parameters {
             if c.inpaintArea == .masked { pairs.append(("Inpaint area", "Only masked")); pairs.append(("Masked area padding", "\(c.padding)")) }
         }
         if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
+        if let tiHashes { pairs.append(("TI hashes", tiHashes)) }     // sd_hijack_clip.py: "name: hash, …", quoted
         pairs.append(("Version", "Darkroom"))
         var lines = [g.prompt]
         if !g.negativePrompt.isEmpty { lines.append("Negative prompt: \(g.negativePrompt)") }

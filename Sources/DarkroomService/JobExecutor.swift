@@ -43,14 +43,17 @@ public final class JobExecutor {
     let resolveModel: (String?) throws -> URL
     let loadPipeline: (URL) throws -> StableDiffusionPipeline
     let hashCache: URL?
+    /// Where prompt words find textual-inversion embeddings (nil: none).
+    let embeddings: EmbeddingLibrary?
     public let decodeLimits: DecodeLimits
     let logger: Logger
     var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
 
     public init(resolveModel: @escaping (String?) throws -> URL, logger: Logger, decodeLimits: DecodeLimits = .default,
-                hashCache: URL? = ModelHash.defaultCacheFolder(),
+                hashCache: URL? = ModelHash.defaultCacheFolder(), embeddings: EmbeddingLibrary? = nil,
                 loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.resolveModel = resolveModel
+        self.embeddings = embeddings
         self.loadPipeline = loadPipeline
         self.hashCache = hashCache
         self.decodeLimits = decodeLimits
@@ -60,7 +63,8 @@ public final class JobExecutor {
     /// For the inbox: models are names in `library`.
     public convenience init(library: ModelLibrary, logger: Logger, decodeLimits: DecodeLimits = .default,
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
-        self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits, loadPipeline: loadPipeline)
+        self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
+                  embeddings: EmbeddingLibrary(models: library.folder), loadPipeline: loadPipeline)
     }
 
     public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
@@ -124,6 +128,10 @@ public final class JobExecutor {
         do { try pipeline.validate(configuration, imageWidth: image.width, imageHeight: image.height) } catch {
             throw Self.failure(error, inputs: inputs)
         }
+        let g = configuration.generation
+        let embeddingsUsed = try embeddings?.used(by: [g.prompt, g.negativePrompt], tokenizer: pipeline.tokenizer,
+                                                  width: pipeline.models.textEncoder.config.width) ?? []
+        configuration.generation.embeddings = embeddingsUsed.map(\.embedding)
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         // One image per seed; an output already staged was produced by an earlier attempt of this job.
         var seeds: [UInt64] = []
@@ -152,7 +160,8 @@ public final class JobExecutor {
                                  file: inputs.imageName, field: nil)
             }
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
-                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash)
+                                            modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash,
+                                            tiHashes: EmbeddingLibrary.tiHashes(embeddingsUsed))
             if index == 0, let defects = result.defectMask, defects.shape.count == 4, let name = inputs.defects {
                 let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
                 let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
@@ -171,6 +180,9 @@ public final class JobExecutor {
             "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
+        if !embeddingsUsed.isEmpty {
+            report["embeddings"] = embeddingsUsed.map { ["name": $0.embedding.name, "file": $0.file, "hash": $0.hash, "vectors": $0.embedding.count] as [String: Any] }
+        }
         if let defects = inputs.defects, FileManager.default.fileExists(atPath: staging.appendingPathComponent(URL(fileURLWithPath: defects).lastPathComponent).path) {
             report["defects"] = defects
         }

@@ -65,7 +65,8 @@ struct Process: ParsableCommand {
         logger.logLevel = .warning
         let modelURL = URL(fileURLWithPath: model)
         let configURL = modelConfig.map { URL(fileURLWithPath: $0) }
-        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, loadPipeline: { url in
+        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger,
+                                   embeddings: EmbeddingLibrary(models: modelURL.deletingLastPathComponent()), loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
         // Results are staged beside the output, then published together (report last), as the service does.
