@@ -83,8 +83,13 @@ public struct CLIPTextModel: Sendable {
     }
 
     /// Hidden states for `ids` (each row one prompt's token ids), after the final LayerNorm.
-    /// `skipLastLayers` (A1111 "Clip skip" − 1) stops that many layers early.
-    public func callAsFunction(_ ids: [[Int]], skipLastLayers: Int = 0) -> Tensor {
+    /// `skipLastLayers` (A1111 "Clip skip" − 1) stops that many layers early. `overrides[row]` replaces
+    /// token embeddings from `position` on with `vectors` (count × width, textual inversion; A1111
+    /// `sd_hijack.py::EmbeddingsWithFixes`), before the position embeddings are added; vectors past the
+    /// row's end are dropped, and overrides whose vectors are not whole rows of this width are ignored
+    /// (callers check widths first).
+    public func callAsFunction(_ ids: [[Int]], overrides: [[(position: Int, vectors: [Float])]] = [],
+                               skipLastLayers: Int = 0) -> Tensor {
         // `load` refuses position tables shorter than a chunk; longer rows are cut rather than trapping.
         let length = min(ids.first?.count ?? 0, config.maxPositions)
         let d = config.width
@@ -96,6 +101,11 @@ public struct CLIPTextModel: Sendable {
                         for (i, id) in row.prefix(length).enumerated() {
                             let token = min(max(id, 0), config.vocabularySize - 1)
                             for k in 0..<d { out[(b * length + i) * d + k] = tokens[token * d + k] + positions[i * d + k] }
+                        }
+                        for (position, vectors) in b < overrides.count ? overrides[b] : [] where vectors.count % d == 0 && position >= 0 {
+                            for i in position..<min(length, position + vectors.count / d) {
+                                for k in 0..<d { out[(b * length + i) * d + k] = vectors[(i - position) * d + k] + positions[i * d + k] }
+                            }
                         }
                     }
                 }
@@ -110,10 +120,14 @@ extension CLIPTextModel {
     /// A1111's weighted, chunked prompt encoding (`sd_hijack_clip.py::process_tokens`): each 77-token chunk
     /// is encoded on its own, its hidden states multiplied per token by the attention weights, then
     /// rescaled so the chunk's overall mean is what it was before weighting; chunks are concatenated
-    /// along the token axis → [1, 77·chunks, width].
-    public func callAsFunction(_ prompt: WeightedPrompt, skipLastLayers: Int = 0) -> Tensor {
+    /// along the token axis → [1, 77·chunks, width]. The prompt's embedding fixes take their vectors
+    /// from `embeddings` (by name; a name not there keeps the placeholder id's embedding).
+    public func callAsFunction(_ prompt: WeightedPrompt, embeddings: [String: TextualInversionEmbedding] = [:],
+                               skipLastLayers: Int = 0) -> Tensor {
         let chunks = prompt.chunks.enumerated().map { index, ids -> Tensor in
-            var z = self([ids], skipLastLayers: skipLastLayers)                 // [1, 77, W]
+            let fixes = index < prompt.fixes.count ? prompt.fixes[index] : []
+            let overrides = fixes.compactMap { fix in embeddings[fix.name].map { (position: fix.position, vectors: $0.vectors) } }
+            var z = self([ids], overrides: [overrides], skipLastLayers: skipLastLayers)   // [1, 77, W]
             let weights = prompt.weights[index]
             guard weights.contains(where: { $0 != 1 }) else { return z }
             let width = z.shape[2]

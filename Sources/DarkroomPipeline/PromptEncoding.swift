@@ -1,6 +1,7 @@
 import DarkroomModels
 import DarkroomTensor
 import DarkroomTokenizer
+import DarkroomWeights
 
 /// diffusers `encode_prompt` with A1111's prompt syntax: the negative and positive prompts become
 /// text-encoder hidden states [2, 77·chunks, width] (negative first, as diffusers concatenates them for
@@ -10,16 +11,23 @@ import DarkroomTokenizer
 /// prompt of up to 75 tokens gives the same ids as diffusers' tokenizer call, so its embedding is
 /// diffusers'. When the two prompts need different numbers of chunks, the shorter is extended with the
 /// empty prompt's chunk, as A1111's `pad_cond_uncond` does.
+///
+/// A word naming one of `embeddings` is replaced by its vectors (`PromptEncoder+Embeddings.swift`).
 struct PromptEncoder {
     let tokenizer: CLIPTokenizer
     let textEncoder: CLIPTextModel
     let clipSkip: Int
+    var embeddings: [TextualInversionEmbedding] = []
 
-    func encode(prompt: String, negativePrompt: String, guidance: Bool) -> Tensor {
+    func encode(prompt: String, negativePrompt: String, guidance: Bool) throws -> Tensor {
         let pad = textEncoder.config.padToken
-        var positive = textEncoder(tokenizer.weightedChunks(prompt, padToken: pad), skipLastLayers: clipSkip)
+        let (counts, vectors) = try embeddingTables()
+        func encoded(_ text: String) -> Tensor {
+            textEncoder(tokenizer.weightedChunks(text, padToken: pad, embeddings: counts), embeddings: vectors, skipLastLayers: clipSkip)
+        }
+        var positive = encoded(prompt)
         guard guidance else { return positive }
-        var negative = textEncoder(tokenizer.weightedChunks(negativePrompt, padToken: pad), skipLastLayers: clipSkip)
+        var negative = encoded(negativePrompt)
         if positive.shape[1] != negative.shape[1] {
             let empty = textEncoder(tokenizer.weightedChunks("", padToken: pad), skipLastLayers: clipSkip)
             while negative.shape[1] < positive.shape[1] { negative = Tensor.concatenate([negative, empty], axis: 1) }

@@ -2,6 +2,7 @@ import DarkroomModels
 import DarkroomSchedulers
 import DarkroomTensor
 import DarkroomTokenizer
+import DarkroomWeights
 import Foundation
 
 /// The settings of one generation, with A1111/diffusers defaults.
@@ -25,6 +26,8 @@ public struct GenerationSettings: Sendable, Equatable {
     public var clipSkip = 0
     /// Tiled VAE encode/decode (diffusers' `enable_vae_tiling`): automatic above `VAETiling.automaticAbove` pixels.
     public var vaeTiling = VAETilingMode.auto
+    /// Textual-inversion embeddings a prompt word may name (A1111: the embeddings folder's files).
+    public var embeddings: [TextualInversionEmbedding] = []
 
     public init() {}
 }
@@ -154,7 +157,8 @@ public struct StableDiffusionPipeline: Sendable {
             throw PipelineError.invalidValue(field: "image size", value: "\(image.shape[3])×\(image.shape[2])",
                                              expected: "multiples of \(factor) (resize, crop or pad first)")
         }
-        let embeddings = PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip)
+        let embeddings = try PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip,
+                                           embeddings: settings.embeddings)
             .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: settings.guidance > 1)
         try Self.requireFinite(embeddings, .textEncoding)
         let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])

@@ -17,7 +17,8 @@ public enum A1111Parameters {
 
     public static func text(configuration c: PipelineConfiguration, seed: UInt64, width: Int, height: Int,
                             modelName: String?, modelHash: String?, prompt: String? = nil,
-                            vae: (name: String, hash: String?)? = nil, extra: [(String, String)] = []) -> String {
+                            vae: (name: String, hash: String?)? = nil, tiHashes: String? = nil,
+                            extra: [(String, String)] = []) -> String {
         let g = c.generation
         var pairs: [(String, String)] = [
             ("Steps", "\(g.steps)"), ("Sampler", samplerNames[g.sampler] ?? g.sampler),
@@ -36,6 +37,7 @@ public enum A1111Parameters {
             if c.inpaintArea == .masked { pairs.append(("Inpaint area", "Only masked")); pairs.append(("Masked area padding", "\(c.padding)")) }
         }
         if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
+        if let tiHashes { pairs.append(("TI hashes", tiHashes)) }     // sd_hijack_clip.py: "name: hash, …", quoted
         pairs += extra
         pairs.append(("Version", "Darkroom"))
         var lines = [prompt ?? g.prompt]

@@ -50,6 +50,8 @@ public final class JobExecutor {
     /// The checkpoint's pipeline with a separate VAE, and that VAE's path.
     var withVAE: (vae: URL, pipeline: StableDiffusionPipeline)?
     let hashCache: URL?
+    /// Where prompt words find textual-inversion embeddings (nil: none).
+    let embeddings: EmbeddingLibrary?
     public let decodeLimits: DecodeLimits
     let logger: Logger
     var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
@@ -58,11 +60,12 @@ public final class JobExecutor {
 
     public init(resolveModel: @escaping (String?) throws -> URL, logger: Logger, decodeLimits: DecodeLimits = .default,
                 hashCache: URL? = ModelHash.defaultCacheFolder(), resolveLoRA: ((String) throws -> URL)? = nil,
-                resolveVAE: ((String) throws -> URL)? = nil,
+                resolveVAE: ((String) throws -> URL)? = nil, embeddings: EmbeddingLibrary? = nil,
                 loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.resolveModel = resolveModel
         self.resolveLoRA = resolveLoRA
         self.resolveVAE = resolveVAE
+        self.embeddings = embeddings
         self.loadPipeline = loadPipeline
         self.hashCache = hashCache
         self.decodeLimits = decodeLimits
@@ -73,7 +76,8 @@ public final class JobExecutor {
     public convenience init(library: ModelLibrary, logger: Logger, decodeLimits: DecodeLimits = .default,
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
-                  resolveLoRA: { try library.resolveLoRA($0) }, resolveVAE: { try library.resolveVAE($0) }, loadPipeline: loadPipeline)
+                  resolveLoRA: { try library.resolveLoRA($0) }, resolveVAE: { try library.resolveVAE($0) },
+                  embeddings: EmbeddingLibrary(models: library.folder), loadPipeline: loadPipeline)
     }
 
     public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
@@ -220,6 +224,10 @@ public final class JobExecutor {
         do { try pipeline.validate(configuration, imageWidth: image.width, imageHeight: image.height) } catch {
             throw Self.failure(error, inputs: inputs)
         }
+        let g = configuration.generation
+        let embeddingsUsed = try embeddings?.used(by: [g.prompt, g.negativePrompt], tokenizer: pipeline.tokenizer,
+                                                  width: pipeline.models.textEncoder.config.width) ?? []
+        configuration.generation.embeddings = embeddingsUsed.map(\.embedding)
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         // One image per seed; an output already staged was produced by an earlier attempt of this job.
         var seeds: [UInt64] = []
@@ -249,7 +257,8 @@ public final class JobExecutor {
             }
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
                                             modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash,
-                                            prompt: recipe.writtenPrompt, vae: vaeInfo, extra: A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
+                                            prompt: recipe.writtenPrompt, vae: vaeInfo, tiHashes: EmbeddingLibrary.tiHashes(embeddingsUsed),
+                                            extra: A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
             if index == 0, let defects = result.defectMask, defects.shape.count == 4, let name = inputs.defects {
                 let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
                 let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
@@ -280,6 +289,9 @@ public final class JobExecutor {
                 if use.unetWeight != use.textEncoderWeight { entry["unet_weight"] = use.unetWeight }
                 return entry
             }
+        }
+        if !embeddingsUsed.isEmpty {
+            report["embeddings"] = embeddingsUsed.map { ["name": $0.embedding.name, "file": $0.file, "hash": $0.hash, "vectors": $0.embedding.count] as [String: Any] }
         }
         if let defects = inputs.defects, FileManager.default.fileExists(atPath: staging.appendingPathComponent(URL(fileURLWithPath: defects).lastPathComponent).path) {
             report["defects"] = defects

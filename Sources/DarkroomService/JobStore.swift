@@ -346,7 +346,7 @@ public enum DeliveryError: Error, CustomStringConvertible {
 
 /// Why a job failed: written as `error.json` beside its inputs.
 public struct JobFailure: Error, Codable, Sendable, Equatable, CustomStringConvertible {
-    /// recipe, image, mask, model, pipeline, non_finite, ambiguous, io, worker_crashed, cancelled.
+    /// recipe, image, mask, model, embedding, pipeline, non_finite, ambiguous, io, worker_crashed, cancelled.
     public var code: String
     public var message: String
     /// The offending file, when there is one.

@@ -76,7 +76,8 @@ struct Process: ParsableCommand {
         let vaes = ModelLibrary(folder: vaeFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
                                 ?? modelURL.deletingLastPathComponent(), vaeFolderName: vaeFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
         let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) },
-                                   resolveVAE: { try vaes.resolveVAE($0) }, loadPipeline: { url in
+                                   resolveVAE: { try vaes.resolveVAE($0) },
+                                   embeddings: EmbeddingLibrary(models: modelURL.deletingLastPathComponent()), loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
         // Results are staged beside the output, then published together (report last), as the service does.
