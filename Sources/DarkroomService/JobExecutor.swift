@@ -171,6 +171,7 @@ public final class JobExecutor {
             "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
+        if let spacing = configuration.generation.timestepSpacing { report["timestep_spacing"] = spacing }
         if let defects = inputs.defects, FileManager.default.fileExists(atPath: staging.appendingPathComponent(URL(fileURLWithPath: defects).lastPathComponent).path) {
             report["defects"] = defects
         }
