@@ -115,10 +115,11 @@ extension StableDiffusionPipeline {
     private func runnableStart(_ scheduler: inout any Scheduler, steps: Int, strength: Double) throws -> Int? {
         do { try scheduler.setTimesteps(steps) } catch let error as SchedulerError {
             if case .invalidStepCount = error { return nil }
+            if case .unrunnableSchedule = error { return nil }   // e.g. LCM beyond original_inference_steps
             throw PipelineError.invalidSchedulerConfig(file: models.schedulerConfigPath ?? "built-in Stable Diffusion 1.x scheduler config",
                                                        detail: error.description)
         }
-        let start = imageToImageStart(steps: steps, strength: strength)
+        let start = imageToImageStart(steps: steps, strength: strength, order: scheduler.order)
         guard start < scheduler.timesteps.count else {
             throw PipelineError.invalidValue(field: "strength", value: "\(strength)",
                                              expected: "large enough that at least one of the \(steps) steps runs (strength × steps ≥ 1)")

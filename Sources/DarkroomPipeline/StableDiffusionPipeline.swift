@@ -20,6 +20,9 @@ public struct GenerationSettings: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// DDIM's η.
     public var eta: Float = 0
+    /// diffusers' `timestep_spacing` ("leading", "linspace", "trailing"), overriding the scheduler config's;
+    /// nil keeps the config's (or the sampler class default). SD-Turbo-style checkpoints want "trailing".
+    public var timestepSpacing: String?
     /// "epsilon" or "v_prediction", overriding what the checkpoint states.
     public var prediction: String?
     /// Text-encoder layers to skip at the end (A1111's "Clip skip" − 1).
@@ -161,6 +164,7 @@ public struct StableDiffusionPipeline: Sendable {
                                            embeddings: settings.embeddings)
             .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: settings.guidance > 1)
         try Self.requireFinite(embeddings, .textEncoding)
+        // `start` is diffusers' t_start · scheduler.order (order-2 samplers list two evaluations per step).
         let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
         scheduler.setBeginIndex(start)
         return (embeddings, scheduler, timesteps)
@@ -224,6 +228,16 @@ public struct StableDiffusionPipeline: Sendable {
                     throw PipelineError.invalidValue(field: "prediction", value: "'\(name)'", expected: "epsilon or v_prediction")
                 }
                 config.predictionType = type
+            }
+            if let spacing = settings.timestepSpacing {
+                guard let value = TimestepSpacing(rawValue: spacing) else {
+                    throw PipelineError.invalidValue(field: "timestep_spacing", value: "'\(spacing)'", expected: "leading, linspace or trailing")
+                }
+                guard schedulerReadsTimestepSpacing(settings.sampler) else {
+                    throw PipelineError.invalidValue(field: "timestep_spacing", value: "'\(spacing)'",
+                                                     expected: "no timestep_spacing with sampler '\(settings.sampler)' (its diffusers scheduler has its own fixed schedule)")
+                }
+                config.timestepSpacing = value
             }
             return try DarkroomSchedulers.makeScheduler(name: settings.sampler, config: config, eta: settings.eta)
         } catch let error as SchedulerError {

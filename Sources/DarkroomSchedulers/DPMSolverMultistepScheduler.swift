@@ -1,11 +1,18 @@
 import DarkroomTensor
 import Foundation
 
-/// DPM-Solver++ multistep (Lu et al., 2022) — "DPM++ 2M", optionally with Karras sigmas.
+/// DPM-Solver++ multistep (Lu et al., 2022) — "DPM++ 2M" and "DPM++ 2M SDE", optionally with Karras sigmas.
 ///
 /// This implementation matches: diffusers `schedulers/scheduling_dpmsolver_multistep.py` (0.42.1),
-/// `DPMSolverMultistepScheduler` with `algorithm_type="dpmsolver++"` and `solver_order` 1 or 2
-/// (recipes `dpmpp_2m`, `dpmpp_2m_karras` force dpmsolver++, order 2 and the Karras flag).
+/// `DPMSolverMultistepScheduler` with `algorithm_type` "dpmsolver++" or "sde-dpmsolver++" and `solver_order`
+/// 1 or 2 (recipes `dpmpp_2m`, `dpmpp_2m_karras` force dpmsolver++, `dpmpp_2m_sde`, `dpmpp_2m_sde_karras`
+/// sde-dpmsolver++; all order 2 and the Karras flag).
+///
+/// SDE variant: every step (including the last) draws one standard-normal tensor (`noise()`), as diffusers'
+/// `step` calls `randn_tensor(generator=…)` before the update; the pipeline feeds it from the job's torch
+/// generator in loop order, so the same seed gives diffusers' noise. Update (first order):
+/// x_t = (σ_t/σ_s·e^{−h})·x + α_t(1 − e^{−2h})·D0 + σ_t√(1 − e^{−2h})·z; second order (midpoint) adds
+/// ½·α_t(1 − e^{−2h})·D1, (heun) α_t((1 − e^{−2h})/(−2h) + 1)·D1.
 ///
 /// Class defaults used for missing config keys: beta_schedule "linear", beta_start 0.0001,
 /// beta_end 0.02, solver_order 2, prediction_type "epsilon", algorithm_type "dpmsolver++",
@@ -26,9 +33,9 @@ import Foundation
 /// are computed in Float32 in the same order (glibc `logf`/`expf`, like torch's scalar path).
 ///
 /// Limitations:
-/// - `algorithm_type` other than "dpmsolver++" (and "deis", which diffusers maps to it) throws;
-///   so do solver_order 3, thresholding, learned variance, and exponential/beta/lu-lambda/flow sigmas.
-/// - No SDE variants, so `step` never calls `noise`.
+/// - `algorithm_type` other than "dpmsolver++", "sde-dpmsolver++" (and "deis", which diffusers maps to
+///   dpmsolver++) throws; so do solver_order 3, thresholding, learned variance, and exponential/beta/lu-lambda/flow sigmas.
+/// - Only the SDE variant calls `noise`.
 /// - With a finite `lambda_min_clipped`, λ_t uses correctly rounded float32 logs where torch uses its
 ///   SIMD log; the clipping index can differ only when λ lands within an ulp of the threshold.
 public struct DPMSolverMultistepScheduler: Scheduler {
@@ -45,6 +52,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     let stepsOffset: Int
     let solverOrder: Int
     let heun: Bool
+    /// algorithm_type "sde-dpmsolver++".
+    let sde: Bool
     let lowerOrderFinal: Bool
     let eulerAtFinal: Bool
     let finalSigmaIsZero: Bool
@@ -59,7 +68,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     public init(config: SchedulerConfig) throws {
         let name = "DPMSolverMultistepScheduler"
-        try SchedulerValidation.reject(config.algorithmType, allowed: ["dpmsolver++", "deis"], "algorithm_type", name)
+        try SchedulerValidation.reject(config.algorithmType, allowed: ["dpmsolver++", "deis", "sde-dpmsolver++"], "algorithm_type", name)
         try SchedulerValidation.reject(config.solverType, allowed: ["midpoint", "heun", "logrho", "bh1", "bh2"], "solver_type", name)
         try SchedulerValidation.reject(config.finalSigmasType, allowed: ["zero", "sigma_min"], "final_sigmas_type", name)
         try SchedulerValidation.reject(config.varianceType, allowed: [], "variance_type", name)
@@ -77,6 +86,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         stepsOffset = config.stepsOffset ?? 0
         solverOrder = order
         heun = config.solverType == "heun"
+        sde = config.algorithmType == "sde-dpmsolver++"
         lowerOrderFinal = config.lowerOrderFinal ?? true
         eulerAtFinal = config.eulerAtFinal ?? false
         finalSigmaIsZero = (config.finalSigmasType ?? "zero") == "zero"
@@ -172,22 +182,38 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         modelOutputs.append(x0)
         if modelOutputs.count > solverOrder { modelOutputs.removeFirst() }
 
+        // The SDE variant draws its noise for every step, before the update (diffusers' order).
+        let z = sde ? noise() : nil
         let result: Tensor
         let target = Self.alphaSigma(sigmas[i + 1]), current = (alpha: alphaS0, sigma: sigmaS0)
         let lambdaT = Self.lambda(target), lambdaS0 = Self.lambda(current)
         let h = lambdaT - lambdaS0
         let ratio = target.sigma / current.sigma
         let c0 = target.alpha * (exp(-h) - 1)
-        if solverOrder == 1 || lowerOrderCount < 1 || lowerOrderFinalStep {
-            // x_t = (σ_t/σ_s)·x − α_t(e^{−h} − 1)·x₀
-            result = Tensor.zipScalars(sample, x0) { x, d in ratio * x - c0 * d }
-        } else {
+        let firstOrder = solverOrder == 1 || lowerOrderCount < 1 || lowerOrderFinalStep
+        var d1: Tensor?
+        if !firstOrder {
             let previous = Self.alphaSigma(sigmas[max(i - 1, 0)])
             let h0 = lambdaS0 - Self.lambda(previous)
             let r0 = h0 / h
             let inverseR0 = 1 / r0
             let m1 = modelOutputs[modelOutputs.count - 2]
-            let d1 = Tensor.zipScalars(x0, m1) { a, b in inverseR0 * (a - b) }
+            d1 = Tensor.zipScalars(x0, m1) { a, b in inverseR0 * (a - b) }
+        }
+        if let z {
+            // sde-dpmsolver++: (σ_t/σ_s·e^{−h})·x + α_t(1 − e^{−2h})·D0 [+ c1·D1] + σ_t√(1 − e^{−2h})·z
+            let cx = target.sigma / current.sigma * exp(-h)
+            let cd = target.alpha * (1 - exp(-2.0 * h))
+            let cz = target.sigma * (1.0 - exp(-2 * h)).squareRoot()
+            if let d1 {
+                let c1 = heun ? target.alpha * ((1.0 - exp(-2.0 * h)) / (-2.0 * h) + 1.0) : 0.5 * cd
+                let partial = Tensor.zipScalars(sample, x0, d1) { x, d0, d1 in cx * x + cd * d0 + c1 * d1 }
+                result = Tensor.zipScalars(partial, z) { p, n in p + cz * n }
+            } else {
+                let partial = Tensor.zipScalars(sample, x0) { x, d0 in cx * x + cd * d0 }
+                result = Tensor.zipScalars(partial, z) { p, n in p + cz * n }
+            }
+        } else if let d1 {
             if heun {
                 // x_t = (σ_t/σ_s0)·x − α_t(e^{−h} − 1)·D0 + α_t((e^{−h} − 1)/h + 1)·D1
                 let c1 = target.alpha * ((exp(-h) - 1) / h + 1)
@@ -197,6 +223,9 @@ public struct DPMSolverMultistepScheduler: Scheduler {
                 let c1 = 0.5 * c0
                 result = Tensor.zipScalars(sample, x0, d1) { x, d0, d1 in ratio * x - c0 * d0 - c1 * d1 }
             }
+        } else {
+            // x_t = (σ_t/σ_s)·x − α_t(e^{−h} − 1)·x₀
+            result = Tensor.zipScalars(sample, x0) { x, d in ratio * x - c0 * d }
         }
         if lowerOrderCount < solverOrder { lowerOrderCount += 1 }
         stepIndex = i + 1

@@ -34,7 +34,9 @@ public protocol Scheduler: Sendable {
     var timesteps: [Float] { get }
     /// The standard deviation of the initial noise: text-to-image multiplies the noise by it.
     var initNoiseSigma: Float { get }
-    /// Model evaluations per entry of `timesteps` (diffusers' `scheduler.order`; 1 for all of these).
+    /// diffusers' `scheduler.order`: 2 for the schedulers that evaluate the model twice per step (Heun, DPM2,
+    /// DPM2 ancestral), whose `timesteps` hold every evaluation (2·N − 1 entries); 1 for the others. img2img
+    /// starts at `imageToImageStart(steps:strength:order:)`, which multiplies by it as diffusers' `get_timesteps`.
     var order: Int { get }
     /// Builds the schedule for `count` inference steps and resets the loop state.
     /// Throws `SchedulerError.invalidStepCount` unless 1 ≤ count ≤ `num_train_timesteps`.
@@ -105,7 +107,14 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
 /// Recipe names accepted by `makeScheduler`.
 public let schedulerNames: [String] = [
     "ddim", "pndm", "lms", "lms_karras", "euler", "euler_karras", "euler_a", "dpmpp_2m", "dpmpp_2m_karras",
+    "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "unipc", "heun", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras", "lcm",
 ]
+
+/// Whether the recipe sampler's diffusers class reads `timestep_spacing` (every one but `lcm`: LCMScheduler
+/// has the config key, but its `set_timesteps` ignores it and always takes its own LCM schedule).
+public func schedulerReadsTimestepSpacing(_ name: String) -> Bool {
+    schedulerNames.contains(name) && name != "lcm"
+}
 
 /// Builds a scheduler by recipe name from a (diffusers) scheduler config, as
 /// `XxxScheduler.from_config(config, **recipe_overrides)`: keys the target class does not have are
@@ -119,6 +128,12 @@ public let schedulerNames: [String] = [
 /// | `euler`, `euler_karras` | EulerDiscreteScheduler | use_karras_sigmas false / true |
 /// | `euler_a` | EulerAncestralDiscreteScheduler | — |
 /// | `dpmpp_2m`, `dpmpp_2m_karras` | DPMSolverMultistepScheduler | algorithm_type dpmsolver++, solver_order 2, use_karras_sigmas false / true |
+/// | `dpmpp_2m_sde`, `dpmpp_2m_sde_karras` | DPMSolverMultistepScheduler | algorithm_type sde-dpmsolver++, solver_order 2, use_karras_sigmas false / true |
+/// | `unipc` | UniPCMultistepScheduler | solver_order 2, solver_type bh2, predict_x0 (its defaults), use_karras_sigmas false |
+/// | `heun` | HeunDiscreteScheduler (order 2) | use_karras_sigmas false |
+/// | `dpm2`, `dpm2_karras` | KDPM2DiscreteScheduler (order 2) | use_karras_sigmas false / true |
+/// | `dpm2_a`, `dpm2_a_karras` | KDPM2AncestralDiscreteScheduler (order 2) | use_karras_sigmas false / true |
+/// | `lcm` | LCMScheduler | — (`original_inference_steps`, `timestep_scaling` from the config) |
 ///
 /// - Parameter eta: DDIM's η (0: deterministic DDIM; > 0 draws noise each step). Ignored by the others.
 /// - Throws: `SchedulerError.unknownScheduler` (naming the valid names), `.unsupported`.
@@ -142,20 +157,42 @@ public func makeScheduler(name: String, config: SchedulerConfig, eta: Float = 0)
         config.solverOrder = 2
         config.useKarrasSigmas = name == "dpmpp_2m_karras"
         return try DPMSolverMultistepScheduler(config: config)
+    case "dpmpp_2m_sde", "dpmpp_2m_sde_karras":
+        config.algorithmType = "sde-dpmsolver++"
+        config.solverOrder = 2
+        config.useKarrasSigmas = name == "dpmpp_2m_sde_karras"
+        return try DPMSolverMultistepScheduler(config: config)
+    case "unipc":
+        config.useKarrasSigmas = false
+        return try UniPCMultistepScheduler(config: config)
+    case "heun":
+        config.useKarrasSigmas = false
+        return try HeunDiscreteScheduler(config: config)
+    case "dpm2", "dpm2_karras":
+        config.useKarrasSigmas = name == "dpm2_karras"
+        return try KDPM2DiscreteScheduler(config: config)
+    case "dpm2_a", "dpm2_a_karras":
+        config.useKarrasSigmas = name == "dpm2_a_karras"
+        return try KDPM2AncestralDiscreteScheduler(config: config)
+    case "lcm":
+        return try LCMScheduler(config: config)
     default:
         throw SchedulerError.unknownScheduler(name, valid: schedulerNames)
     }
 }
 
-/// img2img: the index of the first timestep to run for `strength` (diffusers'
-/// `StableDiffusionImg2ImgPipeline.get_timesteps`: `t_start = steps - min(int(steps * strength), steps)`,
-/// clamped at 0). Run `timesteps[start...]`, call `setBeginIndex(start)`, and noise the image latent
-/// with `addNoise(original:noise:timestep: timesteps[start])` (all schedulers here have order 1).
+/// img2img: the index into `timesteps` of the first model evaluation for `strength` (diffusers'
+/// `StableDiffusionImg2ImgPipeline.get_timesteps` / `StableDiffusionInpaintPipeline.get_timesteps`:
+/// `t_start = steps - min(int(steps * strength), steps)`, clamped at 0, times `scheduler.order`). Run
+/// `timesteps[start...]`, call `setBeginIndex(start)`, and noise the image latent with
+/// `addNoise(original:noise:timestep: timesteps[start])`. `order` is the scheduler's `order` (2 for Heun and
+/// DPM2, whose `timesteps` hold two entries per step after the first).
 /// Never traps: a non-finite or out-of-range product is clamped to 0…steps (the pipeline refuses such
-/// strengths before it gets here).
-public func imageToImageStart(steps: Int, strength: Double) -> Int {
+/// strengths before it gets here), and `order` outside 1…2 counts as 1.
+public func imageToImageStart(steps: Int, strength: Double, order: Int = 1) -> Int {
     guard steps > 0 else { return 0 }
     let product = (Double(steps) * strength).rounded(.towardZero)
     let initTimestep = product.isNaN ? 0 : (product >= Double(steps) ? steps : max(0, Int(product)))
-    return max(steps - initTimestep, 0)
+    let start = max(steps - initTimestep, 0)
+    return order == 2 && start <= Int.max / 2 ? start * 2 : start
 }

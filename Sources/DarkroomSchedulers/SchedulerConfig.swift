@@ -48,6 +48,11 @@ public struct SchedulerConfig: Sendable, Equatable {
     public var lowerOrderFinal: Bool?
     public var eulerAtFinal: Bool?
     public var lambdaMinClipped: Double?
+    /// LCM: the distillation schedule's step count (class default 50) and the boundary-condition time scale (10).
+    public var originalInferenceSteps: Int?
+    public var timestepScaling: Double?
+    /// UniPC: the data-prediction (x₀) form of the solver. Only `true` (its default) is supported.
+    public var predictX0: Bool?
 
     /// Options diffusers has but this implementation does not; a scheduler whose class has the key
     /// throws `SchedulerError.unsupported` when it is set to a non-default value.
@@ -114,6 +119,9 @@ public struct SchedulerConfig: Sendable, Equatable {
         lowerOrderFinal = try reader.bool("lower_order_final")
         eulerAtFinal = try reader.bool("euler_at_final")
         lambdaMinClipped = try reader.double("lambda_min_clipped")
+        originalInferenceSteps = try reader.int("original_inference_steps")
+        timestepScaling = try reader.double("timestep_scaling")
+        predictX0 = try reader.bool("predict_x0")
         thresholding = try reader.bool("thresholding")
         rescaleBetasZeroSnr = try reader.bool("rescale_betas_zero_snr")
         useExponentialSigmas = try reader.bool("use_exponential_sigmas")

@@ -13,6 +13,8 @@ public enum A1111Parameters {
     public static let samplerNames = [
         "ddim": "DDIM", "pndm": "PLMS", "lms": "LMS", "lms_karras": "LMS Karras", "euler": "Euler",
         "euler_karras": "Euler Karras", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras",
+        "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras", "unipc": "UniPC", "heun": "Heun",
+        "dpm2": "DPM2", "dpm2_karras": "DPM2 Karras", "dpm2_a": "DPM2 a", "dpm2_a_karras": "DPM2 a Karras", "lcm": "LCM",
     ]
 
     public static func text(configuration c: PipelineConfiguration, seed: UInt64, width: Int, height: Int,
@@ -37,6 +39,9 @@ public enum A1111Parameters {
             if c.inpaintArea == .masked { pairs.append(("Inpaint area", "Only masked")); pairs.append(("Masked area padding", "\(c.padding)")) }
         }
         if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
+        // A1111 has no such key (its "Schedule type" names k-diffusion schedules, none of which is diffusers'
+        // spacing); written so the setting is not lost, and kept by A1111 as an extra parameter.
+        if let spacing = g.timestepSpacing { pairs.append(("Timestep spacing", spacing)) }
         if let tiHashes { pairs.append(("TI hashes", tiHashes)) }     // sd_hijack_clip.py: "name: hash, …", quoted
         pairs += extra
         pairs.append(("Version", "Darkroom"))

@@ -277,6 +277,7 @@ public final class JobExecutor {
             "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
+        if let spacing = configuration.generation.timestepSpacing { report["timestep_spacing"] = spacing }
         if let written = recipe.writtenPrompt { report["prompt"] = written }
         if let vaeInfo {
             report["vae"] = vaeInfo.name

@@ -52,7 +52,8 @@ public struct Recipe: Sendable, Equatable {
         "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
         "repair_defects": "true or false", "upscale": "1 or 2", "tile_size": "a whole number of pixels from 64 to 2048",
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
-        "vae_tiling": "auto, always or never", "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
+        "vae_tiling": "auto, always or never", "timestep_spacing": "leading, linspace or trailing",
+        "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
         "$schema": "a string",
     ]
 
@@ -87,6 +88,13 @@ public struct Recipe: Sendable, Equatable {
                 let hint = closest(v, among: schedulerNames).map { " (did you mean '\($0)'?)" } ?? ""
                 reader.problems.append(RecipeProblem(field: "sampler", message: "unknown sampler '\(v)'\(hint); one of \(schedulerNames.joined(separator: ", "))"))
             }
+        }
+        if let v = reader.string("timestep_spacing") {
+            if !TimestepSpacing.allCases.map(\.rawValue).contains(v) {
+                reader.problems.append(RecipeProblem(field: "timestep_spacing", message: "'\(v)' is not leading, linspace or trailing"))
+            } else if !schedulerReadsTimestepSpacing(c.generation.sampler) {
+                reader.problems.append(RecipeProblem(field: "timestep_spacing", message: "sampler '\(c.generation.sampler)' has its own fixed schedule; remove timestep_spacing"))
+            } else { c.generation.timestepSpacing = v }
         }
         if let v = reader.string("prediction") {
             if ["epsilon", "v_prediction"].contains(v) { c.generation.prediction = v }

@@ -17,6 +17,7 @@ struct PipelineCase {
     let steps: Int, strength: Double, guidance: Float, seed: UInt64, eta: Float
     let image: String, mask: String?
     let paddingMaskCrop: Int?
+    let timestepSpacing: String?
 
     init(_ json: [String: Any]) throws {
         name = try XCTUnwrap(json["name"] as? String)
@@ -33,13 +34,14 @@ struct PipelineCase {
         image = try XCTUnwrap(json["image"] as? String)
         mask = json["mask"] as? String
         paddingMaskCrop = json["padding_mask_crop"] as? Int
+        timestepSpacing = json["timestep_spacing"] as? String
     }
 
     var settings: GenerationSettings {
         var s = GenerationSettings()
         s.prompt = prompt; s.negativePrompt = negativePrompt
         s.steps = steps; s.strength = strength; s.guidance = guidance
-        s.sampler = recipe; s.seed = seed; s.eta = eta
+        s.sampler = recipe; s.seed = seed; s.eta = eta; s.timestepSpacing = timestepSpacing
         return s
     }
 }
@@ -49,14 +51,17 @@ enum PipelineFixtures {
         .appendingPathComponent("Fixtures/pipelines")
     static let modelsRoot = root.deletingLastPathComponent().appendingPathComponent("models")
 
-    static func cases() throws -> [PipelineCase] {
-        let data = try Data(contentsOf: root.appendingPathComponent("cases.json"))
+    /// `samplers/`: issue 12's samplers (image and final latents only; inputs shared with the root's).
+    static let samplersRoot = root.appendingPathComponent("samplers")
+
+    static func cases(in folder: URL = root) throws -> [PipelineCase] {
+        let data = try Data(contentsOf: folder.appendingPathComponent("cases.json"))
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         return try XCTUnwrap(json["cases"] as? [[String: Any]]).map(PipelineCase.init)
     }
 
-    static func expected() throws -> SafetensorsFile {
-        try SafetensorsFile(url: root.appendingPathComponent("expected.safetensors"))
+    static func expected(in folder: URL = root) throws -> SafetensorsFile {
+        try SafetensorsFile(url: folder.appendingPathComponent("expected.safetensors"))
     }
 
     static func input(_ name: String) throws -> Image {

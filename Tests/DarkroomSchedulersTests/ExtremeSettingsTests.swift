@@ -24,6 +24,12 @@ final class ExtremeSettingsTests: XCTestCase {
         "builtin:ddim:1000:1.0",        // IndexError
         "builtin:pndm:1000:1.0",        // IndexError
         "builtin:dpmpp_2m:1000:1.0",    // NaN (linspace over 1001 points rounds two timesteps to one)
+        // Issue 12's samplers (the same script, extended): the SDE variant and UniPC as DPM++ 2M; LCM refuses
+        // more steps than its original_inference_steps (50) in set_timesteps (ValueError), at any strength.
+        "fixture:dpmpp_2m_sde:999:1.0", "fixture:dpmpp_2m_sde:1000:1.0", "builtin:dpmpp_2m_sde:1000:1.0",
+        "fixture:unipc:999:1.0", "fixture:unipc:1000:1.0", "builtin:unipc:1000:1.0",
+        "fixture:lcm:999:0.0015", "fixture:lcm:999:1.0", "fixture:lcm:1000:0.0015", "fixture:lcm:1000:1.0",
+        "builtin:lcm:999:0.0015", "builtin:lcm:999:1.0", "builtin:lcm:1000:0.0015", "builtin:lcm:1000:1.0",
     ]
 
     func testEverySamplerAtExtremeStepsRunsOrIsRefusedAsDiffusersIs() throws {
@@ -41,8 +47,12 @@ final class ExtremeSettingsTests: XCTestCase {
                             }
                             continue
                         }
-                        try scheduler.setTimesteps(steps)
-                        let start = imageToImageStart(steps: steps, strength: strength)
+                        do { try scheduler.setTimesteps(steps) } catch let error as SchedulerError {
+                            guard case .unrunnableSchedule = error else { return XCTFail("\(label): \(error)") }
+                            refused.insert(label)   // LCM beyond original_inference_steps
+                            continue
+                        }
+                        let start = imageToImageStart(steps: steps, strength: strength, order: scheduler.order)
                         guard start < scheduler.timesteps.count else { continue }   // no step: the pipeline names `strength`
                         do {
                             try scheduler.checkRunnable(from: start)
@@ -114,6 +124,10 @@ final class ExtremeSettingsTests: XCTestCase {
         XCTAssertEqual(imageToImageStart(steps: 20, strength: .infinity), 0)
         XCTAssertEqual(imageToImageStart(steps: Int.max, strength: 1), 0)
         XCTAssertEqual(imageToImageStart(steps: 0, strength: 1), 0)
+        // Order-2 samplers: diffusers' t_start · scheduler.order.
+        XCTAssertEqual(imageToImageStart(steps: 20, strength: 0.75, order: 2), 10)
+        XCTAssertEqual(imageToImageStart(steps: 20, strength: .nan, order: 2), 40)
+        XCTAssertEqual(imageToImageStart(steps: Int.max, strength: 0, order: 2), Int.max)
     }
 
     /// Calls the pipeline never makes (step before setTimesteps, a timestep off the schedule) do not trap.
@@ -129,5 +143,15 @@ final class ExtremeSettingsTests: XCTestCase {
         var dpm = try makeScheduler(name: "dpmpp_2m", config: .stableDiffusion)
         try dpm.setTimesteps(3)
         for _ in 0..<5 { _ = dpm.step(modelOutput: sample, timestep: 0, sample: sample) }
+        for name in ["dpmpp_2m_sde", "unipc", "heun", "dpm2", "dpm2_a_karras", "lcm"] {
+            var scheduler = try makeScheduler(name: name, config: .stableDiffusion)
+            _ = scheduler.step(modelOutput: sample, timestep: 0, sample: sample)        // before setTimesteps
+            _ = scheduler.scaleModelInput(sample, timestep: 3)
+            _ = scheduler.addNoise(original: sample, noise: sample, timestep: .nan)
+            try scheduler.setTimesteps(3)
+            _ = scheduler.addNoise(original: sample, noise: sample, timestep: 123.456)
+            for _ in 0..<8 { _ = scheduler.step(modelOutput: sample, timestep: 0, sample: sample) }
+            XCTAssertThrowsError(try scheduler.checkRunnable(from: 99), name)
+        }
     }
 }

@@ -17,6 +17,8 @@ struct SchedulerFixtures: Decodable {
         let noise_draws: Int
         let noised: String?
         let final: String
+        /// A `timestep_spacing` override of the config (issue 12's trailing-spacing loops).
+        let spacing: String?
     }
 
     struct Schedule: Decodable {

@@ -1,4 +1,5 @@
 import DarkroomPipeline
+import DarkroomSchedulers
 import DarkroomService
 import XCTest
 
@@ -180,5 +181,28 @@ final class LoRARecipeTests: XCTestCase {
                                         prompt: "x <lora:detail:v2:1>", extra: pair.map { [$0] } ?? [])
         XCTAssertTrue(text.hasPrefix("x <lora:detail:v2:1>\n"), text)
         XCTAssertTrue(text.contains(#"Lora hashes: "detailv2: 0a29c6a561b7, bc: a5bd5902d620""#), text)
+    }
+}
+
+extension RecipeTests {
+    /// Issue 12: `timestep_spacing` overrides the scheduler config; refused naming the field when misspelt or
+    /// with `lcm` (whose diffusers scheduler ignores it); the new samplers parse and get A1111's names.
+    func testTimestepSpacingAndNewSamplers() throws {
+        let turbo = try parse(#"{"mode": "img2img", "sampler": "euler_a", "steps": 1, "guidance": 1, "timestep_spacing": "trailing"}"#)
+        XCTAssertEqual(turbo.configuration.generation.timestepSpacing, "trailing")
+        XCTAssertNil(try parse(#"{"mode": "img2img"}"#).configuration.generation.timestepSpacing)
+        XCTAssertEqual(problems(#"{"mode": "img2img", "timestep_spacing": "sideways"}"#).map(\.field), ["timestep_spacing"])
+        XCTAssertEqual(problems(#"{"mode": "img2img", "sampler": "lcm", "timestep_spacing": "trailing"}"#).map(\.field), ["timestep_spacing"])
+        let expected = ["dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras", "unipc": "UniPC", "heun": "Heun",
+                        "dpm2": "DPM2", "dpm2_karras": "DPM2 Karras", "dpm2_a": "DPM2 a", "dpm2_a_karras": "DPM2 a Karras", "lcm": "LCM"]
+        for (name, a1111) in expected {
+            XCTAssertEqual(try parse(#"{"mode": "img2img", "sampler": "\#(name)"}"#).configuration.generation.sampler, name)
+            XCTAssertEqual(A1111Parameters.samplerNames[name], a1111)
+        }
+        for name in schedulerNames { XCTAssertNotNil(A1111Parameters.samplerNames[name], name) }
+        var c = turbo.configuration
+        c.generation.prompt = "a cat"
+        let text = A1111Parameters.text(configuration: c, seed: 1, width: 512, height: 512, modelName: nil, modelHash: nil)
+        XCTAssert(text.hasSuffix("Steps: 1, Sampler: Euler a, CFG scale: 1.0, Seed: 1, Size: 512x512, Denoising strength: 0.75, Timestep spacing: trailing, Version: Darkroom"), text)
     }
 }

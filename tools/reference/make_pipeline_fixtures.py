@@ -73,8 +73,13 @@ from diffusers import (  # noqa: E402
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
+    UniPCMultistepScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
 )
@@ -112,7 +117,20 @@ RECIPES = {
     "lms_karras": (LMSDiscreteScheduler, {"use_karras_sigmas": True}),
     "dpmpp_2m_karras": (DPMSolverMultistepScheduler,
                         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    # issue 12
+    "dpmpp_2m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde_karras": (DPMSolverMultistepScheduler,
+                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {}),
+    "dpm2": (KDPM2DiscreteScheduler, {}),
+    "dpm2_karras": (KDPM2DiscreteScheduler, {"use_karras_sigmas": True}),
+    "dpm2_a": (KDPM2AncestralDiscreteScheduler, {}),
+    "dpm2_a_karras": (KDPM2AncestralDiscreteScheduler, {"use_karras_sigmas": True}),
+    "lcm": (LCMScheduler, {}),
 }
+NEW_SAMPLERS = ["dpmpp_2m_sde", "dpmpp_2m_sde_karras", "unipc", "heun", "dpm2", "dpm2_karras", "dpm2_a",
+                "dpm2_a_karras", "lcm"]
 
 # tokenizers: only sd1 ships one; SD2's is the same vocab/merges with pad "!" (id 0)
 TOKENIZER = {"sd1": ("sd1", None), "sd1_inpaint": ("sd1", None), "sd2v": ("sd1", "!")}
@@ -124,10 +142,12 @@ TOKENIZER = {"sd1": ("sd1", None), "sd1_inpaint": ("sd1", None), "sd2v": ("sd1",
 
 def case(name, pipeline, model, recipe, *, steps=10, strength=0.6, guidance=7.5, seed=1234,
          prompt=PROMPT, negative="", image="photo.png", mask=None, eta=0.0,
-         padding_mask_crop=None, note=None):
+         padding_mask_crop=None, note=None, timestep_spacing=None):
     c = dict(name=name, pipeline=pipeline, model=model, recipe=recipe, prompt=prompt,
              negative_prompt=negative, steps=steps, strength=strength, guidance=guidance,
              seed=seed, image=image, mask=mask, eta=eta, padding_mask_crop=padding_mask_crop)
+    if timestep_spacing:
+        c["timestep_spacing"] = timestep_spacing
     if note:
         c["note"] = note
     return c
@@ -166,6 +186,28 @@ def all_cases() -> list[dict]:
              padding_mask_crop=8,
              note="padding_mask_crop requires PIL in and output_type='pil': `image` is the pasted-back, "
                   "quantised PIL output / 255; `image_crop` is the float output for the crop"),
+    ]
+    names = [c["name"] for c in cs]
+    assert len(names) == len(set(names))
+    return cs
+
+
+def sampler_cases() -> list[dict]:
+    """Issue 12's samplers, written to samplers/ (only `image` and `latents_final` are stored, to keep it small)."""
+    cs = []
+    for r in NEW_SAMPLERS:
+        cs.append(case(f"i2i_sd1_{r}", "img2img", "sd1", r))
+        cs.append(case(f"i2i_sd1_{r}_s030", "img2img", "sd1", r, strength=0.3))
+    cs += [
+        case("i2i_sd1_lcm_4steps_cfg1", "img2img", "sd1", "lcm", steps=4, guidance=1.0,
+             note="LCM-LoRA style: 4 steps x 0.6 = 2 steps, no CFG; the tiny model is no LCM, the arithmetic is the same"),
+        case("i2i_sd1_euler_a_trailing_1step", "img2img", "sd1", "euler_a", steps=1, strength=1.0, guidance=1.0,
+             timestep_spacing="trailing", note="SD-Turbo style: trailing spacing, 1 step from t = 999"),
+        case("i2i_sd1_euler_a_trailing_4steps", "img2img", "sd1", "euler_a", steps=4, strength=0.5, guidance=1.0,
+             timestep_spacing="trailing", note="SD-Turbo style: trailing spacing, 4 steps x 0.5"),
+        case("inp4_heun_s075", "inpaint", "sd1", "heun", strength=0.75, mask="mask.png",
+             note="order 2 with the 4-channel blend: add_noise at timesteps[i + 1] with the live step index"),
+        case("inp9_dpm2_a_s075", "inpaint", "sd1_inpaint", "dpm2_a", strength=0.75, mask="mask.png"),
     ]
     names = [c["name"] for c in cs]
     assert len(names) == len(set(names))
@@ -301,6 +343,9 @@ def run_case(c: dict, tensors: dict, first: bool) -> dict:
     global _TRACE
     pipe, folder_cfg = get_pipe(c["pipeline"], c["model"])
     cls, kwargs = RECIPES[c["recipe"]]
+    kwargs = dict(kwargs)
+    if c.get("timestep_spacing"):
+        kwargs["timestep_spacing"] = c["timestep_spacing"]
     pipe.scheduler = cls.from_config(folder_cfg, **kwargs)
     sf = pipe.vae.config.scaling_factor
     name = c["name"]
@@ -438,7 +483,7 @@ def run_case(c: dict, tensors: dict, first: bool) -> dict:
     rec["scheduler"] = {
         "recipe": c["recipe"],
         "class": type(sched).__name__,
-        "kwargs": RECIPES[c["recipe"]][1],
+        "kwargs": kwargs,
         "from_config": f"Tests/Fixtures/models/{c['model']}/diffusers/scheduler/scheduler_config.json",
         "effective_config": cfg,
         "order": sched.order,
@@ -489,7 +534,8 @@ def json_safe(value):
 def main() -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for p in OUT_DIR.iterdir():
-        if p.name != "README.md":
+        # README.md is hand-written; img2img_inpainting_model.safetensors is make_inpainting_img2img_fixture.py's.
+        if p.name not in ("README.md", "img2img_inpainting_model.safetensors"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     make_inputs(OUT_DIR / "inputs")
 
@@ -509,6 +555,24 @@ def main() -> None:
     }
     (OUT_DIR / "cases.json").write_text(json.dumps(json_safe(doc), indent=1, sort_keys=True, allow_nan=False) + "\n")
     write_safetensors(OUT_DIR / "expected.safetensors", tensors,
+                      {"generator": GENERATOR_NAME, "cases": "see cases.json"})
+
+    # Issue 12's samplers: their own folder, so the cases above stay byte-identical; image and final latents only.
+    sampler_dir = OUT_DIR / "samplers"
+    sampler_dir.mkdir(parents=True, exist_ok=True)
+    sampler_tensors: dict[str, torch.Tensor] = {}
+    sampler_records = []
+    for c in sampler_cases():
+        full: dict[str, torch.Tensor] = {}
+        rec = run_case(c, full, first=False)
+        kept = {k: v for k, v in full.items() if k.split(".", 1)[1] in ("image", "latents_final")}
+        rec["tensors"] = {k.split(".", 1)[1]: k for k in sorted(kept)}
+        sampler_tensors.update(kept)
+        sampler_records.append(rec)
+    sampler_doc = dict(doc, cases=sampler_records,
+                       note="issue 12's samplers; only image and latents_final are stored (inputs: ../inputs)")
+    (sampler_dir / "cases.json").write_text(json.dumps(json_safe(sampler_doc), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    write_safetensors(sampler_dir / "expected.safetensors", sampler_tensors,
                       {"generator": GENERATOR_NAME, "cases": "see cases.json"})
     total = sum(p.stat().st_size for p in OUT_DIR.rglob("*") if p.is_file())
     print(f"wrote {len(records)} cases, {len(tensors)} tensors, {total} bytes", flush=True)

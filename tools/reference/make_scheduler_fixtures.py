@@ -38,10 +38,21 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
+    UniPCMultistepScheduler,
 )
+import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm_module
 import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a_module
+import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as dpm2_a_module
+import diffusers.schedulers.scheduling_lcm as lcm_module
+
+# Modules whose step draws noise with randn_tensor; the loops feed them STEP_NOISE in draw order.
+NOISE_MODULES = (euler_a_module, dpm_module, dpm2_a_module, lcm_module)
 
 assert diffusers.__version__ == "0.42.1", diffusers.__version__
 
@@ -115,6 +126,21 @@ RECIPES = {
     "dpmpp_2m_karras": (DPMSolverMultistepScheduler,
                         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}, {}),
 }
+# Issue 12's samplers (loops at 4, 10 and 25 steps; see main()).
+NEW_RECIPES = {
+    "dpmpp_2m_sde": (DPMSolverMultistepScheduler,
+                     {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": False}, {}),
+    "dpmpp_2m_sde_karras": (DPMSolverMultistepScheduler,
+                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}, {}),
+    "unipc": (UniPCMultistepScheduler, {"use_karras_sigmas": False}, {}),
+    "heun": (HeunDiscreteScheduler, {"use_karras_sigmas": False}, {}),
+    "dpm2": (KDPM2DiscreteScheduler, {"use_karras_sigmas": False}, {}),
+    "dpm2_karras": (KDPM2DiscreteScheduler, {"use_karras_sigmas": True}, {}),
+    "dpm2_a": (KDPM2AncestralDiscreteScheduler, {"use_karras_sigmas": False}, {}),
+    "dpm2_a_karras": (KDPM2AncestralDiscreteScheduler, {"use_karras_sigmas": True}, {}),
+    "lcm": (LCMScheduler, {}, {}),
+}
+RECIPES.update(NEW_RECIPES)
 
 
 def b64(t):
@@ -158,8 +184,8 @@ class NoiseFeed:
         return t
 
 
-def run_loop(recipe, config_name, steps, strength, eta=0.0):
-    sched = make(recipe, config_name)
+def run_loop(recipe, config_name, steps, strength, eta=0.0, spacing=None):
+    sched = make(recipe, config_name, {"timestep_spacing": spacing} if spacing else None)
     sched.set_timesteps(steps)
     full = sched.timesteps.clone()
     # StableDiffusionImg2ImgPipeline.get_timesteps
@@ -176,9 +202,12 @@ def run_loop(recipe, config_name, steps, strength, eta=0.0):
         latents = sched.add_noise(X0, NOISE, timesteps[:1].repeat(1))
         record["noised"] = b64(latents)
     record["init_noise_sigma"] = float(np.float32(float(sched.init_noise_sigma)))
+    if spacing:
+        record["spacing"] = spacing
     feed = NoiseFeed()
-    original = euler_a_module.randn_tensor
-    euler_a_module.randn_tensor = lambda *a, **k: feed.next()
+    originals = [m.randn_tensor for m in NOISE_MODULES]
+    for m in NOISE_MODULES:
+        m.randn_tensor = lambda *a, **k: feed.next()
     try:
         for t in timesteps:
             inp = sched.scale_model_input(latents, t)
@@ -191,7 +220,8 @@ def run_loop(recipe, config_name, steps, strength, eta=0.0):
             else:
                 latents = sched.step(out, t, latents).prev_sample
     finally:
-        euler_a_module.randn_tensor = original
+        for m, original in zip(NOISE_MODULES, originals):
+            m.randn_tensor = original
     record["noise_draws"] = feed.i
     record["eta"] = eta
     record["final"] = b64(latents)
@@ -264,6 +294,8 @@ def main():
     }
     loops = []
     for recipe in RECIPES:
+        if recipe in NEW_RECIPES:
+            continue
         for config_name in ("sd15", "sd21v"):
             for steps in (10, 25, 50):
                 for strength in (1.0, 0.6, 0.3):
@@ -276,11 +308,33 @@ def main():
         if recipe not in ("pndm", "euler_a"):  # no "sample" prediction in diffusers
             for strength in (1.0, 0.6):
                 loops.append(run_loop(recipe, "sd15_sample", 10, strength))
+    # Issue 12: the new samplers (sd15 at 4/10/25 steps x 3 strengths, sd21v at 10/25 x 2, "sample"
+    # prediction where diffusers has it), every sampler with "trailing" spacing at few steps (SD-Turbo style;
+    # lcm has no spacing), and euler_a trailing at 1, 2 and 4 steps.
+    for recipe in NEW_RECIPES:
+        for steps in (4, 10, 25):
+            for strength in (1.0, 0.6, 0.3):
+                loops.append(run_loop(recipe, "sd15", steps, strength))
+        for steps in (10, 25):
+            for strength in (1.0, 0.6):
+                loops.append(run_loop(recipe, "sd21v", steps, strength))
+        if not recipe.startswith("dpm2"):   # KDPM2(A): NotImplementedError for "sample"
+            for strength in (1.0, 0.6):
+                loops.append(run_loop(recipe, "sd15_sample", 10, strength))
+        if recipe != "lcm":
+            for strength in (1.0, 0.5):
+                loops.append(run_loop(recipe, "sd15", 4, strength, spacing="trailing"))
+    for steps in (1, 2, 4):
+        for strength in (1.0, 0.5):
+            if int(steps * strength) >= 1:
+                loops.append(run_loop("euler_a", "sd15", steps, strength, spacing="trailing"))
     out["loops"] = loops
     schedules = []
     for recipe in RECIPES:
         for spacing in ("linspace", "leading", "trailing"):
             for steps in (1, 3, 7, 30, 100):
+                if recipe == "lcm" and (steps > 50 or spacing != "leading"):
+                    continue   # LCM: at most original_inference_steps (50); timestep_spacing is not read
                 schedules.append(schedule(recipe, "sd15", spacing, steps))
     out["schedules"] = schedules
     out["lms"] = [lms_coefficients(r, "sd15", s) for r in ("lms", "lms_karras") for s in (10, 25)]
