@@ -36,6 +36,9 @@ extension StableDiffusionModels {
                 ? try textEncoder.replacingLayers(scope)
                 : try CLIPTextModel(scope, config: textEncoder.config)
         }
+        // The replaced weights' mapped pages are not read by the patched models: out of the resident set until
+        // a job without the LoRA reads them again (from the page cache).
+        checkpoint.dropResidentPages(keys: patches.keys)
         return models
     }
 }

@@ -34,6 +34,21 @@ extension Tensor {
         return out
     }
 
+    /// `self += alpha · a · b` in place (one GEMM with beta 1), for `a` [M, K] and `b` [K, N] read as matrices and
+    /// `self` holding M·N elements: a LoRA's update merged into its weight without a temporary.
+    public mutating func addMatmul(_ a: Tensor, _ b: Tensor, rows m: Int, inner k: Int, alpha: Float) {
+        let n = count / max(m, 1)
+        precondition(a.count == m * k && b.count == k * n && m * n == count, "addMatmul: \(a.shape) · \(b.shape) does not fill \(shape)")
+        withUnsafeMutableBufferPointer { c in
+            a.withUnsafeBufferPointer { x in
+                b.withUnsafeBufferPointer { y in
+                    BLAS.sgemm(m: m, n: n, k: k, alpha: alpha, a: x.baseAddress!, lda: k, b: y.baseAddress!, ldb: n,
+                               beta: 1, c: c.baseAddress!, ldc: n)
+                }
+            }
+        }
+    }
+
     /// `torch.nn.functional.linear`: `self` [..., in] · weightᵀ + bias, with weight [out, in] and bias [out].
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
         precondition(weight.rank == 2 && weight.dim(1) == dim(-1), "linear: input \(shape) does not fit weight \(weight.shape)")

@@ -43,6 +43,14 @@ public struct Checkpoint: TensorSource {
         for span in spans.values { span.file.dropResidentPages(span.range) }
     }
 
+    /// The same for the tensors of `keys` alone (e.g. the weights a LoRA-patched copy replaced).
+    public func dropResidentPages(keys: some Sequence<String>) {
+        for key in keys {
+            guard let entry = entries[key], let range = try? entry.file.info(entry.key).dataRange else { continue }
+            entry.file.dropResidentPages(range)
+        }
+    }
+
     public func shape(_ key: String) -> [Int]? { entries[key]?.shape }
 
     /// Throws `nonFiniteWeights` when the stored tensor behind `entry` holds NaN/inf: one vectorised pass over

@@ -144,17 +144,30 @@ public struct LoRA: @unchecked Sendable {
         return LoRA(url: url, layers: layers, file: file)
     }
 
+    /// `weight += multiplier · scale · ΔW` in place: a low-rank update is one GEMM accumulating into the weight
+    /// (no ΔW temporary, one pass); the other formats build ΔW first.
+    func add(_ layer: Layer, multiplier: Float, to weight: inout Tensor) throws {
+        guard case let .lowRank(downName, upName) = layer.update else {
+            weight += try delta(layer, shape: weight.shape) * multiplier
+            return
+        }
+        let down = try finiteTensor(downName), up = try finiteTensor(upName)
+        weight.addMatmul(up, down, rows: weight.shape[0], inner: down.shape[0], alpha: multiplier * layer.scale)
+    }
+
+    /// A tensor of the file, refused when it holds NaN or ±inf (naming it and the first such element).
+    func finiteTensor(_ name: String) throws -> Tensor {
+        let info = try file.info(name)
+        let values = try file.floats(name)
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw WeightsError.loraMalformed(path: url.path, key: name, detail: "element \(bad) is \(values[bad])")
+        }
+        return Tensor(shape: info.shape.isEmpty ? [1] : info.shape, scalars: values)
+    }
+
     /// ΔW · scale of `layer`, in the target weight's shape. Throws `loraMalformed` for non-finite values.
     public func delta(_ layer: Layer, shape: [Int]) throws -> Tensor {
-        let path = url.path
-        func load(_ name: String) throws -> Tensor {
-            let info = try file.info(name)
-            let values = try file.floats(name)
-            if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw WeightsError.loraMalformed(path: path, key: name, detail: "element \(bad) is \(values[bad])")
-            }
-            return Tensor(shape: info.shape.isEmpty ? [1] : info.shape, scalars: values)
-        }
+        func load(_ name: String) throws -> Tensor { try finiteTensor(name) }
         func matrix(_ t: Tensor, rows: Int) -> Tensor { t.reshaped([rows, t.count / rows]) }
         let out = shape[0]
         var d: Tensor
@@ -326,9 +339,9 @@ extension LoRA {
             for layer in lora.layers {
                 let multiplier = weighting.multiplier(for: layer.target)
                 guard multiplier != 0 else { continue }
-                let current = try patched[layer.target] ?? base.weight(layer.target).float32
-                let delta = try lora.delta(layer, shape: current.shape)
-                patched[layer.target] = current + delta * multiplier
+                var current = try patched.removeValue(forKey: layer.target) ?? base.weight(layer.target).float32
+                try lora.add(layer, multiplier: multiplier, to: &current)
+                patched[layer.target] = current
             }
         }
         return patched

@@ -308,6 +308,7 @@ extension Bench {
             var patched: StableDiffusionPipeline?
             var layers = 0
             try Bench.measure("apply LoRA (open + merge)", repeats: 2) {
+                patched = nil   // as the service: the previous patched set goes before the next is built
                 let lora = try LoRA.open(url, model: base.models.checkpoint)
                 layers = lora.layers.count
                 patched = StableDiffusionPipeline(models: try base.models.applying([(lora, 1)]), tokenizer: base.tokenizer)
@@ -338,7 +339,7 @@ final class BenchOwner {}
 func peakRSSGiB() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+          let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return 0 }
     return kb / 1024 / 1024
 }
 
