@@ -24,10 +24,7 @@ public struct HeunDiscreteScheduler: Scheduler {
     public private(set) var timesteps: [Float] = []
     /// σ per model evaluation plus the final 0 (float32, interleaved as diffusers).
     public private(set) var sigmas: [Float] = []
-    public var initNoiseSigma: Float {
-        let maxSigma = sigmas.max() ?? 0
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var initNoiseSigma: Float { SecondOrderSchedule.initNoiseSigma(sigmas, spacing: spacing) }
     public var order: Int { 2 }
 
     let schedule: NoiseSchedule
@@ -45,18 +42,14 @@ public struct HeunDiscreteScheduler: Scheduler {
 
     public init(config: SchedulerConfig) throws {
         let name = "HeunDiscreteScheduler"
-        try SchedulerValidation.reject(config.useExponentialSigmas, "use_exponential_sigmas", name)
-        try SchedulerValidation.reject(config.useBetaSigmas, "use_beta_sigmas", name)
+        let settings = try SecondOrderSchedule.Settings(config, scheduler: name, allowsSample: true)
         let range = config.clipSampleRange ?? 1
         guard range.isFinite, range > 0 else {
             throw SchedulerError.invalidConfigValue(key: "clip_sample_range", value: "\(range)", expected: "a finite number > 0")
         }
         self.config = config
-        schedule = try NoiseSchedule(config: SecondOrderSchedule.withClassDefaults(config), scheduler: name)
-        prediction = config.predictionType ?? .epsilon
-        spacing = config.timestepSpacing ?? .linspace
-        stepsOffset = config.stepsOffset ?? 0
-        useKarras = config.useKarrasSigmas ?? false
+        (schedule, prediction, spacing) = (settings.schedule, settings.prediction, settings.spacing)
+        (stepsOffset, useKarras) = (settings.stepsOffset, settings.useKarras)
         clipSample = config.clipSample ?? false
         clipSampleRange = Float(range)
     }

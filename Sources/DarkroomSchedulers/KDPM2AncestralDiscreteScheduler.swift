@@ -27,10 +27,7 @@ public struct KDPM2AncestralDiscreteScheduler: Scheduler {
     public private(set) var sigmasInterpol: [Float] = []
     public private(set) var sigmasUp: [Float] = []
     public private(set) var sigmasDown: [Float] = []
-    public var initNoiseSigma: Float {
-        let maxSigma = sigmas.max() ?? 0
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var initNoiseSigma: Float { SecondOrderSchedule.initNoiseSigma(sigmas, spacing: spacing) }
     public var order: Int { 2 }
 
     let schedule: NoiseSchedule
@@ -45,15 +42,10 @@ public struct KDPM2AncestralDiscreteScheduler: Scheduler {
 
     public init(config: SchedulerConfig) throws {
         let name = "KDPM2AncestralDiscreteScheduler"
-        if config.predictionType == .sample { throw SchedulerError.unsupported(scheduler: name, option: "prediction_type \"sample\"") }
-        try SchedulerValidation.reject(config.useExponentialSigmas, "use_exponential_sigmas", name)
-        try SchedulerValidation.reject(config.useBetaSigmas, "use_beta_sigmas", name)
+        let settings = try SecondOrderSchedule.Settings(config, scheduler: name, allowsSample: false)
         self.config = config
-        schedule = try NoiseSchedule(config: SecondOrderSchedule.withClassDefaults(config), scheduler: name)
-        prediction = config.predictionType ?? .epsilon
-        spacing = config.timestepSpacing ?? .linspace
-        stepsOffset = config.stepsOffset ?? 0
-        useKarras = config.useKarrasSigmas ?? false
+        (schedule, prediction, spacing) = (settings.schedule, settings.prediction, settings.spacing)
+        (stepsOffset, useKarras) = (settings.stepsOffset, settings.useKarras)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {

@@ -25,10 +25,7 @@ public struct KDPM2DiscreteScheduler: Scheduler {
     /// σ and σ_interpol, interleaved as diffusers (float32).
     public private(set) var sigmas: [Float] = []
     public private(set) var sigmasInterpol: [Float] = []
-    public var initNoiseSigma: Float {
-        let maxSigma = sigmas.max() ?? 0
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var initNoiseSigma: Float { SecondOrderSchedule.initNoiseSigma(sigmas, spacing: spacing) }
     public var order: Int { 2 }
 
     let schedule: NoiseSchedule
@@ -44,15 +41,10 @@ public struct KDPM2DiscreteScheduler: Scheduler {
 
     public init(config: SchedulerConfig) throws {
         let name = "KDPM2DiscreteScheduler"
-        if config.predictionType == .sample { throw SchedulerError.unsupported(scheduler: name, option: "prediction_type \"sample\"") }
-        try SchedulerValidation.reject(config.useExponentialSigmas, "use_exponential_sigmas", name)
-        try SchedulerValidation.reject(config.useBetaSigmas, "use_beta_sigmas", name)
+        let settings = try SecondOrderSchedule.Settings(config, scheduler: name, allowsSample: false)
         self.config = config
-        schedule = try NoiseSchedule(config: SecondOrderSchedule.withClassDefaults(config), scheduler: name)
-        prediction = config.predictionType ?? .epsilon
-        spacing = config.timestepSpacing ?? .linspace
-        stepsOffset = config.stepsOffset ?? 0
-        useKarras = config.useKarrasSigmas ?? false
+        (schedule, prediction, spacing) = (settings.schedule, settings.prediction, settings.spacing)
+        (stepsOffset, useKarras) = (settings.stepsOffset, settings.useKarras)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {

@@ -5,6 +5,35 @@ import Foundation
 /// `set_timesteps` before it is interleaved, the float32 `_sigma_to_t` their interpolated timesteps go
 /// through, and the `repeat_interleave` layouts.
 enum SecondOrderSchedule {
+    /// The config values all three read, validated as diffusers' classes do (exponential and beta sigmas are
+    /// not supported; KDPM2's classes also refuse `prediction_type` "sample").
+    struct Settings {
+        let schedule: NoiseSchedule
+        let prediction: PredictionType
+        let spacing: TimestepSpacing
+        let stepsOffset: Int
+        let useKarras: Bool
+
+        init(_ config: SchedulerConfig, scheduler name: String, allowsSample: Bool) throws {
+            if !allowsSample, config.predictionType == .sample {
+                throw SchedulerError.unsupported(scheduler: name, option: "prediction_type \"sample\"")
+            }
+            try SchedulerValidation.reject(config.useExponentialSigmas, "use_exponential_sigmas", name)
+            try SchedulerValidation.reject(config.useBetaSigmas, "use_beta_sigmas", name)
+            schedule = try NoiseSchedule(config: SecondOrderSchedule.withClassDefaults(config), scheduler: name)
+            prediction = config.predictionType ?? .epsilon
+            spacing = config.timestepSpacing ?? .linspace
+            stepsOffset = config.stepsOffset ?? 0
+            useKarras = config.useKarrasSigmas ?? false
+        }
+    }
+
+    /// `init_noise_sigma`: the largest σ, or √(σ²+1) with "leading" spacing.
+    static func initNoiseSigma(_ sigmas: [Float], spacing: TimestepSpacing) -> Float {
+        let maxSigma = sigmas.max() ?? 0
+        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
+    }
+
     /// Class defaults the three classes share where `NoiseSchedule`'s differ: beta_start 0.00085, beta_end 0.012
     /// (with beta_schedule "linear").
     static func withClassDefaults(_ config: SchedulerConfig) -> SchedulerConfig {
