@@ -60,13 +60,20 @@ final class DaemonProcessTests: XCTestCase {
         for i in 0..<jobs { try drop("photo\(i)", recipe: #"{"mode": "img2img", "steps": 4, "seed": \#(i * 10), "count": 2}"#) }
         var generator = SplitMix(seed: 2026)
         var interrupted = 0                                  // kills that left a job claimed, mid-run
-        for _ in 0..<12 {
+        let work = inbox.appendingPathComponent(".darkroom/work")
+        func claimed() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).filter { !$0.hasPrefix(".") }.count }
+        for round in 0..<12 {
             let process = try start()
+            // Even rounds: any moment from start-up on. Odd rounds: once a job is claimed (however long start-up
+            // takes on a loaded machine), a random moment into it, so some kills always land mid-job.
+            if round % 2 == 1 {
+                let deadline = Date().addingTimeInterval(10)
+                while claimed() == 0 && Date() < deadline && process.isRunning { usleep(5_000) }
+            }
             usleep(UInt32(20_000 + generator.next() % 250_000))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            let work = inbox.appendingPathComponent(".darkroom/work")
-            interrupted += ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).filter { !$0.hasPrefix(".") }.count
+            interrupted += claimed()
         }
         XCTAssertGreaterThan(interrupted, 0, "the kills hit running jobs")
         let last = try start(once: true)
