@@ -151,9 +151,9 @@ struct Bench: ParsableCommand {
 
 extension Bench {
     /// The checkpoint a bench measures: the one given, else the cached random-weight SD 1.5 (created once).
-    static func checkpoint(_ path: String?) throws -> URL {
+    static func checkpoint(_ path: String?, float32: Bool = false) throws -> URL {
         if let path { return URL(fileURLWithPath: path) }
-        return try BenchCheckpoint.cached()
+        return float32 ? try BenchCheckpoint.cachedFloat32() : try BenchCheckpoint.cached()
     }
 
     static func header() {
@@ -188,6 +188,9 @@ extension Bench {
         @Argument(help: "A .safetensors checkpoint or a diffusers folder (default: the cached random SD 1.5).")
         var checkpoint: String?
 
+        @Flag(help: "Without a checkpoint: the random SD 1.5 with float32 weights instead of float16.")
+        var float32Weights = false
+
         @Option(parsing: .upToNextOption, help: "Image sizes in pixels for the UNet step (latents are 1/8).")
         var sizes: [Int] = [512, 768]
 
@@ -205,7 +208,7 @@ extension Bench {
 
         func run() throws {
             Tensor.convolutionAlgorithm = convolution
-            let url = try Bench.checkpoint(checkpoint)
+            let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
             Bench.header()
             var models: StableDiffusionModels?
             try Bench.measure("load", repeats: 1) { models = try StableDiffusionModels.load(url) }
@@ -237,6 +240,9 @@ extension Bench {
         @Argument(help: "A .safetensors checkpoint or a diffusers folder (default: the cached random SD 1.5).")
         var checkpoint: String?
 
+        @Flag(help: "Without a checkpoint: the random SD 1.5 with float32 weights instead of float16.")
+        var float32Weights = false
+
         @Option(help: "Image side in pixels.")
         var size = 512
 
@@ -259,7 +265,7 @@ extension Bench {
         @Option var fewStepGuidance: Float = 1
 
         func run() throws {
-            let url = try Bench.checkpoint(checkpoint)
+            let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
             Bench.header()
             let start = DispatchTime.now().uptimeNanoseconds
             var pipeline: StableDiffusionPipeline?

@@ -24,6 +24,34 @@ enum BenchCheckpoint {
         return folder
     }
 
+    /// The same checkpoint with float32 weights (as `v1-5-pruned-emaonly.safetensors` and many shared files
+    /// are), converted once from the fp16 one into `sd15-random-fp32`.
+    static func cachedFloat32() throws -> URL {
+        let folder = cacheFolder.deletingLastPathComponent().appendingPathComponent("sd15-random-fp32")
+        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) { return folder }
+        let source = try cached()
+        print("converting the random SD 1.5 to float32 at \(folder.path) …")
+        let staging = folder.deletingLastPathComponent().appendingPathComponent(".\(folder.lastPathComponent)-\(getpid())")
+        try? FileManager.default.removeItem(at: staging)
+        try FileManager.default.copyItem(at: source, to: staging)
+        for component in ["unet", "vae", "text_encoder"] {
+            let sub = staging.appendingPathComponent(component)
+            for name in try FileManager.default.contentsOfDirectory(atPath: sub.path) where name.hasSuffix(".safetensors") {
+                let url = sub.appendingPathComponent(name)
+                let file = try SafetensorsFile(url: url)
+                var writer = SafetensorsWriter()
+                for tensor in file.tensorNames {
+                    try writer.add(tensor, shape: try file.info(tensor).shape, floats: try file.floats(tensor), as: .f32)
+                }
+                try writer.write(to: url.appendingPathExtension("tmp"))
+                try FileManager.default.removeItem(at: url)
+                try FileManager.default.moveItem(at: url.appendingPathExtension("tmp"), to: url)
+            }
+        }
+        try FileManager.default.moveItem(at: staging, to: folder)
+        return folder
+    }
+
     /// (name, shape) of every parameter of one component, in diffusers naming.
     typealias Parameters = [(name: String, shape: [Int])]
 
