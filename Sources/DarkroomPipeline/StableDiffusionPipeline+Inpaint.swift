@@ -82,7 +82,7 @@ extension StableDiffusionPipeline {
         try Self.requireFinite(maskedImageLatents, .vaeEncode)
 
         // 6. Denoise.
-        releaseFreedBlocks()
+        releaseEncoderPages()
         let cfgCopies = guided ? 2 : 1
         let maskInput = Tensor.concatenate(Array(repeating: latentMask, count: cfgCopies), axis: 0)
         let maskedInput = Tensor.concatenate(Array(repeating: maskedImageLatents, count: cfgCopies), axis: 0)

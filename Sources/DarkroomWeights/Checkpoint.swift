@@ -60,6 +60,9 @@ public struct Checkpoint: TensorSource {
         if let element = try entry.file.withRawBytes(entry.key, { NonFiniteScan.firstNonFinite($0, dtype: info.dtype) }) {
             throw WeightsError.nonFiniteWeights(key: key, source: sourceName, element: element)
         }
+        // The scan made the tensor's pages resident; a model reads them when its phase runs, not now (a load
+        // would otherwise hold the whole file resident: 4.2 GB for an fp32 SD 1.5).
+        entry.file.dropResidentPages(info.dataRange)
     }
 
     public func tensor(_ key: String) throws -> Tensor {
