@@ -19,14 +19,16 @@ let package = Package(
         // OpenBLAS is loaded with dlopen (see OpenBLASLibrary.swift), so it is not linked: the kernel choice must be
         // made before its constructor runs.
         .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // oneDNN for bf16 matrix products (linked: Debian's libdnnl has no pkg-config file). See OneDNN.swift.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         // libpng/libjpeg calls that can longjmp go through `static inline` helpers in each shim.h, which own the setjmp.
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         // zlib, only to gunzip the bundled CLIP merges (inflateInit2 is a macro: the loop is an inline helper in shim.h).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
-        // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS.
-        .target(name: "DarkroomTensor", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
+        // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS and CDNNL.
+        .target(name: "DarkroomTensor", dependencies: ["COpenBLAS", "CDNNL"], swiftSettings: numericSettings),
 
         // safetensors (mmap, validated), diffusers folders, LDM→diffusers key canonicalisation, model family.
         .target(name: "DarkroomWeights", dependencies: ["DarkroomTensor"], swiftSettings: numericSettings),

@@ -12,7 +12,7 @@ struct Linear: Sendable {
         self.bias = bias ? try w.tensor("bias", shape: [outFeatures]) : nil
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { weight.withFloat32 { x.linear(weight: $0, bias: bias) } }
+    func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
 }
 
 /// `nn.Conv2d`: weight [out, in, k, k] (kept as stored, see `Weight`), bias [out].
@@ -33,7 +33,7 @@ struct Conv2d: Sendable {
     var outChannels: Int { weight.shape[0] }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        weight.withFloat32 { x.conv2d(weight: $0, bias: bias, stride: stride, padding: padding) }
+        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding)
     }
 }
 

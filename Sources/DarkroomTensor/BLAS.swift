@@ -87,6 +87,8 @@ public enum BLAS {
     /// by the time to report achieved GFLOP/s.
     public static var flopCount: Double { flopLock.withLock { flops } }
     nonisolated(unsafe) private static var flops = 0.0
+    /// Adds a product's FLOPs to `flopCount` (oneDNN's products count here too).
+    static func countFlops(_ count: Double) { flopLock.withLock { flops += count } }
     private static let flopLock = Mutex()
 
     @usableFromInline

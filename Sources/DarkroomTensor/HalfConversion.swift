@@ -55,3 +55,24 @@ public enum HalfConversion {
         let dst: UnsafeMutablePointer<Float>
     }
 }
+
+extension HalfConversion {
+    /// Float → bfloat16 bits, rounded to nearest, ties to even (as PyTorch's and oneDNN's conversions); NaN stays a
+    /// quiet NaN of the same sign, overflow becomes ±infinity.
+    @inline(__always)
+    public static func bfloat16Bits(from x: Float) -> UInt16 {
+        let u = x.bitPattern
+        let rounded = UInt16(truncatingIfNeeded: (u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16)
+        let isNaN = (u & 0x7fff_ffff) > 0x7f80_0000
+        return isNaN ? UInt16(truncatingIfNeeded: u >> 16) | 0x0040 : rounded
+    }
+
+    /// Converts `count` Floats into bfloat16 bits at `dst`, on all cores when large.
+    public static func encodeBFloat16(from src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        let pointers = UncheckedSendable((src, dst))
+        Parallel.forEachRange(count, grain: 1 << 16) { range in
+            let (s, d) = pointers.value
+            for i in range { d[i] = bfloat16Bits(from: s[i]) }
+        }
+    }
+}

@@ -65,10 +65,32 @@ struct AttentionHead {
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, o: UnsafeMutablePointer<Float>
     let queries: Int, keys: Int, d: Int, dv: Int, width: Int, valueWidth: Int
     let alpha: Float, causal: Bool
+    /// bfloat16 copies of this head's q, k, v (same layout), in bf16 mode.
+    var half: (q: UnsafePointer<UInt16>, k: UnsafePointer<UInt16>, v: UnsafePointer<UInt16>)? = nil
 
     /// Calls `body(pairs, head)` with the number of (batch, head) pairs and the head of each pair index.
+    /// In bf16 (`Tensor.precision`), the heads also carry bfloat16 copies of query, key and value for oneDNN.
     static func forEach(query: Tensor, key: Tensor, value: Tensor, out: inout Tensor, heads: Int, alpha: Float,
                         causal: Bool, _ body: (Int, (Int) -> AttentionHead) -> Void) {
+        guard Tensor.precision == .bf16 else {
+            return forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha, causal: causal,
+                           half: nil, body)
+        }
+        let (qc, kc, vc) = (query.count, key.count, value.count)
+        Tensor.withScratch(count: (qc + kc + vc + 1) / 2) { scratch in
+            scratch.withMemoryRebound(to: UInt16.self, capacity: qc + kc + vc) { half in
+                query.withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half, count: qc) }
+                key.withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half + qc, count: kc) }
+                value.withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half + qc + kc, count: vc) }
+                forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha, causal: causal,
+                        half: (UnsafePointer(half), UnsafePointer(half + qc), UnsafePointer(half + qc + kc)), body)
+            }
+        }
+    }
+
+    private static func forEach(query: Tensor, key: Tensor, value: Tensor, out: inout Tensor, heads: Int, alpha: Float,
+                                causal: Bool, half: (UnsafePointer<UInt16>, UnsafePointer<UInt16>, UnsafePointer<UInt16>)?,
+                                _ body: (Int, (Int) -> AttentionHead) -> Void) {
         let (batch, queries, keys) = (query.shape[0], query.shape[1], key.shape[1])
         let width = query.shape[2], valueWidth = value.shape[2]
         let d = width / heads, dv = valueWidth / heads
@@ -83,7 +105,10 @@ struct AttentionHead {
                                                  v: v + b * keys * valueWidth + h * dv,
                                                  o: o + b * queries * valueWidth + h * dv,
                                                  queries: queries, keys: keys, d: d, dv: dv, width: width,
-                                                 valueWidth: valueWidth, alpha: alpha, causal: causal)
+                                                 valueWidth: valueWidth, alpha: alpha, causal: causal,
+                                                 half: half.map { (q, k, v) in
+                                                     (q + b * queries * width + h * d, k + b * keys * width + h * d,
+                                                      v + b * keys * valueWidth + h * dv) })
                         }
                     }
                 }
@@ -99,8 +124,10 @@ struct AttentionHead {
         var start = 0
         while start < queries {
             let rows = min(blockRows, queries - start)
-            BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
-                       a: q + start * width, lda: width, b: k, ldb: width, c: scores, ldc: keys)
+            if !scoresBF16(start: start, rows: rows, scores: scores, parallel: parallel) {
+                BLAS.sgemm(transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
+                           a: q + start * width, lda: width, b: k, ldb: width, c: scores, ldc: keys)
+            }
             let softmax = { (range: Range<Int>) in
                 for r in range {
                     let row = scores + r * keys
@@ -115,14 +142,55 @@ struct AttentionHead {
             } else {
                 softmax(0..<rows)
             }
-            BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: v, ldb: valueWidth,
-                       c: o + start * valueWidth, ldc: valueWidth)
+            if !valuesBF16(start: start, rows: rows, scores: scores, parallel: parallel) {
+                BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: v, ldb: valueWidth,
+                           c: o + start * valueWidth, ldc: valueWidth)
+            }
             let out = o + start * valueWidth
             for r in 0..<rows {
                 let scale = rowScales[r]
                 for j in 0..<dv { out[r * valueWidth + j] *= scale }
             }
             start += rows
+        }
+    }
+}
+
+extension AttentionHead {
+    /// S = α·Q·Kᵀ for `rows` queries from `start` on oneDNN in bf16; false (nothing done) in fp32 or after a
+    /// oneDNN error (reported), and the caller runs the fp32 product.
+    func scoresBF16(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
+        guard let half else { return false }
+        do throws(OneDNNError) {
+            try OneDNN.gemm(m: rows, n: keys, k: d, type: .bf16,
+                            a: .matrix(UnsafeRawPointer(half.q + start * width), strides: (width, 1)),
+                            b: .matrix(UnsafeRawPointer(half.k), strides: (1, width)),
+                            c: scores, ldc: keys, alpha: alpha, parallel: parallel)
+            return true
+        } catch {
+            Precision.reportFallback(error)
+            return false
+        }
+    }
+
+    /// O = e^S·V on oneDNN in bf16 (e^S rounded to bf16 as autocast's attention does); false as `scoresBF16`.
+    func valuesBF16(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
+        guard let half else { return false }
+        do throws(OneDNNError) {
+            try Tensor.withBFloat16Scratch(count: rows * keys) { (p) throws(OneDNNError) in
+                if parallel {
+                    HalfConversion.encodeBFloat16(from: scores, into: p, count: rows * keys)
+                } else {
+                    for i in 0..<(rows * keys) { p[i] = HalfConversion.bfloat16Bits(from: scores[i]) }
+                }
+                try OneDNN.gemm(m: rows, n: dv, k: keys, type: .bf16, a: .matrix(UnsafeRawPointer(p), strides: (keys, 1)),
+                                b: .matrix(UnsafeRawPointer(half.v), strides: (valueWidth, 1)),
+                                c: o + start * valueWidth, ldc: valueWidth, parallel: parallel)
+            }
+            return true
+        } catch {
+            Precision.reportFallback(error)
+            return false
         }
     }
 }

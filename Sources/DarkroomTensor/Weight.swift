@@ -1,3 +1,5 @@
+import CDNNL
+
 /// A weight matrix or convolution kernel kept as the checkpoint stores it, expanded to Float32 only while a
 /// kernel uses it.
 ///
@@ -14,6 +16,8 @@ public struct Weight: @unchecked Sendable {
     private let tensor: Tensor?
     private let half: UnsafeRawPointer?
     private let owner: AnyObject?
+    /// This weight converted for oneDNN's products (bf16 mode), made on first use and kept.
+    let packedCache = PackedWeightCache()
 
     /// A Float32 weight.
     public init(_ tensor: Tensor) {
@@ -66,6 +70,37 @@ public struct Weight: @unchecked Sendable {
         return Tensor(shape: shape) { HalfConversion.decode(format == .float16 ? .float16 : .bfloat16,
                                                             from: half!, into: $0.baseAddress!, count: count) }
     }
+
+    /// The weight as the matrix [shape[0], rest] (or its transpose), converted to `type` and reordered into the
+    /// layout `descriptor` (a primitive's chosen weights layout), once.
+    func packed(for descriptor: dnnl_memory_desc_t, type: OneDNN.DataType, transposed: Bool) throws(OneDNNError) -> PackedMatrix {
+        try packedCache.packed(descriptor, transposed: transposed) { () throws(OneDNNError) in try pack(into: descriptor, transposed: transposed) }
+    }
+
+    /// The weight as the plain row-major matrix [shape[0], rest] (or its transpose) in `type`, once.
+    func plainCopy(type: OneDNN.DataType, transposed: Bool) throws(OneDNNError) -> PackedMatrix {
+        let rows = shape.first ?? 1, columns = count / max(rows, 1)
+        let (r, c) = transposed ? (columns, rows) : (rows, columns)
+        let descriptor = try matrixDescriptor(r, c, type, strides: (c, 1))
+        return try packed(for: descriptor, type: type, transposed: transposed)
+    }
+
+    private func pack(into descriptor: dnnl_memory_desc_t, transposed: Bool) throws(OneDNNError) -> PackedMatrix {
+        let rows = shape.first ?? 1, columns = count / max(rows, 1)
+        let result: Result<PackedMatrix, OneDNNError> = withFloat32 { tensor in
+            tensor.withUnsafeBufferPointer { w in
+                do throws(OneDNNError) {
+                    return .success(transposed
+                        ? try PackedMatrix(source: w.baseAddress!, rows: columns, columns: rows, strides: (1, columns), target: descriptor)
+                        : try PackedMatrix(source: w.baseAddress!, rows: rows, columns: columns, strides: (columns, 1), target: descriptor))
+                } catch { return .failure(error) }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Bytes of oneDNN copies this weight holds (bf16 mode).
+    public var packedBytes: Int { packedCache.bytes }
 
     private final class ScratchOwner: Sendable {}
     private static let scratchOwner = ScratchOwner()

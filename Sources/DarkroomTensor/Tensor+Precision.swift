@@ -1,0 +1,148 @@
+/// The layers' products with a `Weight`, in the precision `Tensor.precision` chooses. In fp32 these are exactly
+/// `weight.withFloat32 { linear(weight: $0, …) }` and `conv2d`; in bf16 they run on oneDNN (see `Precision`), and
+/// fall back to fp32 (reported once through `Precision.fallbackHandler`) if oneDNN fails.
+extension Tensor {
+    /// `torch.nn.functional.linear` with a stored weight [out, in].
+    public func linear(weight: Weight, bias: Tensor? = nil) -> Tensor {
+        if Tensor.precision == .bf16 {
+            do throws(OneDNNError) { return try linearBF16(weight: weight, bias: bias) } catch { Precision.reportFallback(error) }
+        }
+        return weight.withFloat32 { linear(weight: $0, bias: bias) }
+    }
+
+    /// `torch.nn.functional.conv2d` with a stored weight [O, C, kh, kw].
+    public func conv2d(weight: Weight, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
+        if Tensor.precision == .bf16 {
+            do throws(OneDNNError) {
+                return try conv2dBF16(weight: weight, bias: bias, stride: stride, padding: padding)
+            } catch { Precision.reportFallback(error) }
+        }
+        return weight.withFloat32 { conv2d(weight: $0, bias: bias, stride: stride, padding: padding) }
+    }
+
+    /// Runs `body` with this tensor's elements rounded to bfloat16, in scratch memory.
+    func withBFloat16<R>(_ body: (UnsafePointer<UInt16>) throws(OneDNNError) -> R) throws(OneDNNError) -> R {
+        try Tensor.withBFloat16Scratch(count: count) { (half) throws(OneDNNError) in
+            withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half, count: count) }
+            return try body(half)
+        }
+    }
+
+    /// Runs `body` with uninitialised scratch memory for `count` bfloat16 values.
+    static func withBFloat16Scratch<R>(count: Int, _ body: (UnsafeMutablePointer<UInt16>) throws(OneDNNError) -> R) throws(OneDNNError) -> R {
+        let result: Result<R, OneDNNError> = withScratch(count: (count + 1) / 2) { scratch in
+            scratch.withMemoryRebound(to: UInt16.self, capacity: max(count, 2)) { half in
+                do throws(OneDNNError) { return .success(try body(half)) } catch { return .failure(error) }
+            }
+        }
+        return try result.get()
+    }
+
+    func linearBF16(weight: Weight, bias: Tensor?) throws(OneDNNError) -> Tensor {
+        precondition(weight.shape.count == 2 && weight.shape[1] == dim(-1), "linear: input \(shape) does not fit weight \(weight.shape)")
+        let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
+        let rows = count / max(inFeatures, 1)
+        var out = Tensor(uninitialized: Array(shape.dropLast()) + [outFeatures])
+        if let bias {
+            precondition(bias.count == outFeatures, "linear: bias \(bias.shape) does not fit weight \(weight.shape)")
+            out.withUnsafeMutableBufferPointer { c in
+                bias.withUnsafeBufferPointer { b in
+                    for r in 0..<rows { (c.baseAddress! + r * outFeatures).update(from: b.baseAddress!, count: outFeatures) }
+                }
+            }
+        }
+        let c = out.withUnsafeMutableBufferPointer { $0.baseAddress! }  // uniquely owned: stays valid below
+        try withBFloat16 { (x) throws(OneDNNError) in
+            try OneDNN.gemm(m: rows, n: outFeatures, k: inFeatures, type: .bf16,
+                            a: .matrix(UnsafeRawPointer(x), strides: (inFeatures, 1)), b: .weight(weight, transposed: true),
+                            c: c, ldc: outFeatures, accumulate: bias != nil)
+        }
+        return out
+    }
+
+    /// im2col (or nothing, for 1×1 stride-1) then one bf16 product per tile: out[O, tile] = W[O, C·kh·kw] · cols.
+    /// Winograd is not used in bf16: its transformed kernel is 4× the weight, rebuilt per call or kept.
+    func conv2dBF16(weight: Weight, bias: Tensor?, stride: Int, padding: Padding2D) throws(OneDNNError) -> Tensor {
+        precondition(rank == 4 && weight.shape.count == 4 && weight.shape[1] == dim(1),
+                     "conv2d: input \(shape) does not fit weight \(weight.shape)")
+        let (batch, inChannels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let outHeight = (height + padding.top + padding.bottom - kh) / stride + 1
+        let outWidth = (width + padding.left + padding.right - kw) / stride + 1
+        precondition(outHeight > 0 && outWidth > 0, "conv2d: input \(shape) too small for kernel \(kh)×\(kw)")
+        let outPlane = outHeight * outWidth
+        var out = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
+        let o = out.withUnsafeMutableBufferPointer { $0.baseAddress! }  // uniquely owned: stays valid below
+        if let bias {
+            precondition(bias.count == outChannels, "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)")
+            bias.withUnsafeBufferPointer { b in
+                Parallel.forEach(batch * outChannels) { i in (o + i * outPlane).initialize(repeating: b[i % outChannels], count: outPlane) }
+            }
+        } else {
+            o.initialize(repeating: 0, count: batch * outChannels * outPlane)
+        }
+        if kh == 1 && kw == 1 && stride == 1 && padding == .zero {
+            try withBFloat16 { (x) throws(OneDNNError) in
+                for n in 0..<batch {
+                    try OneDNN.gemm(m: outChannels, n: outPlane, k: inChannels, type: .bf16, a: .weight(weight, transposed: false),
+                                    b: .matrix(UnsafeRawPointer(x + n * inChannels * outPlane), strides: (outPlane, 1)),
+                                    c: o + n * outChannels * outPlane, ldc: outPlane, accumulate: true)
+                }
+            }
+            return out
+        }
+        let patch = inChannels * kh * kw
+        let rowsPerTile = max(1, min(outHeight, Tensor.im2colBudget / max(patch * outWidth, 1)))
+        let geometry = Im2col(channels: inChannels, height: height, width: width, kh: kh, kw: kw,
+                              stride: stride, padding: padding, outWidth: outWidth)
+        try Tensor.withBFloat16Scratch(count: patch * rowsPerTile * outWidth) { (half) throws(OneDNNError) in
+            let result: OneDNNError? = Tensor.withScratch(count: patch * rowsPerTile * outWidth) { cols in
+                withUnsafeBufferPointer { x in
+                    do throws(OneDNNError) {
+                        for n in 0..<batch {
+                            let image = x.baseAddress! + n * inChannels * height * width
+                            var row0 = 0
+                            while row0 < outHeight {
+                                let rows = min(rowsPerTile, outHeight - row0)
+                                geometry.fill(cols, from: image, outRows: row0..<(row0 + rows))
+                                HalfConversion.encodeBFloat16(from: cols, into: half, count: patch * rows * outWidth)
+                                try OneDNN.gemm(m: outChannels, n: rows * outWidth, k: patch, type: .bf16,
+                                                a: .weight(weight, transposed: false),
+                                                b: .matrix(UnsafeRawPointer(half), strides: (rows * outWidth, 1)),
+                                                c: o + n * outChannels * outPlane + row0 * outWidth, ldc: outPlane,
+                                                accumulate: true)
+                                row0 += rows
+                            }
+                        }
+                        return nil
+                    } catch { return error }
+                }
+            }
+            if let result { throw result }
+        }
+        return out
+    }
+}
+
+extension OneDNN {
+    /// `a` [..., M, K] · `weight` [K, N] in `type` on oneDNN (Float32 out), the weight packed once: what
+    /// `darkroom bench kernels` times against OpenBLAS's sgemm.
+    public static func matmul(_ a: Tensor, _ weight: Weight, type: DataType) throws -> Tensor {
+        precondition(weight.shape.count == 2 && a.dim(-1) == weight.shape[0], "matmul: \(a.shape) × \(weight.shape)")
+        let k = weight.shape[0], n = weight.shape[1], m = a.count / max(k, 1)
+        var out = Tensor(uninitialized: Array(a.shape.dropLast()) + [n])
+        let c = out.withUnsafeMutableBufferPointer { $0.baseAddress! }
+        if type == .f32 {
+            let x = a.withUnsafeBufferPointer { $0.baseAddress! }  // `a` outlives the call
+            try gemm(m: m, n: n, k: k, type: .f32, a: .matrix(UnsafeRawPointer(x), strides: (k, 1)),
+                     b: .weight(weight, transposed: false), c: c, ldc: n)
+            withExtendedLifetime(a) {}
+        } else {
+            try a.withBFloat16 { (x) throws(OneDNNError) in
+                try gemm(m: m, n: n, k: k, type: .bf16, a: .matrix(UnsafeRawPointer(x), strides: (k, 1)),
+                         b: .weight(weight, transposed: false), c: c, ldc: n)
+            }
+        }
+        return out
+    }
+}
