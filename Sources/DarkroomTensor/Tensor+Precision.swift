@@ -145,4 +145,27 @@ extension OneDNN {
         }
         return out
     }
+
+    /// `a` [M, K] · `b` [K, N], both activations (converted to `type` per call, nothing cached): attention's
+    /// products, for `darkroom bench kernels`.
+    public static func matmul(_ a: Tensor, _ b: Tensor, type: DataType) throws -> Tensor {
+        precondition(a.rank == 2 && b.rank == 2 && a.dim(1) == b.dim(0), "matmul: \(a.shape) × \(b.shape)")
+        let (m, k, n) = (a.dim(0), a.dim(1), b.dim(1))
+        var out = Tensor(uninitialized: [m, n])
+        let c = out.withUnsafeMutableBufferPointer { $0.baseAddress! }
+        if type == .f32 {
+            let x = a.withUnsafeBufferPointer { $0.baseAddress! }, y = b.withUnsafeBufferPointer { $0.baseAddress! }
+            try gemm(m: m, n: n, k: k, type: .f32, a: .matrix(UnsafeRawPointer(x), strides: (k, 1)),
+                     b: .matrix(UnsafeRawPointer(y), strides: (n, 1)), c: c, ldc: n)
+            withExtendedLifetime((a, b)) {}
+        } else {
+            try a.withBFloat16 { (x) throws(OneDNNError) in
+                try b.withBFloat16 { (y) throws(OneDNNError) in
+                    try gemm(m: m, n: n, k: k, type: .bf16, a: .matrix(UnsafeRawPointer(x), strides: (k, 1)),
+                             b: .matrix(UnsafeRawPointer(y), strides: (n, 1)), c: c, ldc: n)
+                }
+            }
+        }
+        return out
+    }
 }

@@ -50,6 +50,7 @@ struct Bench: ParsableCommand {
                     }
                 }
             }
+            oneDNNKernels()
             // 3×3 convolutions, each algorithm; GFLOP/s counts the direct algorithm's FLOPs for both, so
             // Winograd's figure is its effective rate.
             let savedAlgorithm = Tensor.convolutionAlgorithm
