@@ -1,0 +1,91 @@
+import DarkroomTensor
+import XCTest
+
+/// The bf16 mode's kernels (`Tensor.precision = .bf16`, oneDNN): rounding to bfloat16, and each product against
+/// the same product in fp32. Operands rounded to bf16 (8 significant bits, relative error ≤ 2^-9 each) make each
+/// term of a sum off by up to about 2^-8 relative; over sums of random-signed terms the output's relative L2
+/// error is of that order, so the bound is 1e-2 (2.6 · 2^-8), and at least 1e-5 (the product did run in bf16).
+final class BFloat16Tests: XCTestCase {
+    override func tearDown() { Tensor.precision = .fp32 }
+
+    func testRoundingToNearestEven() {
+        // Bit patterns by IEEE 754 / bfloat16's definition (the top 16 bits of a Float, rounded to nearest even).
+        let cases: [(UInt32, UInt16)] = [
+            (0x3F80_0000, 0x3F80),  // 1
+            (0x3F80_8000, 0x3F80),  // 1 + 2^-8: a tie, to the even 1
+            (0x3F81_8000, 0x3F82),  // a tie, to the even neighbour above
+            (0x3F80_8001, 0x3F81),  // just above the tie
+            (0xBF80_7FFF, 0xBF80),  // just below the tie, negative
+            (0x7F7F_FFFF, 0x7F80),  // the largest Float rounds to infinity
+            (0x7F80_0000, 0x7F80),  // infinity
+            (0x0000_0001, 0x0000),  // the smallest subnormal rounds to zero
+            (0x7F80_0001, 0x7FC0),  // a signalling NaN becomes a quiet NaN
+            (0xFFC1_2345, 0xFFC1),  // a NaN keeps its sign and top payload bits
+        ]
+        for (float, expected) in cases {
+            XCTAssertEqual(HalfConversion.bfloat16Bits(from: Float(bitPattern: float)), expected, String(float, radix: 16))
+        }
+    }
+
+    func relativeL2(_ x: Tensor, _ reference: Tensor) -> Double {
+        let (a, b) = (x.scalars, reference.scalars)
+        let difference = zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+        return (difference / b.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+    }
+
+    func random(_ shape: [Int]) -> Tensor {
+        var generator = SystemRandomNumberGenerator()
+        return Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+    }
+
+    func assertBF16(_ bf16: Tensor, _ fp32: Tensor, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(bf16.shape, fp32.shape, message, file: file, line: line)
+        let error = relativeL2(bf16, fp32)
+        XCTAssert(error < 1e-2 && error > 1e-5, "\(message): relative L2 error \(error)", file: file, line: line)
+        XCTAssertEqual(Precision.fallbackReasons, [], message, file: file, line: line)
+    }
+
+    func testLinear() {
+        for (rows, inFeatures, outFeatures) in [(7, 33, 17), (300, 320, 640), (2, 768, 1280)] {
+            let x = random([1, rows, inFeatures]), w = random([outFeatures, inFeatures]), b = random([outFeatures])
+            let fp32 = x.linear(weight: w, bias: b)
+            XCTAssertEqual(x.linear(weight: Weight(w), bias: b).scalars, fp32.scalars, "fp32 with a Weight is the fp32 path")
+            Tensor.precision = .bf16
+            let weight = Weight(w)
+            assertBF16(x.linear(weight: weight, bias: b), fp32, "linear \(rows)x\(inFeatures)x\(outFeatures)")
+            let packed = weight.packedBytes
+            XCTAssertGreaterThanOrEqual(packed, inFeatures * outFeatures * 2, "the weight is kept in bf16")
+            assertBF16(x.linear(weight: weight, bias: nil), x.linear(weight: w, bias: nil), "no bias")
+            XCTAssertEqual(weight.packedBytes, packed, "converted once, reused")
+            Tensor.precision = .fp32
+        }
+    }
+
+    func testConvolution() {
+        // (channels in, out, size, kernel, stride, padding): 3×3 as the UNet's, 1×1, a strided downsampler.
+        for (c, o, size, k, stride, padding) in [(8, 16, 9, 3, 1, 1), (32, 24, 16, 1, 1, 0), (16, 16, 11, 3, 2, 1)] {
+            let x = random([2, c, size, size]), w = random([o, c, k, k]), b = random([o])
+            let fp32 = x.conv2d(weight: w, bias: b, stride: stride, padding: .uniform(padding))
+            Tensor.precision = .bf16
+            assertBF16(x.conv2d(weight: Weight(w), bias: b, stride: stride, padding: .uniform(padding)), fp32,
+                       "conv \(c)->\(o) \(k)x\(k) /\(stride) @ \(size)")
+            Tensor.precision = .fp32
+        }
+    }
+
+    func testAttentionBothPaths() {
+        let savedWorkers = Parallel.workers
+        defer { Parallel.workers = savedWorkers }
+        for (tokens, keys, heads, d) in [(77, 77, 2, 8), (1100, 1100, 2, 40), (1100, 77, 2, 40)] {
+            let q = random([2, tokens, heads * d]), k = random([2, keys, heads * d]), v = random([2, keys, heads * d])
+            for workers in [1, 2] {  // chunked, and per thread above 1M scores
+                Parallel.workers = workers
+                let fp32 = Tensor.attention(query: q, key: k, value: v, heads: heads)
+                Tensor.precision = .bf16
+                assertBF16(Tensor.attention(query: q, key: k, value: v, heads: heads), fp32,
+                           "attention \(tokens)x\(keys), \(workers) workers")
+                Tensor.precision = .fp32
+            }
+        }
+    }
+}
