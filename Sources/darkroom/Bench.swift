@@ -207,10 +207,15 @@ extension Bench {
         @Option(help: "3x3 convolution algorithm: automatic, im2col or winograd.")
         var convolution = ConvolutionAlgorithm.automatic
 
+        @Option(help: "Precision of the matrix products: fp32 (OpenBLAS) or bf16 (oneDNN, fp32 accumulation).")
+        var precision = Precision.fp32
+
         func run() throws {
             Tensor.convolutionAlgorithm = convolution
+            Tensor.precision = precision
             let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
             Bench.header()
+            print("precision \(precision.rawValue)\(precision == .bf16 ? ", oneDNN \(OneDNN.version)" : "")")
             var models: StableDiffusionModels?
             try Bench.measure("load", repeats: 1) { models = try StableDiffusionModels.load(url) }
             guard let models else { return }

@@ -1,5 +1,8 @@
+import ArgumentParser
 import DarkroomTensor
 import Foundation
+
+extension Precision: ExpressibleByArgument {}
 
 extension Bench.Kernels {
     /// OpenBLAS's sgemm against oneDNN's f32 and bf16 matmul (bf16 operands, Float32 accumulation and output) on
