@@ -166,8 +166,10 @@ final class MatmulPrimitive: @unchecked Sendable {
     /// Runs the product on the calling thread (with `threads` OpenMP threads), with scratch memory of its own.
     func execute(a: UnsafeRawPointer, b: UnsafeRawPointer, c: UnsafeMutablePointer<Float>) throws(OneDNNError) {
         let engine = try OneDNN.engine.get()
-        let scratchFloats = (scratchpadBytes + 3) / 4
-        let result: OneDNNError? = Tensor.withScratch(count: max(scratchFloats, 16)) { scratch in
+        // At least LargeBlockCache's minimum, so the block is reused: fresh pages for every call (malloc maps
+        // blocks of this size anew) had the kernel zeroing pages for a quarter of a bf16 UNet step.
+        let scratchFloats = max((scratchpadBytes + 3) / 4, LargeBlockCache.minimumBytes / 4)
+        let result: OneDNNError? = Tensor.withScratch(count: scratchFloats) { scratch in
             do throws(OneDNNError) {
                 try withMemory(source, UnsafeMutableRawPointer(mutating: a)) { (src) throws(OneDNNError) in
                     try withMemory(weights, UnsafeMutableRawPointer(mutating: b)) { (wei) throws(OneDNNError) in

@@ -30,7 +30,9 @@ extension Tensor {
 
     /// Runs `body` with uninitialised scratch memory for `count` bfloat16 values.
     static func withBFloat16Scratch<R>(count: Int, _ body: (UnsafeMutablePointer<UInt16>) throws(OneDNNError) -> R) throws(OneDNNError) -> R {
-        let result: Result<R, OneDNNError> = withScratch(count: (count + 1) / 2) { scratch in
+        // At least LargeBlockCache's minimum, so that the block is reused rather than mapped afresh (see
+        // MatmulPrimitive.execute).
+        let result: Result<R, OneDNNError> = withScratch(count: max((count + 1) / 2, LargeBlockCache.minimumBytes / 4)) { scratch in
             scratch.withMemoryRebound(to: UInt16.self, capacity: max(count, 2)) { half in
                 do throws(OneDNNError) { return .success(try body(half)) } catch { return .failure(error) }
             }
