@@ -121,10 +121,14 @@ final class PackedMatrix: @unchecked Sendable {
         let engine = try OneDNN.engine.get()
         descriptor = target
         bytes = dnnl_memory_desc_get_size(&descriptor)
+        // Large ones on transparent huge pages, as large tensors (TensorStorage): packing an SD 1.5 UNet's 1.7 GB
+        // faults it in 2 MiB at a time instead of 4 KiB.
+        let large = bytes >= LargeBlockCache.minimumBytes
         var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
+        guard posix_memalign(&raw, large ? 2 << 20 : 64, max(bytes, 64)) == 0, let raw else {
             throw OneDNNError(call: "allocating \(bytes) bytes for a packed weight", status: dnnl_out_of_memory)
         }
+        if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
         data = raw
         do {
             var sourceMD = try matrixDescriptor(rows, columns, .f32, strides: strides)
