@@ -45,22 +45,20 @@ extension OneDNN {
                     let ((aPointer, aStrides), c) = pointers.value
                     let (pm, pn) = splitRows ? (count, n) : (m, count)
                     let rowOffset = splitRows ? start : 0, columnOffset = splitRows ? 0 : start
-                    let bKey: MatmulKey.Layout?
-                    var bPointer: UnsafeRawPointer? = nil
+                    func key(_ b: MatmulKey.Layout?) -> MatmulKey {
+                        MatmulKey(m: pm, n: pn, k: k, a: .init(aStrides), b: b, ldc: ldc, type: type, alpha: alpha,
+                                  accumulate: accumulate, threads: threads)
+                    }
+                    let aPart = aPointer + rowOffset * aStrides.0 * type.bytes, cPart = c + rowOffset * ldc + columnOffset
                     switch b {
                     case .matrix(let pointer, let strides):
-                        bKey = .init(strides)
-                        bPointer = pointer + columnOffset * strides.1 * type.bytes
-                    case .weight: bKey = nil
+                        try MatmulPrimitive.cached(key(.init(strides)))
+                            .execute(a: aPart, b: pointer + columnOffset * strides.1 * type.bytes, c: cPart)
+                    case .weight(let weight, let transposed):
+                        let primitive = try MatmulPrimitive.cached(key(nil))
+                        let packed = try weight.packed(for: primitive.weights, type: type, transposed: transposed)
+                        try primitive.execute(a: aPart, b: UnsafeRawPointer(packed.data), c: cPart)
                     }
-                    let key = MatmulKey(m: pm, n: pn, k: k, a: .init(aStrides), b: bKey, ldc: ldc, type: type,
-                                        alpha: alpha, accumulate: accumulate, threads: threads)
-                    let primitive = try MatmulPrimitive.cached(key)
-                    if case .weight(let weight, let transposed) = b {
-                        bPointer = UnsafeRawPointer(try weight.packed(for: primitive.weights, type: type, transposed: transposed).data)
-                    }
-                    try primitive.execute(a: aPointer + rowOffset * aStrides.0 * type.bytes, b: bPointer!,
-                                          c: c + rowOffset * ldc + columnOffset)
                 } catch {
                     lock.withLock { if failure == nil { failure = error } }
                 }
@@ -155,6 +153,12 @@ final class MatmulPrimitive: @unchecked Sendable {
         var name: UnsafePointer<CChar>?
         implementation = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success
             ? name.map { String(cString: $0) } ?? "unknown" : "unknown"
+        // Without AVX512 oneDNN 2.6 has no bf16 matmul but its reference loops, far slower than fp32: an error, so
+        // the caller runs fp32 and says why.
+        if key.type == .bf16 && implementation.hasPrefix("ref") {
+            throw OneDNNError(call: "bf16 matmul: oneDNN has only its reference implementation (\(implementation)) on this CPU",
+                              status: dnnl_unimplemented)
+        }
         var made: dnnl_primitive_t?
         try check(dnnl_primitive_create(&made, pd), "dnnl_primitive_create (matmul)")
         guard let made else { throw OneDNNError(call: "dnnl_primitive_create", status: dnnl_runtime_error) }
