@@ -213,6 +213,7 @@ extension Bench {
         func run() throws {
             Tensor.convolutionAlgorithm = convolution
             Tensor.precision = precision
+            Bench.applyOpenMPThreadsOverride()
             let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
             Bench.header()
             print("precision \(precision.rawValue)\(precision == .bf16 ? ", oneDNN \(OneDNN.version)" : "")")

@@ -4,6 +4,17 @@ import Foundation
 
 extension Precision: ExpressibleByArgument {}
 
+extension Bench {
+    /// `DARKROOM_BENCH_OPENMP_THREADS=N`: oneDNN's products split by OpenMP into N threads instead of over
+    /// Darkroom's workers (`OneDNN.openMPThreads`), to compare the two at the level of a whole UNet step.
+    static func applyOpenMPThreadsOverride() {
+        if let value = ProcessInfo.processInfo.environment["DARKROOM_BENCH_OPENMP_THREADS"], let threads = Int(value), threads > 0 {
+            OneDNN.openMPThreads = threads
+            print("oneDNN: \(threads) OpenMP threads per product (DARKROOM_BENCH_OPENMP_THREADS)")
+        }
+    }
+}
+
 extension Bench.Kernels {
     /// OpenBLAS's sgemm against oneDNN's f32 and bf16 matmul (bf16 operands, Float32 accumulation and output) on
     /// SD 1.5's UNet shapes (M×K×N), with the sgemm peak of this machine. Weights are packed once, outside the
@@ -41,6 +52,11 @@ extension Bench.Kernels {
                 }
             }
             OneDNN.openMPThreads = saved
+            if isWeight {  // a fresh weight: conversion, packing and (first shape only) JIT, then the product
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try? OneDNN.matmul(a, Weight(bTensor), type: .bf16)
+                row += String(format: "  first bf16 call %.3f s", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
             print(row)
         }
         if let f32 = try? OneDNN.implementation(m: 4096, n: 320, k: 2880, type: .f32),
