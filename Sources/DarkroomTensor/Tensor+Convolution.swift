@@ -55,13 +55,7 @@ extension Tensor {
         let outPlane = outHeight * outWidth
         var out = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
 
-        let isWinograd = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) && {
-            switch Tensor.convolutionAlgorithm {
-            case .automatic: return outPlane >= Tensor.winogradMinimumPlane
-            case .im2col: return false
-            case .winograd: return true
-            }
-        }()
+        let isWinograd = Tensor.usesWinograd(kh: kh, kw: kw, stride: stride, padding: padding, outPlane: outPlane)
         if let bias {
             precondition(bias.count == outChannels, "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)")
         }
@@ -127,6 +121,18 @@ extension Tensor {
             }
         }
         return out
+    }
+}
+
+extension Tensor {
+    /// Whether `conv2d` runs a convolution of this geometry as Winograd F(4×4, 3×3) (`convolutionAlgorithm`).
+    static func usesWinograd(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> Bool {
+        guard kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) else { return false }
+        switch Tensor.convolutionAlgorithm {
+        case .automatic: return outPlane >= Tensor.winogradMinimumPlane
+        case .im2col: return false
+        case .winograd: return true
+        }
     }
 }
 

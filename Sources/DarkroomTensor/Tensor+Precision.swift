@@ -12,12 +12,25 @@ extension Tensor {
 
     /// `torch.nn.functional.conv2d` with a stored weight [O, C, kh, kw].
     public func conv2d(weight: Weight, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
-        if Tensor.precision == .bf16 {
+        // Convolutions that Winograd takes stay fp32 Winograd in bf16 mode: its 4× fewer products beat bf16's 2×
+        // rate (VAE decode at 512 px: 3.8 s against 6.0 s as bf16 im2col), and Winograd with bf16 products was
+        // 3–4× autocast's error (README, bf16 mode).
+        if Tensor.precision == .bf16, rank == 4, weight.shape.count == 4,
+           !Tensor.usesWinograd(kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding,
+                                outPlane: Tensor.outputPlane(height: dim(2), width: dim(3), kernel: (weight.shape[2], weight.shape[3]),
+                                                             stride: stride, padding: padding)) {
             do throws(OneDNNError) {
                 return try conv2dBF16(weight: weight, bias: bias, stride: stride, padding: padding)
             } catch { Precision.reportFallback(error) }
         }
         return weight.withFloat32 { conv2d(weight: $0, bias: bias, stride: stride, padding: padding) }
+    }
+
+    /// Output height × width of a convolution (0 when the kernel does not fit).
+    static func outputPlane(height: Int, width: Int, kernel: (Int, Int), stride: Int, padding: Padding2D) -> Int {
+        let h = (height + padding.top + padding.bottom - kernel.0) / max(stride, 1) + 1
+        let w = (width + padding.left + padding.right - kernel.1) / max(stride, 1) + 1
+        return max(h, 0) * max(w, 0)
     }
 
     /// Runs `body` with this tensor's elements rounded to bfloat16, in scratch memory.
@@ -63,7 +76,6 @@ extension Tensor {
     }
 
     /// im2col (or nothing, for 1×1 stride-1) then one bf16 product per tile: out[O, tile] = W[O, C·kh·kw] · cols.
-    /// Winograd is not used in bf16: its transformed kernel is 4× the weight, rebuilt per call or kept.
     func conv2dBF16(weight: Weight, bias: Tensor?, stride: Int, padding: Padding2D) throws(OneDNNError) -> Tensor {
         precondition(rank == 4 && weight.shape.count == 4 && weight.shape[1] == dim(1),
                      "conv2d: input \(shape) does not fit weight \(weight.shape)")
