@@ -159,7 +159,8 @@ public final class JobExecutor {
         let key = [base.models.checkpoint.url.path, vae?.path ?? ""] + order.map { url -> String in
             let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
             let stamp = "\((attributes?[.size] as? Int) ?? -1)/\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1)"
-            return "\(url.path)|\(stamp)|\(weights[url]!.textEncoder)|\(weights[url]!.unet)"
+            let w = weights[url, default: LoRA.Weighting(0)]
+            return "\(url.path)|\(stamp)|\(w.textEncoder)|\(w.unet)"
         }
         if let patched, patched.key == key { return (patched.pipeline, patched.hashes) }
         patched = nil
@@ -167,7 +168,7 @@ public final class JobExecutor {
         var loras: [(lora: LoRA, weighting: LoRA.Weighting)] = []
         for url in order {
             let name = names[url] ?? url.lastPathComponent
-            do { loras.append((try LoRA.open(url, model: base.models.checkpoint), weights[url]!)) } catch {
+            do { loras.append((try LoRA.open(url, model: base.models.checkpoint), weights[url, default: LoRA.Weighting(0)])) } catch {
                 throw JobFailure(code: "model", message: "Cannot use LoRA '\(name)': \(error)", file: name, field: "loras")
             }
         }

@@ -3,7 +3,7 @@ with the ratios. Run by hand, never by CI (it needs torch, diffusers and transfo
 
     swift build -c release -j 2
     .build/release/darkroom bench model --repeats 1     # creates ~/.cache/darkroom/bench/sd15-random-fp16 once
-    /work/venv/bin/python tools/bench/diffusers_bench.py [CHECKPOINT_FOLDER]
+    ~/venv/bin/python tools/bench/diffusers_bench.py [CHECKPOINT_FOLDER]
 
 The checkpoint is the full-size random-weight SD 1.5 diffusers folder that `darkroom bench` writes (fp16 on
 disk; diffusers loads it as fp32, Darkroom computes in fp32). Both sides use 2 threads (torch.set_num_threads,

@@ -1,7 +1,7 @@
 """A full-size Stable Diffusion 1.5-shaped checkpoint with random weights, for load-time, memory and
 speed measurements (timings do not depend on weight values). Never committed: it is ~2 GB in fp16.
 
-    /work/venv/bin/python tools/reference/make_fullsize_checkpoint.py OUT.safetensors [--dtype fp16|fp32|bf16]
+    ~/venv/bin/python tools/reference/make_fullsize_checkpoint.py OUT.safetensors [--dtype fp16|fp32|bf16]
 
 Architecture: diffusers' SD 1.5 configuration (UNet 320/640/1280/1280, 8 heads, 768-wide context;
 VAE 128/256/512/512; CLIP ViT-L/14 text encoder, 12 layers, width 768), converted to the original

@@ -44,7 +44,7 @@ References run on the CPU in float32 with torch.set_num_threads(1) and the
 default ATen CPU capability. The output is deterministic: the safetensors
 header is rewritten with sorted keys; running twice gives identical bytes.
 
-    /work/venv/bin/python tools/reference/make_pipeline_fixtures.py
+    ~/venv/bin/python tools/reference/make_pipeline_fixtures.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reference for A1111-style weighted, chunked prompt encoding on the sd1 fixture text encoder.
 
-    HF_HUB_OFFLINE=1 /work/venv/bin/python tools/reference/make_prompt_weighting_fixtures.py
+    HF_HUB_OFFLINE=1 ~/venv/bin/python tools/reference/make_prompt_weighting_fixtures.py
 
 Chunks and weights come from this repo's Python port of A1111's `tokenize_line`
 (make_tokenizer_fixtures.py); the hidden states come from transformers' CLIPTextModel loaded from

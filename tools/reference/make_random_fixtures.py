@@ -1,6 +1,6 @@
 """Fixtures for DarkroomSchedulers.TorchRandomSource: torch's CPU randn/rand, bit for bit.
 
-    /work/venv/bin/python tools/reference/make_random_fixtures.py [OUT_DIR]   (default Tests/Fixtures/random)
+    ~/venv/bin/python tools/reference/make_random_fixtures.py [OUT_DIR]   (default Tests/Fixtures/random)
 
 Writes OUT_DIR/random.bin (little-endian float32 values, concatenated) and OUT_DIR/random.json (index).
 Each case is one torch.Generator("cpu").manual_seed(seed) followed by one or more draws (randn or rand,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes Tests/Fixtures/schedulers/schedulers.json: diffusers 0.42.1 reference runs of Darkroom's samplers.
 
-Run from the package (or repo) root:  HF_HUB_OFFLINE=1 /work/venv/bin/python tools/reference/make_scheduler_fixtures.py
+Run from the package (or repo) root:  HF_HUB_OFFLINE=1 ~/venv/bin/python tools/reference/make_scheduler_fixtures.py
 
 Contents (float tensors are little-endian float32, base64; shapes are [1, 4, 8, 8] unless noted):
   configs        scheduler_config.json texts the cases use ("sd15": SD 1.5, "sd21v": SD 2.1-v, ...)

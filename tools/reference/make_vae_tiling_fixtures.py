@@ -6,7 +6,7 @@ tiles (including partial tiles at the right and bottom edges, and a third row, s
 used. The tile is 64 px (8 latents; the fixture VAE has 4 levels) so that small inputs need many tiles; diffusers'
 own default is the config's `sample_size`.
 
-    /work/venv/bin/python tools/reference/make_vae_tiling_fixtures.py
+    ~/venv/bin/python tools/reference/make_vae_tiling_fixtures.py
 """
 from pathlib import Path
 
