@@ -70,6 +70,10 @@ extension StableDiffusionPipeline {
     public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil,
                     progress: ((Int, Int, Int) -> Bool)? = nil) throws -> [GenerationResult] {
         try validate(configuration, imageWidth: image.width, imageHeight: image.height)
+        // The products' precision is process-wide (the kernels read it); a job sets it for its own run.
+        let previousPrecision = Tensor.precision
+        Tensor.precision = configuration.generation.precision
+        defer { Tensor.precision = previousPrecision }
         let factor = models.vae.config.downscale
         guard image.width >= factor, image.height >= factor else {
             throw PipelineError.imageTooSmall(width: image.width, height: image.height, minimum: factor)

@@ -31,6 +31,9 @@ public struct GenerationSettings: Sendable, Equatable {
     public var vaeTiling = VAETilingMode.auto
     /// Textual-inversion embeddings a prompt word may name (A1111: the embeddings folder's files).
     public var embeddings: [TextualInversionEmbedding] = []
+    /// The matrix products' arithmetic for this run (`Precision`): fp32 keeps diffusers parity; bf16 is
+    /// `torch.autocast("cpu", dtype=torch.bfloat16)`'s, about twice as fast where oneDNN has bf16 kernels.
+    public var precision = Precision.fp32
 
     public init() {}
 }

@@ -1,4 +1,5 @@
 import DarkroomPipeline
+import DarkroomTensor
 
 /// The `parameters` PNG text chunk AUTOMATIC1111 writes and its "PNG Info" tab reads:
 ///
@@ -43,6 +44,8 @@ public enum A1111Parameters {
         // spacing); written so the setting is not lost, and kept by A1111 as an extra parameter.
         if let spacing = g.timestepSpacing { pairs.append(("Timestep spacing", spacing)) }
         if let tiHashes { pairs.append(("TI hashes", tiHashes)) }     // sd_hijack_clip.py: "name: hash, …", quoted
+        // Not an A1111 key (its precision is a launch flag, not recorded); kept by A1111 as an extra parameter.
+        pairs.append(("Precision", g.precision.rawValue))
         pairs += extra
         pairs.append(("Version", "Darkroom"))
         var lines = [prompt ?? g.prompt]

@@ -1,6 +1,7 @@
 import DarkroomImageIO
 import DarkroomModels
 import DarkroomPipeline
+import DarkroomTensor
 import DarkroomTokenizer
 import DarkroomWeights
 import Foundation
@@ -53,6 +54,8 @@ public final class JobExecutor {
     /// Where prompt words find textual-inversion embeddings (nil: none).
     let embeddings: EmbeddingLibrary?
     public let decodeLimits: DecodeLimits
+    /// The products' precision of jobs whose recipe names none (`--precision`).
+    public var defaultPrecision = Precision.fp32
     let logger: Logger
     var loaded: (url: URL, pipeline: StableDiffusionPipeline, hash: String?)?
     /// The last LoRA-patched pipeline and what it was built from, reused while jobs ask for the same set.
@@ -194,6 +197,7 @@ public final class JobExecutor {
         let recipe = try Self.readRecipe(inputs.recipe, name: inputs.recipeName)
         var configuration = recipe.configuration
         configuration.generation.seed = inputs.seed
+        configuration.generation.precision = recipe.precision ?? defaultPrecision
         guard inputs.outputs.count == configuration.count else {
             throw JobFailure(code: "recipe", message: "The job planned \(inputs.outputs.count) image(s) but recipe '\(inputs.recipeName)' asks for \(configuration.count); its recipe changed after it was claimed.",
                              file: inputs.recipeName, field: "count")
@@ -276,6 +280,7 @@ public final class JobExecutor {
             "sampler": configuration.generation.sampler, "seeds": seeds.map { "\($0)" }, "outputs": inputs.outputs,
             "model": modelURL.lastPathComponent, "model_hash": modelHash ?? "", "software": "Darkroom",
             "seconds": (Date().timeIntervalSince(jobStart) * 10).rounded() / 10,
+            "precision": configuration.generation.precision.rawValue,
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
         if let spacing = configuration.generation.timestepSpacing { report["timestep_spacing"] = spacing }

@@ -1,4 +1,5 @@
 import DarkroomPipeline
+import DarkroomTensor
 import DarkroomSchedulers
 import Foundation
 
@@ -36,6 +37,8 @@ public struct Recipe: Sendable, Equatable {
     public var vae: String?
     /// The prompt as the recipe wrote it, tags included (A1111 keeps them in its `parameters` chunk).
     public var writtenPrompt: String?
+    /// The matrix products' precision; nil: the service's (`--precision`, fp32 unless set).
+    public var precision: Precision?
 
     /// The largest LoRA multiplier accepted (A1111 sets none; beyond ±10 a LoRA only produces noise).
     static let maximumLoRAWeight = 10.0
@@ -54,7 +57,7 @@ public struct Recipe: Sendable, Equatable {
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
         "vae_tiling": "auto, always or never", "timestep_spacing": "leading, linspace or trailing",
         "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
-        "$schema": "a string",
+        "precision": "fp32 or bf16", "$schema": "a string",
     ]
 
     /// The keys recipe format v1 accepts.
@@ -103,6 +106,7 @@ public struct Recipe: Sendable, Equatable {
         if let v = reader.number("eta", where: { $0 >= 0 && $0 <= 1 }) { c.generation.eta = Float(v) }
         if let v = reader.integer("clip_skip", 1...12) { c.generation.clipSkip = v - 1 }
         if let v = reader.choice("vae_tiling", VAETilingMode.self) { c.generation.vaeTiling = v }
+        recipe.precision = reader.choice("precision", Precision.self)
         if let v = reader.integer("count", 1...100) { c.count = v }
         if let v = reader.integer("mask_blur", 0...64) { c.maskBlur = v }
         if let v = reader.bool("invert_mask") { c.invertMask = v }

@@ -3,6 +3,7 @@ import DarkroomImageIO
 import DarkroomModels
 import DarkroomPipeline
 import DarkroomService
+import DarkroomTensor
 import DarkroomTokenizer
 import Foundation
 import Logging
@@ -31,6 +32,9 @@ struct Process: ParsableCommand {
 
     @Option(help: "The folder of the VAEs the recipe's `vae` names (default: VAE/ beside the checkpoint, as in the service's Models/VAE).")
     var vaeFolder: String?
+
+    @Option(help: "The matrix products' precision when the recipe names none: fp32 (diffusers parity) or bf16 (oneDNN, about twice as fast; autocast's accuracy).")
+    var precision = Precision.fp32
 
     @Option(help: "Output PNG; with count > 1 the others are NAME-2.png, NAME-3.png, …; the report is NAME.json (and NAME.defects.png for repaired defects). Existing files are never overwritten.")
     var output: String
@@ -80,6 +84,7 @@ struct Process: ParsableCommand {
                                    embeddings: EmbeddingLibrary(models: modelURL.deletingLastPathComponent()), loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
+        executor.defaultPrecision = precision
         // Results are staged beside the output, then published together (report last), as the service does.
         let staging = folder.appendingPathComponent(".darkroom-process-\(UUID().uuidString.prefix(8).lowercased())")
         defer { try? FileManager.default.removeItem(at: staging) }

@@ -62,6 +62,7 @@ struct Run: ParsableCommand {
             backend = worker
         case .none:
             let executor = JobExecutor(library: library, logger: logger)
+            executor.defaultPrecision = folders.precision
             do { model = try executor.preload() } catch {
                 logger.error("the default model could not be loaded: \(error)")
                 model = nil
@@ -127,7 +128,7 @@ struct Run: ParsableCommand {
     }
 }
 
-/// The folders `run` and its worker share.
+/// The folders and defaults `run` and its worker share.
 struct ServiceFolders: ParsableArguments {
     @Option(help: "The folder users drop jobs into.")
     var inbox = "Inbox"
@@ -141,6 +142,9 @@ struct ServiceFolders: ParsableArguments {
     @Option(help: "The checkpoint recipes without a `model` use (default: the only one in --models).")
     var model: String?
 
+    @Option(help: "The matrix products' precision for recipes that name none: fp32 (diffusers parity) or bf16 (oneDNN, about twice as fast; autocast's accuracy).")
+    var precision = Precision.fp32
+
     var inboxURL: URL { URL(fileURLWithPath: inbox).standardizedFileURL }
     var outboxURL: URL { URL(fileURLWithPath: outbox).standardizedFileURL }
     var library: ModelLibrary { ModelLibrary(folder: URL(fileURLWithPath: models).standardizedFileURL, defaultName: model) }
@@ -148,6 +152,7 @@ struct ServiceFolders: ParsableArguments {
     /// The same folders as arguments, absolute, for a worker.
     var arguments: [String] {
         ["--inbox", inboxURL.path, "--outbox", outboxURL.path, "--models", library.folder.path] + (model.map { ["--model", $0] } ?? [])
+            + ["--precision", precision.rawValue]
     }
 }
 
@@ -182,6 +187,7 @@ struct Worker: ParsableCommand {
         }
         let store = JobStore(existingInbox: folders.inboxURL, outbox: folders.outboxURL)
         let executor = JobExecutor(library: folders.library, logger: logger)
+        executor.defaultPrecision = folders.precision
         let output = FileHandle.standardOutput
         func send(_ message: WorkerMessage) { try? output.write(contentsOf: message.line()) }
         do {

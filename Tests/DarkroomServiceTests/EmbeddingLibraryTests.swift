@@ -39,7 +39,7 @@ final class EmbeddingLibraryTests: XCTestCase {
         var configuration = PipelineConfiguration()
         configuration.generation.prompt = "a xqztrio"
         let text = A1111Parameters.text(configuration: configuration, seed: 1, width: 64, height: 64, modelName: "m", modelHash: nil, tiHashes: hashes)
-        XCTAssertTrue(text.contains("TI hashes: \"\(hashes)\", Version: Darkroom"), text)
+        XCTAssertTrue(text.contains("TI hashes: \"\(hashes)\", Precision: fp32, Version: Darkroom"), text)
         // A word that names no embedding stays text; no prompt word, no file read.
         XCTAssertEqual(try library.used(by: ["xqzones are plain"], tokenizer: try CLIPTokenizer.bundled(), width: 4).count, 0)
     }

@@ -90,7 +90,7 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(text, """
             a red fox, (snow:1.2)
             Negative prompt: blurry
-            Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: 42, Size: 512x768, Model: sd15, Denoising strength: 0.75, Mask blur: 4, Version: Darkroom
+            Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: 42, Size: 512x768, Model: sd15, Denoising strength: 0.75, Mask blur: 4, Precision: fp32, Version: Darkroom
             """)
     }
 }
@@ -203,6 +203,6 @@ extension RecipeTests {
         var c = turbo.configuration
         c.generation.prompt = "a cat"
         let text = A1111Parameters.text(configuration: c, seed: 1, width: 512, height: 512, modelName: nil, modelHash: nil)
-        XCTAssert(text.hasSuffix("Steps: 1, Sampler: Euler a, CFG scale: 1.0, Seed: 1, Size: 512x512, Denoising strength: 0.75, Timestep spacing: trailing, Version: Darkroom"), text)
+        XCTAssert(text.hasSuffix("Steps: 1, Sampler: Euler a, CFG scale: 1.0, Seed: 1, Size: 512x512, Denoising strength: 0.75, Timestep spacing: trailing, Precision: fp32, Version: Darkroom"), text)
     }
 }

@@ -12,6 +12,12 @@ the UNet is the variant's diffusers folder (float16 weights, loaded as float32).
 output, diffusers' own relative L2 error of autocast against fp32, ||autocast - fp32|| / ||fp32||, which
 DarkroomModelsTests/BFloat16Tests compares Darkroom's bf16 mode with.
 
+It also writes Tests/Fixtures/models/sd1/bf16_job.safetensors: a whole img2img job (sd1's diffusers folder,
+Euler, 6 steps at strength 0.6, guidance 7.5, seed 1234, Tests/Fixtures/pipelines/inputs/photo.png, the prompt
+below) in float32 (`image_fp32`) and under bf16 autocast (`image_autocast`), images in [0, 1] (HWC), with
+autocast's relative L2 error against fp32 in the metadata: DarkroomServiceTests/PrecisionJobTests runs the same
+job with `"precision": "bf16"` and holds Darkroom's error to a multiple of it.
+
 Run from the repo root: ~/venv/bin/python tools/reference/make_bf16_fixtures.py
 """
 import json
@@ -32,6 +38,41 @@ CASES = [  # (output name, sample, timestep, batch of the context)
 
 def relative_l2(x: torch.Tensor, reference: torch.Tensor) -> float:
     return float((x.double() - reference.double()).norm() / reference.double().norm())
+
+
+JOB_PROMPT = "a photograph of an astronaut riding a horse"
+
+
+def job_fixture() -> None:
+    import numpy as np
+    from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    folder = ROOT / "sd1"
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
+        str(folder / "diffusers"), torch_dtype=torch.float32, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.open(ROOT.parent / "pipelines/inputs/photo.png").convert("RGB")
+
+    def run():
+        out = pipe(JOB_PROMPT, image=image, strength=0.6, num_inference_steps=6, guidance_scale=7.5,
+                   generator=torch.Generator("cpu").manual_seed(1234), output_type="np").images[0]
+        return torch.from_numpy(np.ascontiguousarray(out)).float()
+
+    with torch.no_grad():
+        fp32 = run()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = run()
+    error = relative_l2(autocast, fp32)
+    print(f"sd1 job: diffusers autocast bf16 relative L2 error {error:.3e}, "
+          f"max {float((autocast - fp32).abs().max()) * 255:.2f}/255")
+    save_file({"image_autocast": autocast.contiguous(), "image_fp32": fp32.contiguous()},
+              str(folder / "bf16_job.safetensors"),
+              metadata={"autocast_relative_l2": json.dumps(error), "torch": torch.__version__,
+                        "diffusers": __import__("diffusers").__version__})
 
 
 def main() -> None:
@@ -59,6 +100,7 @@ def main() -> None:
         metadata = {"autocast_relative_l2": json.dumps(errors), "torch": torch.__version__,
                     "diffusers": __import__("diffusers").__version__}
         save_file(out, str(folder / "bf16.safetensors"), metadata=metadata)
+    job_fixture()
 
 
 if __name__ == "__main__":
