@@ -26,6 +26,7 @@ extension StableDiffusionModels {
         }
         var models = self
         models.vae = try AutoencoderKL(WeightScope(source, prefix: "vae"), config: config)
+        source.saveScanRecords()
         return models
     }
 }

@@ -118,6 +118,7 @@ public struct StableDiffusionModels: Sendable {
             predictionType: prediction,
             schedulerConfig: schedulerData)
         models.schedulerConfigPath = schedulerData == nil ? nil : schedulerURL?.path
+        checkpoint.saveScanRecords()
         return models
     }
 

@@ -1,5 +1,13 @@
 import CDNNL
 
+/// Memory whose pages can leave the process's resident set and come back unchanged on the next access: a
+/// read-only file mapping. A weight borrowed from one gives its pages back once a packed copy has replaced it in
+/// the products (bf16 mode), so the file's pages and the copy are not resident together.
+public protocol ReloadablePages: AnyObject {
+    /// Drops the whole pages inside `byteCount` bytes from `pointer` (advisory).
+    func releasePages(_ pointer: UnsafeRawPointer, byteCount: Int)
+}
+
 /// A weight matrix or convolution kernel kept as the checkpoint stores it, expanded to Float32 only while a
 /// kernel uses it.
 ///
@@ -85,7 +93,17 @@ public struct Weight: @unchecked Sendable {
         return try packed(for: descriptor, type: type, transposed: transposed)
     }
 
+    /// The pages this weight's elements occupy in a file mapping go back to the page cache (no effect on copies).
+    func releaseSourcePages() {
+        if let half, let source = owner as? ReloadablePages {
+            source.releasePages(half, byteCount: storedBytes)
+        } else if let tensor, let source = tensor.storage.owner as? ReloadablePages {
+            source.releasePages(UnsafeRawPointer(tensor.storage.pointer), byteCount: storedBytes)
+        }
+    }
+
     private func pack(into descriptor: dnnl_memory_desc_t, transposed: Bool) throws(OneDNNError) -> PackedMatrix {
+        defer { releaseSourcePages() }
         let rows = shape.first ?? 1, columns = count / max(rows, 1)
         let result: Result<PackedMatrix, OneDNNError> = withFloat32 { tensor in
             tensor.withUnsafeBufferPointer { w in

@@ -56,6 +56,7 @@ public struct Checkpoint: TensorSource {
     /// Throws `nonFiniteWeights` when the stored tensor behind `entry` holds NaN/inf: one vectorised pass over
     /// the mapped bytes (see `NonFiniteScan`), run once per tensor as it is loaded.
     func checkFinite(_ key: String, _ entry: StoredTensor) throws {
+        if entry.file.scanRecord.isClean(entry.key) { return }
         let info = try entry.file.info(entry.key)
         if let element = try entry.file.withRawBytes(entry.key, { NonFiniteScan.firstNonFinite($0, dtype: info.dtype) }) {
             throw WeightsError.nonFiniteWeights(key: key, source: sourceName, element: element)
@@ -63,6 +64,14 @@ public struct Checkpoint: TensorSource {
         // The scan made the tensor's pages resident; a model reads them when its phase runs, not now (a load
         // would otherwise hold the whole file resident: 4.2 GB for an fp32 SD 1.5).
         entry.file.dropResidentPages(info.dataRange)
+        entry.file.scanRecord.markClean(entry.key)
+    }
+
+    /// Writes down, for a later process, which tensors were found free of NaN/inf (`ScanRecord`): called once a
+    /// model is loaded.
+    public func saveScanRecords() {
+        var seen = Set<ObjectIdentifier>()
+        for entry in entries.values where seen.insert(ObjectIdentifier(entry.file)).inserted { entry.file.scanRecord.save() }
     }
 
     public func tensor(_ key: String) throws -> Tensor {

@@ -65,13 +65,18 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Header JSON length N (the data section starts at 8 + N).
     public let headerLength: Int
 
+    /// Which file this mapping is: device, inode, size and modification time (`ScanRecord`'s key).
+    public let identity: String
+    /// The tensors known to hold no NaN/inf (`Checkpoint` scans each once, and records it for later processes).
+    let scanRecord: ScanRecord
+
     private let base: UnsafeRawPointer
     private let tensors: [String: TensorInfo]
     private let path: String
 
     public init(url: URL) throws {
         let path = url.path
-        let (base, size) = try SafetensorsFile.mapFile(path: path)
+        let (base, size, identity) = try SafetensorsFile.mapFile(path: path)
         let parsed: ParsedHeader
         do {
             parsed = try SafetensorsFile.parseAndValidate(UnsafeRawBufferPointer(start: base, count: size), path: path)
@@ -87,6 +92,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         self.metadata = parsed.metadata
         self.tensors = parsed.tensors
         self.tensorNames = parsed.tensors.keys.sorted()
+        self.identity = identity
+        scanRecord = ScanRecord(file: path, identity: identity)
     }
 
     deinit {
@@ -197,7 +204,7 @@ public final class SafetensorsFile: @unchecked Sendable {
     }
 
     /// open + fstat + mmap(PROT_READ, MAP_PRIVATE). The descriptor is closed before return.
-    private static func mapFile(path: String) throws -> (UnsafeRawPointer, Int) {
+    private static func mapFile(path: String) throws -> (UnsafeRawPointer, Int, String) {
         // O_NONBLOCK so that opening a FIFO cannot hang; it has no effect on regular files.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
@@ -220,7 +227,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
             throw WeightsError.mapFailed(path: path, errno: errno)
         }
-        return (UnsafeRawPointer(mapped), size)
+        let identity = "\(st.st_dev):\(st.st_ino):\(size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        return (UnsafeRawPointer(mapped), size, identity)
     }
 
     // MARK: - Header parsing and validation
@@ -447,5 +455,14 @@ func firstInvalidUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int {
         case .emptyInput: return offset
         case .error: return offset
         }
+    }
+}
+
+extension SafetensorsFile: ReloadablePages {
+    /// `dropResidentPages` for a pointer into the mapping (a borrowed weight's elements); others are ignored.
+    public func releasePages(_ pointer: UnsafeRawPointer, byteCount: Int) {
+        let offset = pointer - base
+        guard offset >= 0, byteCount > 0, offset <= fileSize - byteCount else { return }
+        dropResidentPages(offset..<(offset + byteCount))
     }
 }

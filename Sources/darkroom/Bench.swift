@@ -160,7 +160,25 @@ extension Bench {
     static func header() {
         print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
         if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
+        print(String(format: "sgemm peak (OpenBLAS, 2048-3072 square): %.1f GFLOP/s", sgemmPeak))
     }
+
+    /// This machine's sgemm rate on large square products (the best of three runs each of 2048² and 3072²), in
+    /// GFLOP/s: printed beside every timing, since machines of one kind differ (about 190 and 430 have been seen).
+    static let sgemmPeak: Double = {
+        var peak = 0.0
+        for size in [2048, 3072] {
+            let a = Tensor(shape: [size, size], repeating: 0.01), b = Tensor(shape: [size, size], repeating: 0.02)
+            let flops = 2.0 * Double(size * size * size)
+            _ = a.matmul(b)
+            for _ in 0..<3 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = a.matmul(b)
+                peak = max(peak, flops / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) / 1e9)
+            }
+        }
+        return peak
+    }()
 
     /// Runs `body` `repeats` times; prints the best time, the achieved GFLOP/s of its GEMMs and the peak RSS so far.
     static func measure(_ name: String, repeats: Int, _ body: () throws -> Void) rethrows {
@@ -271,9 +289,13 @@ extension Bench {
         @Option var fewStepStrength = 0.5
         @Option var fewStepGuidance: Float = 1
 
+        @Option(help: "Precision of the matrix products: fp32 (OpenBLAS) or bf16 (oneDNN, fp32 accumulation).")
+        var precision = Precision.fp32
+
         func run() throws {
             let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
             Bench.header()
+            print("precision \(precision.rawValue)\(precision == .bf16 ? ", oneDNN \(OneDNN.version)" : "")")
             let start = DispatchTime.now().uptimeNanoseconds
             var pipeline: StableDiffusionPipeline?
             try Bench.measure("load", repeats: 1) {
@@ -290,6 +312,7 @@ extension Bench {
             configuration.generation.strength = strength
             configuration.generation.sampler = sampler
             configuration.generation.seed = 1
+            configuration.generation.precision = precision
             var marks: [UInt64] = []
             let runStart = DispatchTime.now().uptimeNanoseconds
             try Bench.measure("img2img \(size)px, \(steps) steps x \(strength)", repeats: 1) {

@@ -22,12 +22,7 @@ extension Bench.Kernels {
     /// the product split over Darkroom's workers (what the kernels do); "omp N": OpenMP threads inside oneDNN.
     func oneDNNKernels() {
         print("oneDNN \(OneDNN.version); M x K x N")
-        var peak = 0.0
-        for size in [2048, 3072] {
-            let a = Tensor(shape: [size, size], repeating: 0.01), b = Tensor(shape: [size, size], repeating: 0.02)
-            let flops = 2.0 * Double(size * size * size)
-            peak = max(peak, best { _ = a.matmul(b) }.map { flops / $0 / 1e9 } ?? 0)
-        }
+        let peak = Bench.sgemmPeak
         let cases: [(String, Int, Int, Int, Bool)] = [
             ("conv 3x3 320 ch as GEMM", 4096, 2880, 320, true),
             ("GEGLU proj_out 320 ch", 4096, 320, 2560, true),
@@ -63,7 +58,7 @@ extension Bench.Kernels {
            let bf16 = try? OneDNN.implementation(m: 4096, n: 320, k: 2880, type: .bf16) {
             print("oneDNN implementations: f32 \(f32), bf16 \(bf16)")
         }
-        print(String(format: "sgemm peak (OpenBLAS, 2048-3072 square): %.1f GFLOP/s", peak))
+        print(String(format: "sgemm peak (OpenBLAS, 2048-3072 square): %.1f GFLOP/s", peak))   // also in the header
         for reason in Precision.fallbackReasons { print("oneDNN error: \(reason)") }
     }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
+import DarkroomService
 import DarkroomTensor
+import DarkroomWeights
 import Foundation
 
 @main
@@ -15,6 +17,8 @@ struct Darkroom: AsyncParsableCommand {
             FileHandle.standardError.write(Data("darkroom: \(error)\n".utf8))
             Foundation.exit(1)
         }
+        // Tensors found free of NaN/inf are remembered per file, so a warm load skips the scan (`ScanRecord`).
+        SafetensorsFile.scanRecordFolder = ModelHash.defaultCacheFolder()?.appendingPathComponent("scanned")
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }

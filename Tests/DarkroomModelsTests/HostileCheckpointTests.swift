@@ -107,6 +107,30 @@ final class HostileCheckpointTests: XCTestCase {
         XCTAssertEqual(loadError(inf), .nonFiniteWeights(key: "vae.decoder.conv_out.bias", source: inf.path, element: 0))
     }
 
+    /// A load records which tensors it found finite (`ScanRecord`); the record holds only for the same file: one
+    /// rewritten at the same path with a NaN is scanned again and refused.
+    func testScanRecordsHoldOnlyForTheSameFile() throws {
+        let records = directory.appendingPathComponent("scanned")
+        SafetensorsFile.scanRecordFolder = records
+        defer { SafetensorsFile.scanRecordFolder = nil }
+        let key = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+        let url = try rewrite("model.safetensors") { k, shape, values in (k, shape, values) }
+        _ = try StableDiffusionModels.load(url, config: ModelFixtures.diffusers("sd1"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: records.path)
+        XCTAssertEqual(files.count, 1, "\(files)")
+        let text = try String(contentsOf: records.appendingPathComponent(files[0]), encoding: .utf8)
+        XCTAssertTrue(text.hasPrefix("darkroom scan record 1\t\(url.path)\t"), text)
+        XCTAssertTrue(text.contains("\n\(key)\n"), "the UNet's conv1 is recorded as scanned")
+        _ = try StableDiffusionModels.load(url, config: ModelFixtures.diffusers("sd1"))   // from the record
+
+        try FileManager.default.removeItem(at: url)
+        let nan = try rewrite("model.safetensors") { k, shape, values in
+            guard k == key else { return (k, shape, values) }
+            var v = values; v[7] = .nan; return (k, shape, v)
+        }
+        XCTAssertEqual(loadError(nan), .nonFiniteWeights(key: "unet.down_blocks.0.resnets.0.conv1.weight", source: nan.path, element: 7))
+    }
+
     /// The UNet's cross-attention reads a context twice as wide as the text encoder gives.
     func testTextEncoderWidthMustMatchCrossAttention() throws {
         let url = try rewrite("context.safetensors") { k, shape, values in
