@@ -271,3 +271,14 @@ final class ControlPreprocessorTests: XCTestCase {
         }
     }
 }
+
+/// README.md's "ControlNet preprocessors" snippet, compiled and run as written.
+final class ControlPreprocessorReadmeTests: XCTestCase {
+    func testReadmeSnippet() throws {
+        let image = Tensor(shape: [1, 3, 512, 512], scalars: (0..<(3 * 512 * 512)).map { Float(($0 / 7) % 3) - 1 })
+        let canny = try ControlPreprocessor.named("canny", lowThreshold: 100, highThreshold: 200)
+        let control = try canny.controlTensor(image: image, width: 512, height: 512)   // [1, 3, 512, 512] in [0, 1]
+        XCTAssertEqual(control.shape, [1, 3, 512, 512])
+        XCTAssert(control.scalars.allSatisfy { $0 == 0 || $0 == 1 })
+    }
+}
