@@ -54,6 +54,17 @@ public struct PipelineConfiguration: Sendable, Equatable {
     /// Tile side for the upscale pass (nil: the model resolution, 512 or 768) and the tiles' overlap.
     public var tileSize: Int?
     public var tileOverlap = 64
+    /// Restoration: levels and colour balance before the diffusion pass (`ImageOps.autoColor`). nil: on for colour
+    /// photos, off for grayscale ones (whose levels a restoration keeps as they are unless asked).
+    public var autoColor: Bool?
+    public var autoColorBalance = ImageOps.ColorBalance.whitePatch
+    /// Percent of the darkest and of the lightest samples clipped by the levels.
+    public var autoColorClip = 0.5
+
+    /// Whether a restoration of `image` corrects its levels and colour first (`autoColor`, or its default).
+    public func appliesAutoColor(to image: Image) -> Bool {
+        mode == .restore && (autoColor ?? !image.isGrayscale)
+    }
 
     public init() {}
 
@@ -146,6 +157,11 @@ extension StableDiffusionPipeline {
                 maskTensor = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: crop(m)), width: work.width, height: work.height).unitTensor
                 diffusionMask = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: crop(painted)), width: work.width, height: work.height).unitTensor
             }
+        }
+        // A faded print's levels and colour, before anything looks at it.
+        if configuration.appliesAutoColor(to: image) {
+            input = try ImageOps.autoColor(PlanarImage8(imageTensor: input), clip: configuration.autoColorClip,
+                                           balance: configuration.autoColorBalance).imageTensor
         }
         var results: [GenerationResult] = []
         for index in 0..<configuration.count {

@@ -39,6 +39,10 @@ public enum A1111Parameters {
             pairs.append(("Mask blur", "\(c.maskBlur)"))
             if c.inpaintArea == .masked { pairs.append(("Inpaint area", "Only masked")); pairs.append(("Masked area padding", "\(c.padding)")) }
         }
+        // Not an A1111 key (A1111 has no such step); kept by A1111 as an extra parameter.
+        if c.mode == .restore, c.autoColor == true {
+            pairs.append(("Auto color", "\(c.autoColorBalance.rawValue) \(c.autoColorClip)%"))
+        }
         if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
         // A1111 has no such key (its "Schedule type" names k-diffusion schedules, none of which is diffusers'
         // spacing); written so the setting is not lost, and kept by A1111 as an extra parameter.

@@ -218,6 +218,7 @@ public final class JobExecutor {
             }
             mask = try decode(maskURL, name: inputs.maskName ?? maskURL.lastPathComponent)
         }
+        if configuration.mode == .restore { configuration.autoColor = configuration.appliesAutoColor(to: image) }
         // Model, and the recipe checked against it before any compute (steps after the scheduler's
         // offset, sizes, channels).
         let modelURL = try resolveModel(recipe.model)
@@ -283,6 +284,9 @@ public final class JobExecutor {
             "precision": configuration.generation.precision.rawValue,
         ]
         if let mask = inputs.maskName { report["mask"] = mask }
+        if configuration.mode == .restore {
+            report["auto_color"] = configuration.autoColor == true ? configuration.autoColorBalance.rawValue : "off"
+        }
         if let spacing = configuration.generation.timestepSpacing { report["timestep_spacing"] = spacing }
         if let written = recipe.writtenPrompt { report["prompt"] = written }
         if let vaeInfo {

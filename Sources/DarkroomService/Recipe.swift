@@ -57,7 +57,8 @@ public struct Recipe: Sendable, Equatable {
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
         "vae_tiling": "auto, always or never", "timestep_spacing": "leading, linspace or trailing",
         "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
-        "precision": "fp32 or bf16", "$schema": "a string",
+        "precision": "fp32 or bf16", "auto_color": "true or false", "auto_color_balance": "white_patch, gray_world or none",
+        "auto_color_clip": "a number of percent from 0 to 10", "$schema": "a string",
     ]
 
     /// The keys recipe format v1 accepts.
@@ -122,6 +123,9 @@ public struct Recipe: Sendable, Equatable {
         if let v = reader.integer("tile_size", 64...2048) { c.tileSize = v }
         if let v = reader.integer("tile_overlap", 0...256) { c.tileOverlap = v }
         if let v = reader.number("defect_threshold", where: { $0 >= 0.01 && $0 <= 1 }) { c.defectThreshold = Float(v) }
+        if let v = reader.bool("auto_color") { c.autoColor = v }
+        if let v = reader.choice("auto_color_balance", ImageOps.ColorBalance.self) { c.autoColorBalance = v }
+        if let v = reader.number("auto_color_clip", where: { $0 >= 0 && $0 <= 10 }) { c.autoColorClip = v }
         if c.mode == .restore {
             if json["prompt"] == nil { c.generation.prompt = PipelineConfiguration.restorationPrompt }
             if json["negative_prompt"] == nil { c.generation.negativePrompt = PipelineConfiguration.restorationNegativePrompt }

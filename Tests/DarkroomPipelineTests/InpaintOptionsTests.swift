@@ -134,8 +134,10 @@ final class TiledUpscaleTests: XCTestCase {
 
         c.tileSize = 128                                                                          // one tile
         let single = try pipeline.run(c, image: photo)[0].image
-        let enlarged = try ImageOps.resizeLanczos(PlanarImage8(width: 64, height: 48, channels: 3,
-            pixels: (0..<3).flatMap { ch in (0..<(64 * 48)).map { UInt8(photo.samples[$0 * 3 + ch]) } }), width: 128, height: 96)
+        // A colour photo: `auto_color` (on by default) first, then Lanczos, then img2img.
+        let corrected = try ImageOps.autoColor(PlanarImage8(width: 64, height: 48, channels: 3,
+            pixels: (0..<3).flatMap { ch in (0..<(64 * 48)).map { UInt8(photo.samples[$0 * 3 + ch]) } }))
+        let enlarged = try ImageOps.resizeLanczos(corrected, width: 128, height: 96)
         let input = Tensor(shape: [1, 3, 96, 128], scalars: enlarged.pixels.map { (Float($0) / 255) * 2 - 1 })
         XCTAssertEqual(single.scalars, try pipeline.imageToImage(input, settings: c.generation).image.scalars)
     }

@@ -53,6 +53,7 @@ final class LargeImageTests: XCTestCase {
         c.mode = .restore
         c.generation = settings(.auto)
         c.colorize = true
+        c.autoColor = false                 // the tiling alone (auto_color: AutoColorTests, TiledUpscaleTests)
         c.tileSize = 64; c.tileOverlap = 16
         let restored = try pipeline.run(c, image: input)[0].image
         XCTAssertEqual(Array(restored.shape), [1, 3, height, width])
