@@ -11,8 +11,8 @@ public struct Padding2D: Sendable, Equatable {
 
 /// How `conv2d` computes a 3×3 stride-1 convolution.
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
-    /// Winograd (`Tensor.winograd`) where it pays (planes of at least `Tensor.winogradMinimumPlane` outputs),
-    /// else im2col.
+    /// Winograd where it pays (planes of at least `Tensor.winogradMinimumPlane` outputs): F(2×2, 3×3) below
+    /// `Tensor.winogradLargePlane`, `Tensor.winograd` (F(4×4, 3×3)) from there up; else im2col.
     case automatic
     /// Always im2col + GEMM (the direct algorithm).
     case im2col
@@ -31,9 +31,17 @@ extension Tensor {
     /// 0.4 GiB more memory.
     nonisolated(unsafe) public static var winogradMinimumPlane = 32 * 32
 
-    /// The Winograd algorithm `.automatic` and `.winograd` run (`WinogradTransform`; tests and the bench pin
-    /// another to compare them).
+    /// The Winograd algorithm `.winograd` runs, and `.automatic` from `winogradLargePlane` up (`WinogradTransform`;
+    /// tests and the bench pin another to compare them).
     nonisolated(unsafe) public static var winograd = WinogradTransform.f43
+
+    /// Smallest output plane that `.automatic` runs through `winograd` (F(4×4, 3×3)); planes from
+    /// `winogradMinimumPlane` up to this run F(2×2, 3×3). At SD resolutions this puts the UNet (latent planes up to
+    /// 96×96 at 768 px), where guidance amplifies each step's rounding over the whole loop, on F(2×2, 3×3), whose
+    /// error is within 1.5× of im2col's (F(4×4, 3×3): 6–7× RMS, 5–10× max; `darkroom bench winograd`), and keeps
+    /// the VAE's large planes, whose error reaches the image once, on F(4×4, 3×3), where F(2×2, 3×3) would cost
+    /// 1.4–1.6× the time. 0 runs F(4×4, 3×3) on every Winograd plane (Darkroom before issue 13, part 2).
+    nonisolated(unsafe) public static var winogradLargePlane = 128 * 128
 
     /// Winograd runs its tiles in chunks of whole tile rows whose transformed input and product together stay
     /// under this many floats (16 MiB); a single tile row may exceed it.
@@ -146,7 +154,9 @@ extension Tensor {
     static func winogradTransform(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> WinogradTransform? {
         guard kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) else { return nil }
         switch Tensor.convolutionAlgorithm {
-        case .automatic: return outPlane >= Tensor.winogradMinimumPlane ? Tensor.winograd : nil
+        case .automatic:
+            guard outPlane >= Tensor.winogradMinimumPlane else { return nil }
+            return outPlane >= Tensor.winogradLargePlane ? Tensor.winograd : .f23
         case .im2col: return nil
         case .winograd: return Tensor.winograd
         }

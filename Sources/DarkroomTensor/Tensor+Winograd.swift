@@ -230,24 +230,33 @@ enum Winograd {
         }
     }
 
-    /// out[t] = Σ_(i, a) a · source(i)[t] over the non-zero terms of one row of Bᵀ or Aᵀ.
+    /// out[t] = Σ_(i, a) a · source(i)[t] over the non-zero terms of one row of Bᵀ or Aᵀ, summed left to right in
+    /// one pass (the coefficients are dyadic, so each product is exact and only the sums round).
     @inline(__always)
     static func combine(_ terms: [(Int, Float)], _ source: (Int) -> UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, count: Int) {
-        let (i0, a0) = terms[0]
-        let s0 = source(i0)
-        if a0 == 1 {
-            for t in 0..<count { out[t] = s0[t] }
-        } else {
+        func term(_ k: Int) -> (Float, UnsafePointer<Float>) { (terms[k].1, source(terms[k].0)) }
+        switch terms.count {
+        case 1:
+            let (a0, s0) = term(0)
             for t in 0..<count { out[t] = a0 * s0[t] }
-        }
-        for (i, a) in terms.dropFirst() {
-            let s = source(i)
-            if a == 1 {
-                for t in 0..<count { out[t] += s[t] }
-            } else if a == -1 {
-                for t in 0..<count { out[t] -= s[t] }
-            } else {
+        case 2:
+            let (a0, s0) = term(0), (a1, s1) = term(1)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] }
+        case 3:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] }
+        case 4:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2), (a3, s3) = term(3)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] + a3 * s3[t] }
+        case 5:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2), (a3, s3) = term(3), (a4, s4) = term(4)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] + a3 * s3[t] + a4 * s4[t] }
+        default:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2), (a3, s3) = term(3), (a4, s4) = term(4)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] + a3 * s3[t] + a4 * s4[t] }
+            for k in 5..<terms.count {
+                let (a, s) = term(k)
                 for t in 0..<count { out[t] += a * s[t] }
             }
         }

@@ -30,6 +30,9 @@ extension Bench {
         @Option(help: "Shapes: unet, vae or all.")
         var shapes: String = "all"
 
+        @Flag(help: "Time only (no float64 references): for more --repeats on a busy machine.")
+        var speedOnly = false
+
         enum InputKind: String, CaseIterable { case gaussian, silu, outliers, smooth }
 
         func run() throws {
@@ -67,8 +70,15 @@ extension Bench {
                 print(pad("algorithm", 38) + pad("seconds", 9) + pad("GFLOP/s", 9)
                       + InputKind.allCases.map { pad($0.rawValue + " max / rms", 20) }.joined())
                 var rows = options.map { (pad($0.0, 38), "") }
-                for kind in InputKind.allCases {
+                for kind in speedOnly ? [.gaussian] : InputKind.allCases {
                     let x = Self.input(kind, batch: batch, channels: channels, size: size, random: &random)
+                    if speedOnly {
+                        for (index, option) in options.enumerated() {
+                            let seconds = best { _ = option.1(x, w, bias) }
+                            rows[index].0 += pad(String(format: "%.4f", seconds), 9) + pad(String(format: "%.0f", flops / seconds / 1e9), 9)
+                        }
+                        continue
+                    }
                     let reference = ConvolutionError.referenceFloat64(input: x, weight: w, bias: bias, outputChannels: measured)
                     for (index, option) in options.enumerated() {
                         let error = ConvolutionError(option.1(x, w, bias), reference: reference, outputChannels: measured)
