@@ -38,7 +38,7 @@ extension Tensor {
     /// Smallest output plane that `.automatic` runs through `winograd` (F(4×4, 3×3)); planes from
     /// `winogradMinimumPlane` up to this run F(2×2, 3×3). At SD resolutions this puts the UNet (latent planes up to
     /// 96×96 at 768 px), where guidance amplifies each step's rounding over the whole loop, on F(2×2, 3×3), whose
-    /// error is within 1.5× of im2col's (F(4×4, 3×3): 6–7× RMS, 5–10× max; `darkroom bench winograd`), and keeps
+    /// error is within 2× of im2col's (F(4×4, 3×3): up to 7× RMS and 15× max; `darkroom bench winograd`), and keeps
     /// the VAE's large planes, whose error reaches the image once, on F(4×4, 3×3), where F(2×2, 3×3) would cost
     /// 1.4–1.6× the time. 0 runs F(4×4, 3×3) on every Winograd plane (Darkroom before issue 13, part 2).
     nonisolated(unsafe) public static var winogradLargePlane = 128 * 128

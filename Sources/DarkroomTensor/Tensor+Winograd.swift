@@ -10,9 +10,9 @@
 ///
 /// Why the points matter (issue 13, part 2): every transformed product M_ξ carries the GEMM's Float32 rounding,
 /// and Aᵀ · A weighs it by up to |a_i|³·|a_j|³ on its way to Y. With 0, ±1, ±2 the largest weight is 8 · 8, and
-/// Winograd's error was 10× im2col's (RMS) and 25–35× (max) at SD shapes (`darkroom bench winograd`); with
-/// 0, ±1, ½, −2 the large weights shrink on one side, and the error is 6× (RMS) and 9–10× (max).
-/// F(2×2, 3×3) (0, ±1) weighs every product by at most 1 and is within 1.5× of im2col, at 2.25× fewer
+/// Winograd's error was up to 11× im2col's (RMS) and 45× (max) at SD shapes (`darkroom bench winograd`); with
+/// 0, ±1, ½, −2 the large weights sit on one side only, and it is up to 7× (RMS) and 15× (max).
+/// F(2×2, 3×3) (0, ±1) weighs every product by at most 1 and is within 2× of im2col, at 2.25× fewer
 /// multiplications instead of 4×.
 public struct WinogradTransform: Sendable, Equatable, CustomStringConvertible {
     /// A short name for the bench and the logs.
