@@ -11,11 +11,12 @@ public struct Padding2D: Sendable, Equatable {
 
 /// How `conv2d` computes a 3×3 stride-1 convolution.
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
-    /// Winograd F(4×4, 3×3) where it pays (planes of at least `Tensor.winogradMinimumPlane` outputs), else im2col.
+    /// Winograd where it pays (planes of at least `Tensor.winogradMinimumPlane` outputs): F(2×2, 3×3) below
+    /// `Tensor.winogradLargePlane`, `Tensor.winograd` (F(4×4, 3×3)) from there up; else im2col.
     case automatic
     /// Always im2col + GEMM (the direct algorithm).
     case im2col
-    /// Winograd F(4×4, 3×3) for every 3×3 stride-1 convolution with padding 1.
+    /// Winograd (`Tensor.winograd`) for every 3×3 stride-1 convolution with padding 1.
     case winograd
 }
 
@@ -30,6 +31,18 @@ extension Tensor {
     /// 0.4 GiB more memory.
     nonisolated(unsafe) public static var winogradMinimumPlane = 32 * 32
 
+    /// The Winograd algorithm `.winograd` runs, and `.automatic` from `winogradLargePlane` up (`WinogradTransform`;
+    /// tests and the bench pin another to compare them).
+    nonisolated(unsafe) public static var winograd = WinogradTransform.f43
+
+    /// Smallest output plane that `.automatic` runs through `winograd` (F(4×4, 3×3)); planes from
+    /// `winogradMinimumPlane` up to this run F(2×2, 3×3). At SD resolutions this puts the UNet (latent planes up to
+    /// 96×96 at 768 px), where guidance amplifies each step's rounding over the whole loop, on F(2×2, 3×3), whose
+    /// error is within 2× of im2col's (F(4×4, 3×3): up to 7× RMS and 15× max; `darkroom bench winograd`), and keeps
+    /// the VAE's large planes, whose error reaches the image once, on F(4×4, 3×3), where F(2×2, 3×3) would cost
+    /// 1.4–1.6× the time. 0 runs F(4×4, 3×3) on every Winograd plane (Darkroom before issue 13, part 2).
+    nonisolated(unsafe) public static var winogradLargePlane = 128 * 128
+
     /// Winograd runs its tiles in chunks of whole tile rows whose transformed input and product together stay
     /// under this many floats (16 MiB); a single tile row may exceed it.
     nonisolated(unsafe) public static var winogradChunkBudget = 4 << 20
@@ -41,7 +54,7 @@ extension Tensor {
     /// `torch.nn.functional.conv2d` for `self` [N, C, H, W], weight [O, C, kh, kw], bias [O].
     ///
     /// 1×1 stride-1 convolutions are a single GEMM per image (W[O, C] · X[C, HW]). 3×3 stride-1 ones with
-    /// padding 1 run as Winograd F(4×4, 3×3) (`WinogradF43`, see `convolutionAlgorithm`). Others go through
+    /// padding 1 run as Winograd (`Tensor.winograd`, see `convolutionAlgorithm`). Others go through
     /// im2col in tiles of output rows, so the scratch stays under `im2colBudget` floats, and one GEMM
     /// per tile writes straight into the output: out[O, tile] = W[O, C·kh·kw] · cols[C·kh·kw, tile].
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
@@ -53,28 +66,14 @@ extension Tensor {
         let outWidth = (width + padding.left + padding.right - kw) / stride + 1
         precondition(outHeight > 0 && outWidth > 0, "conv2d: input \(shape) too small for kernel \(kh)×\(kw)")
         let outPlane = outHeight * outWidth
-        var out = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
 
-        let isWinograd = Tensor.usesWinograd(kh: kh, kw: kw, stride: stride, padding: padding, outPlane: outPlane)
         if let bias {
             precondition(bias.count == outChannels, "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)")
         }
-        if isWinograd {
-            // Winograd writes every output once, bias included.
-            out.withUnsafeMutableBufferPointer { o in
-                withUnsafeBufferPointer { x in
-                    weight.withUnsafeBufferPointer { w in
-                        func run(_ bias: UnsafePointer<Float>?) {
-                            WinogradF43.convolve(input: x.baseAddress!, batch: batch, channels: inChannels, height: height,
-                                                 width: width, weight: w.baseAddress!, bias: bias, outChannels: outChannels,
-                                                 output: o.baseAddress!)
-                        }
-                        if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
-                    }
-                }
-            }
-            return out
+        if let transform = Tensor.winogradTransform(kh: kh, kw: kw, stride: stride, padding: padding, outPlane: outPlane) {
+            return winogradConvolution(weight: weight, bias: bias, transform: transform)
         }
+        var out = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
         out.withUnsafeMutableBufferPointer { o in
             let o = o.baseAddress!
             // Bias first, then GEMMs accumulate into it (beta = 1).
@@ -125,14 +124,47 @@ extension Tensor {
 }
 
 extension Tensor {
-    /// Whether `conv2d` runs a convolution of this geometry as Winograd F(4×4, 3×3) (`convolutionAlgorithm`).
-    static func usesWinograd(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> Bool {
-        guard kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) else { return false }
-        switch Tensor.convolutionAlgorithm {
-        case .automatic: return outPlane >= Tensor.winogradMinimumPlane
-        case .im2col: return false
-        case .winograd: return true
+    /// The 3×3 stride-1 padding-1 convolution of `self` [N, C, H, W] with `weight` [K, C, 3, 3] through the given
+    /// Winograd algorithm, whatever `convolutionAlgorithm` says (`conv2d` calls it; the bench and the error tests
+    /// compare the variants with it).
+    public func winogradConvolution(weight: Tensor, bias: Tensor? = nil, transform: WinogradTransform) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4 && weight.dim(1) == dim(1) && weight.dim(2) == 3 && weight.dim(3) == 3,
+                     "winogradConvolution: input \(shape) does not fit weight \(weight.shape)")
+        let (batch, inChannels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let outChannels = weight.shape[0]
+        var out = Tensor(uninitialized: [batch, outChannels, height, width])
+        // Winograd writes every output once, bias included.
+        out.withUnsafeMutableBufferPointer { o in
+            withUnsafeBufferPointer { x in
+                weight.withUnsafeBufferPointer { w in
+                    func run(_ bias: UnsafePointer<Float>?) {
+                        Winograd.convolve(input: x.baseAddress!, batch: batch, channels: inChannels, height: height,
+                                          width: width, weight: w.baseAddress!, bias: bias, outChannels: outChannels,
+                                          transform: transform, output: o.baseAddress!)
+                    }
+                    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                }
+            }
         }
+        return out
+    }
+
+    /// The Winograd algorithm `conv2d` runs a convolution of this geometry with (`convolutionAlgorithm`), or nil
+    /// for im2col / GEMM.
+    static func winogradTransform(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> WinogradTransform? {
+        guard kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) else { return nil }
+        switch Tensor.convolutionAlgorithm {
+        case .automatic:
+            guard outPlane >= Tensor.winogradMinimumPlane else { return nil }
+            return outPlane >= Tensor.winogradLargePlane ? Tensor.winograd : .f23
+        case .im2col: return nil
+        case .winograd: return Tensor.winograd
+        }
+    }
+
+    /// Whether `conv2d` runs a convolution of this geometry through Winograd.
+    static func usesWinograd(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> Bool {
+        winogradTransform(kh: kh, kw: kw, stride: stride, padding: padding, outPlane: outPlane) != nil
     }
 }
 

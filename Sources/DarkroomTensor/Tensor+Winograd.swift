@@ -1,34 +1,161 @@
-/// Winograd F(4×4, 3×3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
-/// each 4×4 block of output comes from a 6×6 block of input with 36 multiplications per channel pair instead of
-/// 144, so a 3×3 stride-1 convolution runs 36 GEMMs of [out × in]·[in × tiles] with 4× fewer FLOPs than im2col.
+/// The matrices of one Winograd algorithm F(m×m, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+/// Networks", 2016): each m×m block of output comes from an n×n block of input, n = m + 2, with n² products per
+/// channel pair instead of 9m², so a 3×3 stride-1 convolution runs n² GEMMs of [out × in]·[in × tiles].
 ///
-///     Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A        g: 3×3 kernel, d: 6×6 input tile, Y: 4×4 output tile
+///     Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A        g: 3×3 kernel, d: n×n input tile, Y: m×m output tile
 ///
-/// with the interpolation points 0, ±1, ±2, ∞ (the matrices below). Everything is Float32; the transforms
-/// grow values by at most 100× (Bᵀ rows sum to |10|), which costs about one decimal digit against direct
-/// convolution — the parity tests keep their 1e-5 bound (see `KernelParityTests.testWinogradConvolution`).
+/// The matrices follow from the interpolation points (Toom-Cook); `tools/reference/winograd_matrices.py` derives
+/// them in exact rationals, checks the identity and prints the literals below. Bᵀ and Aᵀ hold dyadic rationals
+/// (exact in Float32); G may not (1/3, 1/15), so the kernel transform runs in Double and is rounded once.
 ///
-/// Layout: the transformed input V is 36 matrices [in × tiles] and the transformed kernel U is 36 matrices
+/// Why the points matter (issue 13, part 2): every transformed product M_ξ carries the GEMM's Float32 rounding,
+/// and Aᵀ · A weighs it by up to |a_i|³·|a_j|³ on its way to Y. With 0, ±1, ±2 the largest weight is 8 · 8, and
+/// Winograd's error was up to 11× im2col's (RMS) and 45× (max) at SD shapes (`darkroom bench winograd`); with
+/// 0, ±1, ½, −2 the large weights sit on one side only, and it is up to 7× (RMS) and 15× (max).
+/// F(2×2, 3×3) (0, ±1) weighs every product by at most 1 and is within 2× of im2col, at 2.25× fewer
+/// multiplications instead of 4×.
+public struct WinogradTransform: Sendable, Equatable, CustomStringConvertible {
+    /// A short name for the bench and the logs.
+    public let name: String
+    /// m: the side of an output tile. An input tile has side m + 2.
+    public let outputTile: Int
+    /// Whether U = G g Gᵀ is computed in Double and rounded to Float32 once (else in Float32 throughout, as
+    /// Darkroom did before issue 13; kept to measure it).
+    public let kernelInDouble: Bool
+    /// Bᵀ (n × n), G (n × 3) and Aᵀ (m × n), exact (Bᵀ and Aᵀ are exact in Float32 too).
+    public let inputTransform: [[Double]], kernelTransform: [[Double]], outputTransform: [[Double]]
+    /// Bᵀ and Aᵀ as the non-zero entries of each row, (column, value).
+    let bt: [[(Int, Float)]], at: [[(Int, Float)]]
+    var g: [[Double]] { kernelTransform }
+
+    init(name: String, kernelInDouble: Bool = true, bt: [[Double]], g: [[Double]], at: [[Double]]) {
+        let n = bt.count
+        precondition(g.count == n && at.count == n - 2 && bt.allSatisfy { $0.count == n } && at.allSatisfy { $0.count == n })
+        func sparse(_ rows: [[Double]]) -> [[(Int, Float)]] {
+            rows.map { row in row.enumerated().filter { $0.element != 0 }.map { ($0.offset, Float($0.element)) } }
+        }
+        self.name = name
+        self.outputTile = n - 2
+        self.kernelInDouble = kernelInDouble
+        self.inputTransform = bt; self.kernelTransform = g; self.outputTransform = at
+        self.bt = sparse(bt); self.at = sparse(at)
+    }
+
+    var inputTile: Int { outputTile + 2 }
+    public var description: String { name }
+
+    public static func == (a: WinogradTransform, b: WinogradTransform) -> Bool {
+        a.name == b.name && a.kernelInDouble == b.kernelInDouble
+    }
+
+    /// F(4×4, 3×3) with the points 0, 1, −1, ½, −2, ∞; kernel transform in Double. The default.
+    public static let f43 = WinogradTransform(
+        name: "F(4x4,3x3) 0,±1,1/2,-2",
+        bt: [[1, -3.0 / 2, -2, 3.0 / 2, 1, 0],
+             [0, 1, -1.0 / 2, -5.0 / 2, -1, 0],
+             [0, 1, -5.0 / 2, 1.0 / 2, 1, 0],
+             [0, 2, 1, -2, -1, 0],
+             [0, 1.0 / 2, -1, -1.0 / 2, 1, 0],
+             [0, 1, -3.0 / 2, -2, 3.0 / 2, 1]],
+        g: [[1, 0, 0],
+            [-1.0 / 3, -1.0 / 3, -1.0 / 3],
+            [-1.0 / 3, 1.0 / 3, -1.0 / 3],
+            [16.0 / 15, 8.0 / 15, 4.0 / 15],
+            [1.0 / 15, -2.0 / 15, 4.0 / 15],
+            [0, 0, 1]],
+        at: [[1, 1, 1, 1, 1, 0],
+             [0, 1, -1, 1.0 / 2, -2, 0],
+             [0, 1, 1, 1.0 / 4, 4, 0],
+             [0, 1, -1, 1.0 / 8, -8, 1]])
+
+    private static let integerBT: [[Double]] = [[4, 0, -5, 0, 1, 0],
+                                                [0, 4, 4, -1, -1, 0],
+                                                [0, 4, -4, -1, 1, 0],
+                                                [0, 2, 1, -2, -1, 0],
+                                                [0, 2, -1, -2, 1, 0],
+                                                [0, 4, 0, -5, 0, 1]]
+    private static let integerG: [[Double]] = [[1.0 / 4, 0, 0],
+                                               [1.0 / 6, 1.0 / 6, 1.0 / 6],
+                                               [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                                               [-1.0 / 24, -1.0 / 12, -1.0 / 6],
+                                               [1.0 / 24, -1.0 / 12, 1.0 / 6],
+                                               [0, 0, 1]]
+    private static let integerAT: [[Double]] = [[1, 1, 1, 1, 1, 0],
+                                                [0, 1, -1, 2, -2, 0],
+                                                [0, 1, 1, 4, 4, 0],
+                                                [0, 1, -1, 8, -8, 1]]
+
+    /// F(4×4, 3×3) with the points 0, ±1, ±2, ∞ (Lavin & Gray's matrices), kernel transform in Float32: what
+    /// Darkroom ran before issue 13, part 2.
+    public static let f43IntegerFloatKernel = WinogradTransform(
+        name: "F(4x4,3x3) 0,±1,±2 U fp32 (before)", kernelInDouble: false, bt: integerBT, g: integerG, at: integerAT)
+
+    /// The same points with the kernel transform in Double.
+    public static let f43Integer = WinogradTransform(
+        name: "F(4x4,3x3) 0,±1,±2", bt: integerBT, g: integerG, at: integerAT)
+
+    /// F(4×4, 3×3) with the points 0, ±1, ±½, ∞ (the reciprocals of ±2; its error measures the same as ±2's).
+    public static let f43Half = WinogradTransform(
+        name: "F(4x4,3x3) 0,±1,±1/2",
+        bt: [[1.0 / 4, 0, -5.0 / 4, 0, 1, 0],
+             [0, 1.0 / 4, 1.0 / 4, -1, -1, 0],
+             [0, 1.0 / 4, -1.0 / 4, -1, 1, 0],
+             [0, 1.0 / 2, 1, -1.0 / 2, -1, 0],
+             [0, 1.0 / 2, -1, -1.0 / 2, 1, 0],
+             [0, 1.0 / 4, 0, -5.0 / 4, 0, 1]],
+        g: [[4, 0, 0],
+            [-2.0 / 3, -2.0 / 3, -2.0 / 3],
+            [2.0 / 3, -2.0 / 3, 2.0 / 3],
+            [8.0 / 3, 4.0 / 3, 2.0 / 3],
+            [-8.0 / 3, 4.0 / 3, -2.0 / 3],
+            [0, 0, 1]],
+        at: [[1, 1, 1, 1, 1, 0],
+             [0, 1, -1, 1.0 / 2, -1.0 / 2, 0],
+             [0, 1, 1, 1.0 / 4, 1.0 / 4, 0],
+             [0, 1, -1, 1.0 / 8, -1.0 / 8, 1]])
+
+    /// F(2×2, 3×3) with the points 0, ±1, ∞: 16 GEMMs over 2×2 output tiles, 2.25× fewer multiplications.
+    public static let f23 = WinogradTransform(
+        name: "F(2x2,3x3) 0,±1",
+        bt: [[1, 0, -1, 0],
+             [0, 1, 1, 0],
+             [0, 1, -1, 0],
+             [0, 1, 0, -1]],
+        g: [[1, 0, 0],
+            [1.0 / 2, 1.0 / 2, 1.0 / 2],
+            [-1.0 / 2, 1.0 / 2, -1.0 / 2],
+            [0, 0, -1]],
+        at: [[1, 1, 1, 0],
+             [0, 1, -1, 1]])
+
+    /// Every variant, for the bench and the tests.
+    public static let all: [WinogradTransform] = [.f43IntegerFloatKernel, .f43Integer, .f43Half, .f43, .f23]
+}
+
+/// A 3×3 stride-1 padding-1 convolution through a `WinogradTransform`.
+///
+/// Layout: the transformed input V is n² matrices [in × tiles] and the transformed kernel U is n² matrices
 /// [out × in], so the product for position ξ is one GEMM, M_ξ = U_ξ · V_ξ. Tiles run in chunks of whole tile
 /// rows sized to stay near the cache; each worker takes a share of output channels through the GEMMs and the
 /// output transform, with single-threaded OpenBLAS.
-enum WinogradF43 {
+enum Winograd {
     /// `input` [N, C, H, W] convolved with `weight` [K, C, 3, 3] (stride 1, zero padding 1 on every side), plus
     /// `bias` [K], written into `output` [N, K, H, W].
     static func convolve(input x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
                          weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int,
-                         output o: UnsafeMutablePointer<Float>) {
-        let tilesX = (width + 3) / 4, tilesY = (height + 3) / 4
+                         transform: WinogradTransform, output o: UnsafeMutablePointer<Float>) {
+        let m = transform.outputTile, n = transform.inputTile, nn = n * n
+        let tilesX = (width + m - 1) / m, tilesY = (height + m - 1) / m
         let tileRows = batch * tilesY
-        let rowsPerChunk = max(1, min(tileRows, Tensor.winogradChunkBudget / max(1, 36 * (channels + outChannels) * tilesX)))
+        let rowsPerChunk = max(1, min(tileRows, Tensor.winogradChunkBudget / max(1, nn * (channels + outChannels) * tilesX)))
         let chunkTiles = rowsPerChunk * tilesX
-        let geometry = Geometry(channels: channels, outChannels: outChannels, height: height, width: width,
-                                tilesX: tilesX, tilesY: tilesY, ld: chunkTiles)
+        let geometry = Geometry(transform: transform, channels: channels, outChannels: outChannels, height: height,
+                                width: width, tilesX: tilesX, tilesY: tilesY, ld: chunkTiles)
 
-        Tensor.withScratch(count: 36 * outChannels * channels) { u in
-            transformKernel(w, outChannels: outChannels, channels: channels, into: u)
-            Tensor.withScratch(count: 36 * (channels + outChannels) * chunkTiles) { scratch in
-                let v = scratch, m = scratch + 36 * channels * chunkTiles
+        Tensor.withScratch(count: nn * outChannels * channels) { u in
+            transformKernel(w, outChannels: outChannels, channels: channels, transform: transform, into: u)
+            Tensor.withScratch(count: nn * (channels + outChannels) * chunkTiles) { scratch in
+                let v = scratch, mm = scratch + nn * channels * chunkTiles
                 var row0 = 0
                 while row0 < tileRows {
                     let rows = min(rowsPerChunk, tileRows - row0)
@@ -40,13 +167,13 @@ enum WinogradF43 {
                     let tiles = rows * tilesX
                     BLAS.withThreadCount(1) {
                         Parallel.forEachRange(outChannels, grain: 16) { ks in
-                            for xi in 0..<36 {
+                            for xi in 0..<nn {
                                 BLAS.sgemm(m: ks.count, n: tiles, k: channels,
                                            a: u + (xi * outChannels + ks.lowerBound) * channels, lda: channels,
                                            b: v + xi * channels * chunkTiles, ldb: chunkTiles,
-                                           c: m + (xi * outChannels + ks.lowerBound) * chunkTiles, ldc: chunkTiles)
+                                           c: mm + (xi * outChannels + ks.lowerBound) * chunkTiles, ldc: chunkTiles)
                             }
-                            geometry.transformOutput(m, outChannels: ks, tileRows: row0..<(row0 + rows), bias: bias, into: o)
+                            geometry.transformOutput(mm, outChannels: ks, tileRows: row0..<(row0 + rows), bias: bias, into: o)
                         }
                     }
                     row0 += rows
@@ -55,199 +182,187 @@ enum WinogradF43 {
         }
     }
 
-    /// U_ξ[k, c] = (G g Gᵀ)_ξ for every kernel g = weight[k, c], with
-    ///
-    ///     G = [ 1/4     0     0  ]
-    ///         [-1/6  -1/6  -1/6  ]
-    ///         [-1/6   1/6  -1/6  ]
-    ///         [1/24  1/12   1/6  ]
-    ///         [1/24 -1/12   1/6  ]
-    ///         [  0     0     1   ]
+    /// U_ξ[k, c] = (G g Gᵀ)_ξ for every kernel g = weight[k, c], in Double (or Float32 for
+    /// `kernelInDouble == false`), rounded to Float32 once.
     static func transformKernel(_ w: UnsafePointer<Float>, outChannels: Int, channels: Int,
-                                into u: UnsafeMutablePointer<Float>) {
+                                transform: WinogradTransform, into u: UnsafeMutablePointer<Float>) {
+        if transform.kernelInDouble {
+            transformKernel(w, outChannels: outChannels, channels: channels, g: transform.g, into: u, as: Double.self)
+        } else {
+            transformKernel(w, outChannels: outChannels, channels: channels, g: transform.g, into: u, as: Float.self)
+        }
+    }
+
+    private static func transformKernel<T: BinaryFloatingPoint>(
+        _ w: UnsafePointer<Float>, outChannels: Int, channels: Int, g: [[Double]],
+        into u: UnsafeMutablePointer<Float>, as: T.Type) {
+        let n = g.count
+        let gt: [[T]] = g.map { $0.map { T($0) } }
         Parallel.forEachRange(outChannels, grain: max(1, 4096 / max(channels, 1))) { ks in
             // The nine taps of every channel of one output channel, tap-major, so the loops below run along c.
-            let taps = UnsafeMutablePointer<Float>.allocate(capacity: 9 * channels + 6 * 3 * channels)
+            let taps = UnsafeMutablePointer<T>.allocate(capacity: 9 * channels + n * 3 * channels)
             defer { taps.deallocate() }
-            let rows = taps + 9 * channels  // G g: 6×3 per channel, stored [6·3][c]
+            let rows = taps + 9 * channels  // G g: n×3 per channel, stored [n·3][c]
             for k in ks {
                 let kernel = w + k * channels * 9
                 for c in 0..<channels {
-                    for t in 0..<9 { taps[t * channels + c] = kernel[c * 9 + t] }
+                    for t in 0..<9 { taps[t * channels + c] = T(kernel[c * 9 + t]) }
                 }
-                // (G g)[i, j] for each column j of g.
-                for j in 0..<3 {
-                    let g0 = taps + j * channels, g1 = taps + (3 + j) * channels, g2 = taps + (6 + j) * channels
-                    applyG(g0, g1, g2, out: { i in rows + (i * 3 + j) * channels }, count: channels)
+                // (G g)[i, j] = Σ_a G[i, a] g[a, j].
+                for i in 0..<n {
+                    let (g0, g1, g2) = (gt[i][0], gt[i][1], gt[i][2])
+                    for j in 0..<3 {
+                        let a0 = taps + j * channels, a1 = taps + (3 + j) * channels, a2 = taps + (6 + j) * channels
+                        let dst = rows + (i * 3 + j) * channels
+                        for c in 0..<channels { dst[c] = g0 * a0[c] + g1 * a1[c] + g2 * a2[c] }
+                    }
                 }
-                // ((G g) Gᵀ)[i, j'] for each row i.
-                for i in 0..<6 {
+                // U[i, j] = Σ_b (G g)[i, b] G[j, b].
+                for i in 0..<n {
                     let r0 = rows + (i * 3) * channels, r1 = rows + (i * 3 + 1) * channels, r2 = rows + (i * 3 + 2) * channels
-                    applyG(r0, r1, r2, out: { j in u + ((i * 6 + j) * outChannels + k) * channels }, count: channels)
+                    for j in 0..<n {
+                        let (g0, g1, g2) = (gt[j][0], gt[j][1], gt[j][2])
+                        let dst = u + ((i * n + j) * outChannels + k) * channels
+                        for c in 0..<channels { dst[c] = Float(r0[c] * g0 + r1[c] * g1 + r2[c] * g2) }
+                    }
                 }
             }
         }
     }
 
-    /// out(i)[c] = Σ_j G[i, j] · in_j[c] for the six rows of G.
+    /// out[t] = Σ_(i, a) a · source(i)[t] over the non-zero terms of one row of Bᵀ or Aᵀ, summed left to right in
+    /// one pass (the coefficients are dyadic, so each product is exact and only the sums round).
     @inline(__always)
-    private static func applyG(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>,
-                               out: (Int) -> UnsafeMutablePointer<Float>, count: Int) {
-        let o0 = out(0), o1 = out(1), o2 = out(2), o3 = out(3), o4 = out(4), o5 = out(5)
-        for n in 0..<count {
-            let x = a[n], y = b[n], z = c[n]
-            let sumXZ = x + z
-            o0[n] = x * 0.25
-            o1[n] = (sumXZ + y) * (-1.0 / 6)
-            o2[n] = (sumXZ - y) * (-1.0 / 6)
-            let p = x * (1.0 / 24) + z * (1.0 / 6), q = y * (1.0 / 12)
-            o3[n] = p + q
-            o4[n] = p - q
-            o5[n] = z
+    static func combine(_ terms: [(Int, Float)], _ source: (Int) -> UnsafePointer<Float>,
+                        out: UnsafeMutablePointer<Float>, count: Int) {
+        func term(_ k: Int) -> (Float, UnsafePointer<Float>) { (terms[k].1, source(terms[k].0)) }
+        switch terms.count {
+        case 1:
+            let (a0, s0) = term(0)
+            for t in 0..<count { out[t] = a0 * s0[t] }
+        case 2:
+            let (a0, s0) = term(0), (a1, s1) = term(1)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] }
+        case 3:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] }
+        case 4:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2), (a3, s3) = term(3)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] + a3 * s3[t] }
+        case 5:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2), (a3, s3) = term(3), (a4, s4) = term(4)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] + a3 * s3[t] + a4 * s4[t] }
+        default:
+            let (a0, s0) = term(0), (a1, s1) = term(1), (a2, s2) = term(2), (a3, s3) = term(3), (a4, s4) = term(4)
+            for t in 0..<count { out[t] = a0 * s0[t] + a1 * s1[t] + a2 * s2[t] + a3 * s3[t] + a4 * s4[t] }
+            for k in 5..<terms.count {
+                let (a, s) = term(k)
+                for t in 0..<count { out[t] += a * s[t] }
+            }
         }
     }
 
     struct Geometry {
+        let transform: WinogradTransform
         let channels: Int, outChannels: Int, height: Int, width: Int, tilesX: Int, tilesY: Int
         /// Leading dimension of the V and M matrices: tiles per chunk.
         let ld: Int
 
         /// V_ξ[c, t] for the tiles of `tileRows` (global tile rows: image · tilesY + tile row), t counted from the
         /// chunk's first tile.
-        ///
-        ///     Bᵀ = [4   0  -5   0  1  0]
-        ///          [0  -4  -4   1  1  0]
-        ///          [0   4  -4  -1  1  0]
-        ///          [0  -2  -1   2  1  0]
-        ///          [0   2  -1  -2  1  0]
-        ///          [0   4   0  -5  0  1]
         func transformInput(_ x: UnsafePointer<Float>, channels range: Range<Int>, tileRows: Range<Int>,
                             into v: UnsafeMutablePointer<Float>) {
-            // Input rows of one tile row split by column phase: phase p of column t is input column 4t + p - 1.
+            let m = transform.outputTile, n = transform.inputTile
+            // Input rows of one tile row split by column phase: phase p of column t is input column m·t + p − 1.
             let span = tilesX + 1
-            let phases = UnsafeMutablePointer<Float>.allocate(capacity: 2 * 6 * 4 * span)
+            let phases = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * m * span)
             defer { phases.deallocate() }
-            let rowsBT = phases + 6 * 4 * span  // Bᵀ d, still split by phase
+            let rowsBT = phases + n * m * span  // Bᵀ d, still split by phase
+            // Interior tiles read columns m·t − 1 … m·t + m − 2, all inside the row; the first and the last ones are
+            // cut by the padding.
+            let interior = max(1, min(span, (width + 1) / m))
             for c in range {
                 for g in tileRows {
                     let image = g / tilesY, ty = g % tilesY
                     let plane = x + (image * channels + c) * height * width
-                    for r in 0..<6 {
-                        let y = 4 * ty + r - 1
-                        let dst = phases + r * 4 * span
+                    for r in 0..<n {
+                        let y = m * ty + r - 1
+                        let dst = phases + r * m * span
                         if y < 0 || y >= height {
-                            dst.initialize(repeating: 0, count: 4 * span)
+                            dst.initialize(repeating: 0, count: m * span)
                             continue
                         }
                         let src = plane + y * width
-                        let (d0, d1, d2, d3) = (dst, dst + span, dst + 2 * span, dst + 3 * span)
-                        // Interior tiles read columns 4t − 1 … 4t + 2, all inside the row; the first and the last
-                        // ones are cut by the padding.
-                        let interior = max(1, min(span, (width + 1) / 4))
-                        for t in 1..<interior {
-                            let column = src + 4 * t - 1
-                            d0[t] = column[0]; d1[t] = column[1]; d2[t] = column[2]; d3[t] = column[3]
+                        for p in 0..<m {
+                            let d = dst + p * span, column = src + p - 1
+                            for t in 1..<interior { d[t] = column[m * t] }
                         }
                         func edge(_ t: Int) {
-                            for p in 0..<4 {
-                                let column = 4 * t + p - 1
+                            for p in 0..<m {
+                                let column = m * t + p - 1
                                 dst[p * span + t] = column >= 0 && column < width ? src[column] : 0
                             }
                         }
                         edge(0)
                         for t in interior..<span { edge(t) }
                     }
-                    // Bᵀ d along the rows, every phase at once (4·span contiguous floats per input row).
-                    for i in 0..<6 {
-                        let s = { (r: Int) in UnsafePointer(phases + r * 4 * span) }
-                        applyBT(s(0), s(1), s(2), s(3), s(4), s(5), row: i, out: rowsBT + i * 4 * span, count: 4 * span)
+                    // Bᵀ d along the rows, every phase at once (m·span contiguous floats per input row).
+                    for i in 0..<n {
+                        Winograd.combine(transform.bt[i], { UnsafePointer(phases + $0 * m * span) },
+                                         out: rowsBT + i * m * span, count: m * span)
                     }
-                    // (Bᵀ d) B along the columns: column s of a tile is phase s % 4 at t + s / 4.
+                    // (Bᵀ d) B along the columns: column s of a tile is phase s % m at t + s / m.
                     let t0 = (g - tileRows.lowerBound) * tilesX
-                    for i in 0..<6 {
-                        let p = rowsBT + i * 4 * span
-                        for j in 0..<6 {
-                            applyBT(p, p + span, p + 2 * span, p + 3 * span, p + 1, p + span + 1, row: j,
-                                    out: v + ((i * 6 + j) * channels + c) * ld + t0, count: tilesX)
+                    for i in 0..<n {
+                        let p = UnsafePointer(rowsBT + i * m * span)
+                        for j in 0..<n {
+                            Winograd.combine(transform.bt[j], { s in p + (s % m) * span + s / m },
+                                             out: v + ((i * n + j) * channels + c) * ld + t0, count: tilesX)
                         }
                     }
                 }
-            }
-        }
-
-        /// out[t] = Σ_r Bᵀ[row, r] · d_r[t].
-        @inline(__always)
-        private func applyBT(_ d0: UnsafePointer<Float>, _ d1: UnsafePointer<Float>, _ d2: UnsafePointer<Float>,
-                             _ d3: UnsafePointer<Float>, _ d4: UnsafePointer<Float>, _ d5: UnsafePointer<Float>,
-                             row: Int, out: UnsafeMutablePointer<Float>, count: Int) {
-            switch row {
-            case 0: for t in 0..<count { out[t] = 4 * d0[t] - 5 * d2[t] + d4[t] }
-            case 1: for t in 0..<count { out[t] = -4 * (d1[t] + d2[t]) + d3[t] + d4[t] }
-            case 2: for t in 0..<count { out[t] = 4 * (d1[t] - d2[t]) - d3[t] + d4[t] }
-            case 3: for t in 0..<count { out[t] = 2 * (d3[t] - d1[t]) - d2[t] + d4[t] }
-            case 4: for t in 0..<count { out[t] = 2 * (d1[t] - d3[t]) - d2[t] + d4[t] }
-            default: for t in 0..<count { out[t] = 4 * d1[t] - 5 * d3[t] + d5[t] }
             }
         }
 
         /// Y = Aᵀ M A + bias for output channels `ks` of the chunk's tiles, written into `o` [N, K, H, W] (cropped at
         /// the right and bottom edges).
-        ///
-        ///     Aᵀ = [1  1   1  1   1  0]
-        ///          [0  1  -1  2  -2  0]
-        ///          [0  1   1  4   4  0]
-        ///          [0  1  -1  8  -8  1]
-        func transformOutput(_ m: UnsafePointer<Float>, outChannels ks: Range<Int>, tileRows: Range<Int>,
+        func transformOutput(_ mm: UnsafePointer<Float>, outChannels ks: Range<Int>, tileRows: Range<Int>,
                              bias: UnsafePointer<Float>?, into o: UnsafeMutablePointer<Float>) {
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: (4 * 6 + 4 * 4) * tilesX)
+            let m = transform.outputTile, n = transform.inputTile
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: (m * n + m * m) * tilesX)
             defer { scratch.deallocate() }
-            let columns = scratch, block = scratch + 4 * 6 * tilesX  // Aᵀ M: [4][6][t]; Y: [4][4][t]
+            let columns = scratch, block = scratch + m * n * tilesX  // Aᵀ M: [m][n][t]; Y: [m][m][t]
             for k in ks {
                 let b = bias?[k] ?? 0
                 for g in tileRows {
                     let image = g / tilesY, ty = g % tilesY
                     let t0 = (g - tileRows.lowerBound) * tilesX
-                    let mk = { (xi: Int) in m + (xi * outChannels + k) * ld + t0 }
-                    for j in 0..<6 {
-                        for r in 0..<4 {
-                            applyAT(mk(j), mk(6 + j), mk(12 + j), mk(18 + j), mk(24 + j), mk(30 + j), row: r,
-                                    out: columns + (r * 6 + j) * tilesX, count: tilesX)
+                    for j in 0..<n {
+                        for r in 0..<m {
+                            Winograd.combine(transform.at[r], { i in mm + ((i * n + j) * outChannels + k) * ld + t0 },
+                                             out: columns + (r * n + j) * tilesX, count: tilesX)
                         }
                     }
-                    for r in 0..<4 {
-                        let z = { (j: Int) in UnsafePointer(columns + (r * 6 + j) * tilesX) }
-                        for s in 0..<4 {
-                            applyAT(z(0), z(1), z(2), z(3), z(4), z(5), row: s, out: block + (r * 4 + s) * tilesX,
-                                    count: tilesX)
+                    for r in 0..<m {
+                        let z = UnsafePointer(columns + r * n * tilesX)
+                        for s in 0..<m {
+                            Winograd.combine(transform.at[s], { j in z + j * tilesX },
+                                             out: block + (r * m + s) * tilesX, count: tilesX)
                         }
                     }
                     let plane = o + (image * outChannels + k) * height * width
-                    for r in 0..<min(4, height - 4 * ty) {
-                        let dst = plane + (4 * ty + r) * width
-                        let y = block + r * 4 * tilesX
-                        let (y0, y1, y2, y3) = (y, y + tilesX, y + 2 * tilesX, y + 3 * tilesX)
-                        for t in 0..<(width / 4) {
-                            let d = dst + 4 * t
-                            d[0] = y0[t] + b; d[1] = y1[t] + b; d[2] = y2[t] + b; d[3] = y3[t] + b
+                    for r in 0..<min(m, height - m * ty) {
+                        let dst = plane + (m * ty + r) * width
+                        let y = block + r * m * tilesX
+                        for s in 0..<m {
+                            let ys = y + s * tilesX
+                            for t in 0..<(width / m) { dst[m * t + s] = ys[t] + b }
                         }
-                        for column in (width / 4 * 4)..<width {
-                            dst[column] = y[(column % 4) * tilesX + column / 4] + b
+                        for column in (width / m * m)..<width {
+                            dst[column] = y[(column % m) * tilesX + column / m] + b
                         }
                     }
                 }
-            }
-        }
-
-        /// out[t] = Σ_i Aᵀ[row, i] · m_i[t].
-        @inline(__always)
-        private func applyAT(_ m0: UnsafePointer<Float>, _ m1: UnsafePointer<Float>, _ m2: UnsafePointer<Float>,
-                             _ m3: UnsafePointer<Float>, _ m4: UnsafePointer<Float>, _ m5: UnsafePointer<Float>,
-                             row: Int, out: UnsafeMutablePointer<Float>, count: Int) {
-            switch row {
-            case 0: for t in 0..<count { out[t] = m0[t] + (m1[t] + m2[t]) + (m3[t] + m4[t]) }
-            case 1: for t in 0..<count { out[t] = (m1[t] - m2[t]) + 2 * (m3[t] - m4[t]) }
-            case 2: for t in 0..<count { out[t] = (m1[t] + m2[t]) + 4 * (m3[t] + m4[t]) }
-            default: for t in 0..<count { out[t] = (m1[t] - m2[t]) + 8 * (m3[t] - m4[t]) + m5[t] }
             }
         }
     }

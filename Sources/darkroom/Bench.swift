@@ -11,7 +11,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Model.self, Job.self, Inbox.self, Isolation.self],
+        subcommands: [Kernels.self, Winograd.self, Model.self, Job.self, Inbox.self, Isolation.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
@@ -228,8 +228,16 @@ extension Bench {
         @Option(help: "Precision of the matrix products: fp32 (OpenBLAS) or bf16 (oneDNN, fp32 accumulation).")
         var precision = Precision.fp32
 
+        @Option(help: "Side of the smallest plane that automatic runs through Winograd F(4x4, 3x3); smaller Winograd planes run F(2x2, 3x3). 0: F(4x4, 3x3) on all of them.")
+        var winogradLargeSide = 128
+
+        @Flag(help: "F(4x4, 3x3) with the points 0, ±1, ±2 and the kernel transform in fp32 (before issue 13, part 2).")
+        var winogradIntegerPoints = false
+
         func run() throws {
             Tensor.convolutionAlgorithm = convolution
+            Tensor.winogradLargePlane = winogradLargeSide * winogradLargeSide
+            if winogradIntegerPoints { Tensor.winograd = .f43IntegerFloatKernel }
             Tensor.precision = precision
             Bench.applyOpenMPThreadsOverride()
             let url = try Bench.checkpoint(checkpoint, float32: float32Weights)

@@ -64,8 +64,11 @@ enum PipelineFixtures {
         try SafetensorsFile(url: folder.appendingPathComponent("expected.safetensors"))
     }
 
-    static func input(_ name: String) throws -> Image {
-        try ImageDecoder.decode(fileAt: root.appendingPathComponent("inputs").appendingPathComponent(name)).image
+    /// `winograd/`: issue 13 part 2's 256 px case, whose planes reach 32×32 (its own inputs).
+    static let winogradRoot = root.appendingPathComponent("winograd")
+
+    static func input(_ name: String, in folder: URL = root) throws -> Image {
+        try ImageDecoder.decode(fileAt: folder.appendingPathComponent("inputs").appendingPathComponent(name)).image
     }
 
     nonisolated(unsafe) static var loaded: [String: StableDiffusionPipeline] = [:]

@@ -534,8 +534,9 @@ def json_safe(value):
 def main() -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for p in OUT_DIR.iterdir():
-        # README.md is hand-written; img2img_inpainting_model.safetensors is make_inpainting_img2img_fixture.py's.
-        if p.name not in ("README.md", "img2img_inpainting_model.safetensors"):
+        # README.md is hand-written; img2img_inpainting_model.safetensors is make_inpainting_img2img_fixture.py's,
+        # winograd/ make_winograd_pipeline_fixture.py's.
+        if p.name not in ("README.md", "img2img_inpainting_model.safetensors", "winograd"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     make_inputs(OUT_DIR / "inputs")
 
