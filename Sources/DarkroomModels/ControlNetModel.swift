@@ -114,6 +114,8 @@ public struct ControlNetModel: Sendable {
     public let config: ControlNetConfig
     /// The file or folder it was loaded from, for reports and errors.
     public let source: String
+    /// Where the weights are mapped from (for `dropResidentPages`).
+    let tensors: any TensorSource
     let timeLinear1: Linear, timeLinear2: Linear
     let convIn: Conv2d
     let conditioningEmbedding: ControlNetConditioningEmbedding
@@ -126,6 +128,7 @@ public struct ControlNetModel: Sendable {
     public init(_ w: WeightScope, config: ControlNetConfig) throws {
         self.config = config
         source = w.sourceName
+        tensors = w.source
         let unet = config.unet
         let c0 = unet.levels[0].channels
         timeLinear1 = try Linear(w["time_embedding.linear_1"], in: c0, out: unet.timeEmbeddingWidth)
@@ -151,6 +154,13 @@ public struct ControlNetModel: Sendable {
                                                found: w.shape("controlnet_down_blocks.\(zeroConvs.count).weight") ?? [], source: w.sourceName)
         }
         midZeroConv = try Conv2d(w["controlnet_mid_block"], in: channels, out: channels, kernel: 1)
+    }
+
+    /// Takes the ControlNet's mapped weights out of the process's resident set once the denoising loop is done, as the
+    /// pipeline does with the UNet's (`StableDiffusionPipeline.releaseUNetPages`), so they do not add to the VAE
+    /// decoder's peak; the next job maps them back from the page cache.
+    public func dropResidentPages() {
+        (tensors as? Checkpoint)?.dropResidentPages(prefix: "controlnet")
     }
 
     /// The conditioning embedding of a control image [B, 3, H, W] (H, W multiples of `embeddingDownscale`):

@@ -108,6 +108,7 @@ extension StableDiffusionPipeline {
             })
 
         // 7. Decode, then paste the untouched pixels back.
+        controlNets.forEach { $0.model.dropResidentPages() }
         releaseUNetPages()
         let decoded = models.vae.decode(latents / scaling, tiling: tiling)
         try Self.requireFinite(decoded, .vaeDecode)

@@ -116,6 +116,7 @@ public struct StableDiffusionPipeline: Sendable {
                               guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random,
                               controlNets: try prepareControlNets(controlNets), progress: progress)
         // 7. Decode.
+        controlNets.forEach { $0.model.dropResidentPages() }
         releaseUNetPages()
         let decoded = models.vae.decode(latents / models.vae.config.scalingFactor, tiling: tiling)
         try Self.requireFinite(decoded, .vaeDecode)

@@ -10,8 +10,8 @@ import XCTest
 /// `StableDiffusionControlNetInpaintPipeline` (0.42.1), from `Tests/Fixtures/controlnet/` (written by
 /// `tools/reference/make_controlnet_fixtures.py`; `cases.json` holds every setting, `expected.safetensors` the control
 /// images given to diffusers and its `output_type="np"` images). Cases: tile-like (the image itself), inpaint on a
-/// 4-channel model (masked pixels −1), a binary edge image, two units at once, a start/end window, guess mode, no
-/// CFG. Images within 1e-3, as the other pipeline parity tests.
+/// 4-channel model and on a 9-channel one (masked pixels −1), a binary edge image, two units at once, a start/end
+/// window, guess mode, no CFG. Images within 1e-3, as the other pipeline parity tests.
 final class ControlNetPipelineParityTests: XCTestCase {
     static let root = PipelineFixtures.root.deletingLastPathComponent().appendingPathComponent("controlnet")
 
@@ -67,7 +67,7 @@ final class ControlNetPipelineParityTests: XCTestCase {
     func testEveryCaseMatchesDiffusers() throws {
         let expected = try SafetensorsFile(url: Self.root.appendingPathComponent("expected.safetensors"))
         let cases = try Self.cases()
-        XCTAssertEqual(cases.count, 7)
+        XCTAssertEqual(cases.count, 8)
         for c in cases {
             let result = try run(c)
             let want = try expected.tensor("\(c.name).image")

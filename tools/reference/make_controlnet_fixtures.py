@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ControlNet reference fixtures: small random ControlNets and diffusers 0.42.1 runs with them.
 
-Writes Tests/Fixtures/controlnet/ (relative to the repo root; everything there is rewritten):
+Writes Tests/Fixtures/controlnet/ (relative to the repo root; everything there but README.md is rewritten):
 
     sd1_a/diffusers/   ControlNetModel.from_unet(the sd1 fixture UNet), every parameter re-drawn
                        (zero convs and the conditioning embedding's conv_out included, so the
@@ -10,6 +10,8 @@ Writes Tests/Fixtures/controlnet/ (relative to the repo root; everything there i
                        lllyasviel's control_v11*.safetensors), float16
     sd1_b.safetensors  a second sd1 ControlNet (another seed), LDM keys, float32 (diffusers layout
                        is not written: the pipelines use it through this file)
+    sd1_inpaint.safetensors  a ControlNet of the sd1_inpaint fixture UNet's widths with 4 input channels (as SD 1.5's
+                       ControlNets on SD 1.5 inpainting), LDM keys, float16
     sd2v.safetensors   a ControlNet made from the sd2v fixture UNet (linear projections, head size
                        32), bare LDM keys without `control_model.` (as thibaud's controlnet-sd21
                        files), float16; its config.json is sd2v_config.json
@@ -95,7 +97,11 @@ def make_controlnet(variant: str, seed: str) -> ControlNetModel:
     variant_kw = {"variant": "fp16"} if variant == "sd2v" else {}
     unet = UNet2DConditionModel.from_pretrained(str(MODELS / variant / "diffusers" / "unet"), torch_dtype=torch.float32,
                                                 **variant_kw)
-    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=EMBEDDING)
+    if unet.config.in_channels != 4:
+        # A ControlNet for an inpainting UNet reads the 4 latent channels (the pipeline feeds it the latents alone),
+        # as SD 1.5's ControlNets do on SD 1.5 inpainting: the encoder of a 4-channel UNet of the same widths.
+        unet = UNet2DConditionModel.from_config({**dict(unet.config), "in_channels": 4})
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=EMBEDDING, load_weights_from_unet=False)
     mm.randomize_(cn, seed)
     mm.round_(cn, "fp16", coarse=True)
     return cn.eval()
@@ -239,8 +245,8 @@ def model_refs(name: str, cn: ControlNetModel, variant: str, put) -> None:
 
 def pipeline_cases() -> list[dict]:
     def case(name, pipeline, units, *, sampler="euler", strength=0.6, steps=10, guidance=7.5, guess=False,
-             mask=None, seed=1234, note=None):
-        c = dict(name=name, pipeline=pipeline, model="sd1", sampler=sampler, prompt=PROMPT, negative_prompt="",
+             mask=None, seed=1234, note=None, model="sd1"):
+        c = dict(name=name, pipeline=pipeline, model=model, sampler=sampler, prompt=PROMPT, negative_prompt="",
                  steps=steps, strength=strength, guidance=guidance, seed=seed, guess_mode=guess, image="photo.png",
                  mask=mask, units=units)
         if note:
@@ -265,6 +271,9 @@ def pipeline_cases() -> list[dict]:
              note="guess_mode with CFG: ControlNet on the conditional half only, residuals scaled by logspace(-1, 0)"),
         case("cn_i2i_cfg1", "img2img", [unit("sd1_a", "tile")], guidance=1.0,
              note="no CFG: batch of one, the control image not duplicated"),
+        case("cn_inp9_inpaint", "inpaint", [unit("sd1_inpaint", "inpaint")], strength=0.75, mask="mask.png",
+             model="sd1_inpaint",
+             note="9-channel UNet: the ControlNet sees the 4 latent channels, the UNet [latents, mask, masked image]"),
     ]
 
 
@@ -278,7 +287,7 @@ SCHEDULERS = {
 @torch.no_grad()
 def run_case(c: dict, nets: dict, put) -> None:
     folder = MODELS / c["model"] / "diffusers"
-    tok = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    tok = CLIPTokenizer.from_pretrained(str(MODELS / "sd1" / "diffusers" / "tokenizer"))   # the only fixture tokenizer
     units = c["units"]
     cns = [nets[u["model"]] for u in units]
     controlnet = cns[0] if len(cns) == 1 else MultiControlNetModel(cns)
@@ -338,9 +347,10 @@ def run_case(c: dict, nets: dict, put) -> None:
 
 
 def main() -> None:
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for p in OUT.iterdir():   # everything but the README
+        if p.name != "README.md":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     tensors: dict[str, torch.Tensor] = {}
 
     def put(name: str, t: torch.Tensor) -> None:
@@ -351,6 +361,7 @@ def main() -> None:
         "sd1_a": make_controlnet("sd1", "controlnet/sd1_a"),
         "sd1_b": make_controlnet("sd1", "controlnet/sd1_b"),
         "sd2v": make_controlnet("sd2v", "controlnet/sd2v"),
+        "sd1_inpaint": make_controlnet("sd1_inpaint", "controlnet/sd1_inpaint"),
     }
     # sd1_a: diffusers folder (fp16) + LDM single file (fp16, control_model.*)
     nets["sd1_a"].to(torch.float16).save_pretrained(str(OUT / "sd1_a" / "diffusers"), safe_serialization=True)
@@ -370,6 +381,9 @@ def main() -> None:
     check_single_file(OUT / "sd2v.safetensors", cfg_folder, nets["sd2v"])
     shutil.move(str(cfg_folder / "config.json"), str(OUT / "sd2v_config.json"))
     shutil.rmtree(cfg_folder)
+
+    # sd1_inpaint: LDM single file, float16, for the 9-channel inpaint case (no model references of its own)
+    mm.write_safetensors(OUT / "sd1_inpaint.safetensors", mm.to_dtype(controlnet_to_ldm(nets["sd1_inpaint"], "control_model."), torch.float16))
 
     for name, variant in [("sd1_a", "sd1"), ("sd1_b", "sd1"), ("sd2v", "sd2v")]:
         model_refs(name, nets[name], variant, put)
