@@ -104,15 +104,23 @@ extension Bench {
 
             // Alternate the two so that both see the same machine state (other processes, thermal).
             var bare = Double.infinity, controlled = Double.infinity, controlOnly = Double.infinity
+            var unetFlops = 0.0, controlFlops = 0.0
             for _ in 0..<max(1, repeats) {
+                var flops = BLAS.flopCount
                 bare = min(bare, Self.seconds { _ = models.unet(sample, timesteps: [500], context: context) })
+                unetFlops = BLAS.flopCount - flops
                 controlled = min(controlled, Self.seconds {
                     let start = DispatchTime.now().uptimeNanoseconds
+                    flops = BLAS.flopCount
                     let residuals = unit(sample, timesteps: [500], context: context, embedding: embedding)
+                    controlFlops = BLAS.flopCount - flops
                     controlOnly = min(controlOnly, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
                     _ = models.unet(sample, timesteps: [500], context: context, residuals: residuals)
                 })
             }
+            // The work, independent of what else runs on the machine: the GEMM FLOPs of each.
+            print(String(format: "GEMM work: UNet step %.3f TFLOP, ControlNet %.3f TFLOP (%.2fx the UNet's)",
+                         unetFlops / 1e12, controlFlops / 1e12, controlFlops / max(unetFlops, 1)))
             print(String(format: "guided UNet step %dpx, batch 2:            %6.2f s", size, bare))
             print(String(format: "the same step with one ControlNet unit:     %6.2f s  (the ControlNet alone %.2f s)", controlled, controlOnly))
             // With other processes on the cores the two bests can come from different moments; 1 + ControlNet / bare
