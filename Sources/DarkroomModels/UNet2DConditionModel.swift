@@ -53,15 +53,15 @@ public struct UNet2DConditionModel: Sendable {
 
     /// The model output (noise, or v, by the checkpoint's training) for `sample` [B, in, h, w] at
     /// `timesteps` (one per sample, or one for all) under `context` [B, tokens, contextDim].
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
-        let batch = sample.shape[0]
-        let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: batch) : timesteps
-        precondition(t.count == batch, "UNet: \(timesteps.count) timesteps for batch \(batch)")
-        let projected = Tensor.timestepEmbedding(t, dimension: config.levels[0].channels, flipSinToCos: config.flipSinToCos,
-                                                 downscaleFrequencyShift: config.frequencyShift)
-        let embedding = timeLinear2(timeLinear1(projected).silu())
-        let c = UNetConditioning(timeEmbedding: embedding.silu(), context: context)
-
+    ///
+    /// `residuals` (a ControlNet's, or several summed) are added to the skip connections and to the mid block's
+    /// output, as diffusers' `down_block_additional_residuals` / `mid_block_additional_residual`; they must be
+    /// one per skip connection (`ControlNetModel` checks the fit when it is loaded).
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor,
+                               residuals: ControlNetResiduals? = nil) -> Tensor {
+        let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], linear1: timeLinear1,
+                                                              linear2: timeLinear2, config: config),
+                                 context: context)
         var x = convIn(sample)
         var skips = [x]
         for block in downBlocks {
@@ -70,6 +70,11 @@ public struct UNet2DConditionModel: Sendable {
             skips += blockSkips
         }
         x = midBlock(x, c)
+        if let residuals {
+            precondition(residuals.down.count == skips.count, "UNet: \(residuals.down.count) ControlNet residuals for \(skips.count) skip connections")
+            for i in skips.indices { skips[i] = skips[i] + residuals.down[i] }
+            x = x + residuals.mid
+        }
         for block in upBlocks {
             let count = block.resnets.count
             let blockSkips = Array(skips.suffix(count))
@@ -79,4 +84,14 @@ public struct UNet2DConditionModel: Sendable {
         }
         return convOut(convNormOut(x, silu: true))
     }
+}
+
+/// `silu(linear_2(silu(linear_1(timestep_embedding(t)))))` for a batch: diffusers' `time_proj` + `time_embedding`, with
+/// the SiLU every ResnetBlock2D applies to it first (shared by the UNet and the ControlNet's encoder copy).
+func timeEmbedding(_ timesteps: [Float], batch: Int, linear1: Linear, linear2: Linear, config: UNetConfig) -> Tensor {
+    let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: batch) : timesteps
+    precondition(t.count == batch, "UNet: \(timesteps.count) timesteps for batch \(batch)")
+    let projected = Tensor.timestepEmbedding(t, dimension: config.levels[0].channels, flipSinToCos: config.flipSinToCos,
+                                             downscaleFrequencyShift: config.frequencyShift)
+    return linear2(linear1(projected).silu()).silu()
 }

@@ -52,7 +52,8 @@ public struct UNetConfig: Sendable, Equatable {
     public var frequencyShift: Float = 0
 
     /// Reads the configuration from the tensors under `w` (diffusers names, e.g. `conv_in.weight`).
-    public static func detect(from w: WeightScope, heads: AttentionHeads) throws -> UNetConfig {
+    /// `decoder: false` reads an encoder copy without up blocks (a ControlNet's): `outChannels` is then `inChannels`.
+    public static func detect(from w: WeightScope, heads: AttentionHeads, decoder: Bool = true) throws -> UNetConfig {
         let convIn = try w.requireShape("conv_in.weight", rank: 4)
         let levelCount = w.countIndices("down_blocks")
         let layers = w.countIndices("down_blocks.0.resnets")
@@ -75,7 +76,7 @@ public struct UNetConfig: Sendable, Equatable {
         let last = levels[levels.count - 1]
         return UNetConfig(
             inChannels: convIn[1],
-            outChannels: try w.requireShape("conv_out.weight", rank: 4)[0],
+            outChannels: decoder ? try w.requireShape("conv_out.weight", rank: 4)[0] : convIn[1],
             levels: levels,
             layersPerBlock: layers,
             contextDim: try w.requireShape(firstCrossKey, rank: 2, relative: false)[1],

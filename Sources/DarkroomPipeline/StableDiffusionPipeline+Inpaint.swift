@@ -23,11 +23,14 @@ extension StableDiffusionPipeline {
     ///   - pasteBack: replace every pixel outside the mask by the input's, so nothing outside the mask
     ///     changes colour (A1111 does; diffusers only with `padding_mask_crop`).
     ///   - maskedContent: what the masked area starts from (`.original`: diffusers' behaviour).
+    ///   - controlNets: units steering the denoising as diffusers' `StableDiffusionControlNetInpaintPipeline` (which
+    ///     shares this pipeline's latents, mask and blend); the inpaint ControlNet's control image has −1 where the
+    ///     mask is set (see `ControlNetUnit`).
     public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
-                        maskedContent: PipelineConfiguration.MaskedContent = .original,
+                        maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],
                         progress: Progress? = nil) throws -> GenerationResult {
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
-        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings)
+        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]
         let (height, width) = (image.shape[2], image.shape[3])
         let factor = models.vae.config.downscale
@@ -88,7 +91,8 @@ extension StableDiffusionPipeline {
         let maskedInput = Tensor.concatenate(Array(repeating: maskedImageLatents, count: cfgCopies), axis: 0)
         latents = try denoise(
             latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
-            guidance: guided ? settings.guidance : nil, random: &random, progress: progress,
+            guidance: guided ? settings.guidance : nil, random: &random, controlNets: try prepareControlNets(controlNets),
+            progress: progress,
             prepareInput: { scaled in
                 channels == 9 ? Tensor.concatenate([scaled, maskInput, maskedInput], axis: 1) : scaled
             },
@@ -104,6 +108,7 @@ extension StableDiffusionPipeline {
             })
 
         // 7. Decode, then paste the untouched pixels back.
+        controlNets.forEach { $0.model.dropResidentPages() }
         releaseUNetPages()
         let decoded = models.vae.decode(latents / scaling, tiling: tiling)
         try Self.requireFinite(decoded, .vaeDecode)

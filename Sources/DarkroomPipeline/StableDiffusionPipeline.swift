@@ -89,17 +89,20 @@ public struct StableDiffusionPipeline: Sendable {
     /// runs img2img on inpainting models (`processing.py::inpainting_image_conditioning` without a mask:
     /// conditioning mask of ones, masked image = source·(1 − mask) = 0), which is diffusers'
     /// `StableDiffusionInpaintPipeline` with an all-white mask.
-    public func imageToImage(_ image: Tensor, settings: GenerationSettings, progress: Progress? = nil) throws -> GenerationResult {
+    ///
+    /// `controlNets` steer the denoising as diffusers' `StableDiffusionControlNetImg2ImgPipeline` (see `ControlNetUnit`).
+    public func imageToImage(_ image: Tensor, settings: GenerationSettings, controlNets: [ControlNetUnit] = [],
+                             progress: Progress? = nil) throws -> GenerationResult {
         let channels = try checkModelChannels()
         if channels == .inpainting {
             guard image.rank == 4 else {
                 throw PipelineError.invalidValue(field: "image", value: "a tensor of shape \(image.shape)", expected: "[1, 3, H, W]")
             }
             let everywhere = Tensor(shape: [1, 1, image.shape[2], image.shape[3]], repeating: 1)
-            return try inpaint(image, mask: everywhere, settings: settings, pasteBack: false, progress: progress)
+            return try inpaint(image, mask: everywhere, settings: settings, pasteBack: false, controlNets: controlNets, progress: progress)
         }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
-        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings)
+        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]
         // 5. Prepare latents: sample the posterior, then draw the noise, in diffusers' order.
         var random = TorchRandomSource(seed: settings.seed)
@@ -113,8 +116,10 @@ public struct StableDiffusionPipeline: Sendable {
         // 6. Denoise.
         releaseEncoderPages()
         latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
-                              guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random, progress: progress)
+                              guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random,
+                              controlNets: try prepareControlNets(controlNets), progress: progress)
         // 7. Decode.
+        controlNets.forEach { $0.model.dropResidentPages() }
         releaseUNetPages()
         let decoded = models.vae.decode(latents / models.vae.config.scalingFactor, tiling: tiling)
         try Self.requireFinite(decoded, .vaeDecode)
@@ -160,7 +165,7 @@ public struct StableDiffusionPipeline: Sendable {
     /// Steps 1–4 shared by img2img and inpainting: check the settings and the image size, encode the
     /// prompt (negative and positive when guidance > 1), and the scheduler positioned for the strength
     /// (diffusers' `get_timesteps` + `set_begin_index`) with the timesteps to run.
-    func prepare(_ image: Tensor, settings: GenerationSettings) throws -> (Tensor, any Scheduler, [Float]) {
+    func prepare(_ image: Tensor, settings: GenerationSettings, controlNets: [ControlNetUnit] = []) throws -> (Tensor, any Scheduler, [Float]) {
         // Everything that can be refused is refused before the text encoder runs.
         var (scheduler, start) = try validate(settings)
         let factor = models.vae.config.downscale
@@ -172,6 +177,7 @@ public struct StableDiffusionPipeline: Sendable {
             throw PipelineError.invalidValue(field: "image size", value: "\(image.shape[3])×\(image.shape[2])",
                                              expected: "multiples of \(factor) (resize, crop or pad first)")
         }
+        try checkControlNets(controlNets, height: image.shape[2], width: image.shape[3])
         let embeddings = try PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip,
                                            embeddings: settings.embeddings)
             .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: settings.guidance > 1)
@@ -184,16 +190,20 @@ public struct StableDiffusionPipeline: Sendable {
 
     /// The denoising loop shared by img2img and inpainting. `prepareInput` lets inpainting append the
     /// mask and masked-image latents (9-channel models); `afterStep` (latents, step, the scheduler as
-    /// stepped) lets it blend the known region back (4-channel models).
+    /// stepped) lets it blend the known region back (4-channel models). `controlNets` add their residuals to
+    /// the UNet's (they see the scaled latents without the inpainting channels, as in diffusers).
     func denoise(_ latents: Tensor, timesteps: [Float], scheduler: inout any Scheduler, embeddings: Tensor,
-                 guidance: Float?, random: inout TorchRandomSource, progress: Progress?,
+                 guidance: Float?, random: inout TorchRandomSource, controlNets: [PreparedControlNet] = [],
+                 progress: Progress?,
                  prepareInput: (Tensor) -> Tensor = { $0 },
                  afterStep: (Tensor, Int, any Scheduler) -> Tensor = { latents, _, _ in latents }) throws -> Tensor {
         var latents = latents
         for (i, t) in timesteps.enumerated() {
             let doubled = guidance == nil ? latents : Tensor.concatenate([latents, latents], axis: 0)
-            let input = prepareInput(scheduler.scaleModelInput(doubled, timestep: t))
-            var prediction = models.unet(input, timesteps: [t], context: embeddings)
+            let scaled = scheduler.scaleModelInput(doubled, timestep: t)
+            let residuals = controlNetResiduals(controlNets, step: i, of: timesteps.count, scaled: scaled, timestep: t,
+                                                embeddings: embeddings, guided: guidance != nil)
+            var prediction = models.unet(prepareInput(scaled), timesteps: [t], context: embeddings, residuals: residuals)
             if let guidance {
                 let halves = prediction.chunked(2, axis: 0)
                 prediction = halves[0] + (halves[1] - halves[0]) * guidance

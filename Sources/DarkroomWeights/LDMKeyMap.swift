@@ -30,7 +30,7 @@ public enum LDMKeyMap {
     public static func canonical(from keys: [String], shapes: (String) -> [Int]?) -> [String: Entry] {
         var map: [String: Entry] = [:]
         let unet = keys.filter { $0.hasPrefix("model.diffusion_model.") }
-        for (canonical, entry) in unetMap(unet) { map["unet." + canonical] = entry }
+        for (canonical, entry) in unetMap(unet, prefix: "model.diffusion_model.") { map["unet." + canonical] = entry }
         for key in keys where key.hasPrefix("first_stage_model.") {
             if let (name, transform) = vaeName(String(key.dropFirst("first_stage_model.".count)), keys: keys, shape: shapes(key)) {
                 map["vae." + name] = Entry(original: key, transform: transform)
@@ -53,8 +53,9 @@ public enum LDMKeyMap {
     static let resnetNames = ["in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
                               "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"]
 
-    static func unetMap(_ keys: [String]) -> [String: Entry] {
-        let prefix = "model.diffusion_model."
+    /// The UNet's keys under `prefix` (`model.diffusion_model.` in a checkpoint; `control_model.` or nothing for the
+    /// encoder copy of a ControlNet, which has `time_embed`, `input_blocks` and `middle_block` only).
+    static func unetMap(_ keys: [String], prefix: String) -> [String: Entry] {
         // layers per block = index of the first downsampler (`input_blocks.i.0.op`) − 1.
         let inputIndices = Set(keys.compactMap { index(after: prefix + "input_blocks.", in: $0) })
         let firstDownsampler = keys.compactMap { key -> Int? in
@@ -137,6 +138,52 @@ public enum LDMKeyMap {
         guard key.hasPrefix(prefix) else { return nil }
         let rest = key.dropFirst(prefix.count)
         return rest.firstIndex(of: ".").flatMap { blockIndex(String(rest[..<$0])) }
+    }
+
+    // MARK: ControlNet
+
+    /// Canonical key (`controlnet.*`, diffusers `ControlNetModel` names) → original key for a ControlNet single file
+    /// with LDM keys, as lllyasviel's `control_v11*.safetensors` (`control_model.` + name) or with bare names (as
+    /// thibaud's SD 2.x files). Matches diffusers `convert_controlnet_checkpoint`, except that the conditioning
+    /// embedding's last convolution is the highest `input_hint_block` index rather than a fixed 14, so every size
+    /// comes from the file:
+    /// - `time_embed`, `input_blocks`, `middle_block`: the UNet's rules (`unetMap`);
+    /// - `input_hint_block.0` → `controlnet_cond_embedding.conv_in`, `input_hint_block.2k` → `blocks.(k−1)`, the last
+    ///   → `conv_out` (the odd indices are SiLUs, without tensors);
+    /// - `zero_convs.i.0` → `controlnet_down_blocks.i`, `middle_block_out.0` → `controlnet_mid_block`.
+    /// Keys outside `prefix` (a whole SD model saved beside the ControlNet) are left out; a key inside it that
+    /// matches no rule is absent from the map (the loader reports it).
+    public static func controlNet(from keys: [String], prefix: String) -> [String: Entry] {
+        let own = keys.filter { $0.hasPrefix(prefix) }
+        var map: [String: Entry] = [:]
+        for (canonical, entry) in unetMap(own, prefix: prefix) where !canonical.hasPrefix("up_blocks.")
+            && !canonical.hasPrefix("conv_out.") && !canonical.hasPrefix("conv_norm_out.") {
+            map["controlnet." + canonical] = entry
+        }
+        let hintIndices = own.compactMap { index(after: prefix + "input_hint_block.", in: $0) }
+        let lastHint = hintIndices.max() ?? 0
+        for key in own {
+            let parts = key.dropFirst(prefix.count).split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count >= 3, !parts.contains("") else { continue }
+            let suffix = parts[(parts.count - 1)...].joined(separator: ".")
+            var canonical: String?
+            switch parts[0] {
+            case "input_hint_block" where parts.count == 3:
+                guard let i = blockIndex(parts[1]), i % 2 == 0, lastHint >= 2 else { break }
+                canonical = i == 0 ? "controlnet_cond_embedding.conv_in"
+                    : i == lastHint ? "controlnet_cond_embedding.conv_out"
+                    : "controlnet_cond_embedding.blocks.\(i / 2 - 1)"
+            case "zero_convs" where parts.count == 4 && parts[2] == "0":
+                guard let i = blockIndex(parts[1]) else { break }
+                canonical = "controlnet_down_blocks.\(i)"
+            case "middle_block_out" where parts.count == 3 && parts[1] == "0":
+                canonical = "controlnet_mid_block"
+            default:
+                break
+            }
+            if let canonical { map["controlnet.\(canonical).\(suffix)"] = Entry(original: key, transform: .none) }
+        }
+        return map
     }
 
     // MARK: VAE

@@ -94,6 +94,9 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The components do not fit together (e.g. the text encoder's width is not the UNet's cross-attention
     /// width, or the UNet does not predict the VAE's latent channels); `detail` names both sides and keys.
     case incompatibleComponents(source: String, detail: String)
+    /// A ControlNet that does not fit the checkpoint's UNet (another family, width or layout); `detail` names both
+    /// sides and the tensors they were read from.
+    case controlNetMismatch(path: String, model: String, detail: String)
 
     // LoRA-family files (see `LoRA`).
     /// Modules of a LoRA that name no weight of the model (`model`: the checkpoint's path).
@@ -193,6 +196,8 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
             return "Tensor '\(key)' in checkpoint '\(path)' matches no known Stable Diffusion 1.x/2.x key layout; the file is malformed or not a model Darkroom can run."
         case let .incompatibleComponents(source, detail):
             return "The components of checkpoint '\(source)' do not fit together: \(detail)."
+        case let .controlNetMismatch(path, model, detail):
+            return "ControlNet '\(path)' does not fit the model '\(model)': \(detail)."
         }
     }
 }
