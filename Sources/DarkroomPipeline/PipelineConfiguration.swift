@@ -73,12 +73,18 @@ public struct PipelineConfiguration: Sendable, Equatable {
     public static let restorationPrompt = "a clean, sharp, well exposed photograph, fine detail, natural film grain"
     public static let restorationNegativePrompt = "scratches, dust, stains, tears, cracks, blur, noise, jpeg artifacts, faded, low quality"
     public static let restorationStrength = 0.3
+    /// Restoration with a tile ControlNet (the preset): the tile model keeps the photo's structure, so the pass can
+    /// clean and sharpen harder, as A1111's SD upscale / Ultimate SD upscale users run tile at 0.4–0.6.
+    public static let tileRestorationStrength = 0.5
 }
 
 extension StableDiffusionPipeline {
     /// Runs one job: `count` images (seeds seed, seed + 1, …) from `image` (and `mask` for inpainting).
     /// The progress callback receives (image index, step, steps) and may cancel.
+    /// `controlNets` steer every pass (see `ControlNetRequest`): each gets its control image made for the image that
+    /// pass denoises.
     public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil,
+                    controlNets: [ControlNetRequest] = [],
                     progress: ((Int, Int, Int) -> Bool)? = nil) throws -> [GenerationResult] {
         try validate(configuration, imageWidth: image.width, imageHeight: image.height)
         // The products' precision is process-wide (the kernels read it); a job sets it for its own run.
@@ -135,6 +141,18 @@ extension StableDiffusionPipeline {
         }
         // Restoration keeps a grayscale photo grayscale (gray PNG/JPEG, or RGB with equal channels).
         let grayOutput = configuration.mode == .restore && !configuration.colorize && image.isGrayscale
+        // ControlNets: the users' own control images at the job's size, once; preprocessors run per pass.
+        for (i, request) in controlNets.enumerated() where request.preprocessor.needsMask && request.image == nil && configuration.mode != .inpaint {
+            throw PipelineError.invalidValue(field: "controlnet[\(i)].module", value: "'\(request.preprocessor.name)'",
+                                             expected: "a module that needs no mask outside inpaint mode (the inpaint condition is made from the job's mask)")
+        }
+        func controlFulls(height: Int, width: Int) throws -> [Tensor?] {
+            try controlNets.map { try $0.fullControl(height: height, width: width) }
+        }
+        func units(_ work: Tensor, mask: Tensor?, fulls: [Tensor?], region: CropBox?) throws -> [ControlNetUnit] {
+            try zip(controlNets, fulls).map { request, full in try request.unit(for: work, mask: mask, full: full, region: region) }
+        }
+        let fulls = try controlFulls(height: input.shape[2], width: input.shape[3])
         // "Only masked": work on the mask's surroundings at the model's resolution, paste back after.
         var region: CropBox?
         let full = input, fullMask = maskTensor
@@ -171,7 +189,8 @@ extension StableDiffusionPipeline {
             var result: GenerationResult
             switch configuration.mode {
             case .img2img:
-                result = try imageToImage(input, settings: settings, progress: step)
+                result = try imageToImage(input, settings: settings, controlNets: try units(input, mask: nil, fulls: fulls, region: nil),
+                                          progress: step)
             case .restore:
                 // A side over 1024 px (twice SD 1.x's resolution): in tiles.
                 let isLarge = max(input.shape[2], input.shape[3]) > VAETiling.automaticAbove
@@ -191,7 +210,9 @@ extension StableDiffusionPipeline {
                             var repair = settings
                             repair.strength = 0.75
                             start = ImageTensor.unitRange(try inpaint(input, mask: mask, settings: repair, pasteBack: true,
-                                                                      maskedContent: .fill, progress: step).image) * 2 - 1
+                                                                      maskedContent: .fill,
+                                                                      controlNets: try units(input, mask: nil, fulls: fulls, region: nil),
+                                                                      progress: step).image) * 2 - 1
                         }
                     }
                 }
@@ -202,10 +223,15 @@ extension StableDiffusionPipeline {
                     let enlarged = s == 1 ? start : try ImageOps.resizeLanczos(
                         PlanarImage8(imageTensor: start), width: start.shape[3] * s, height: start.shape[2] * s).imageTensor
                     let tile = configuration.tileSize ?? (models.predictionType == "v_prediction" ? 768 : 512)
-                    let image = try tiledImageToImage(enlarged, settings: settings, tile: tile, overlap: configuration.tileOverlap, progress: step)
+                    let enlargedFulls = s == 1 ? fulls : try controlFulls(height: enlarged.shape[2], width: enlarged.shape[3])
+                    let image = try tiledImageToImage(enlarged, settings: settings, tile: tile, overlap: configuration.tileOverlap,
+                                                      controlNets: controlNets.isEmpty ? nil : { crop, box in
+                                                          try units(crop, mask: nil, fulls: enlargedFulls, region: box)
+                                                      }, progress: step)
                     result = GenerationResult(image: image, latents: Tensor(zeros: [0]), seed: settings.seed)
                 } else {
-                    result = try imageToImage(start, settings: settings, progress: step)
+                    result = try imageToImage(start, settings: settings, controlNets: try units(start, mask: nil, fulls: fulls, region: nil),
+                                              progress: step)
                 }
                 result.defectMask = defects
             case .inpaint:
@@ -214,7 +240,9 @@ extension StableDiffusionPipeline {
                 }
                 result = try inpaint(input, mask: diffusionMask, pasteMask: maskTensor, settings: settings,
                                      pasteBack: configuration.pasteBack && region == nil,
-                                     maskedContent: configuration.maskedContent, progress: step)
+                                     maskedContent: configuration.maskedContent,
+                                     controlNets: try units(input, mask: diffusionMask, fulls: fulls, region: region),
+                                     progress: step)
                 if let box = region, let fullMask {
                     // Back to the crop's size (Pillow Lanczos), into the full image, composited with the mask.
                     let patch = try ImageOps.resizeLanczos(PlanarImage8(unitTensor: result.image), width: box.width, height: box.height).unitTensor

@@ -26,7 +26,9 @@ extension StableDiffusionPipeline {
     /// img2img over tiles of `tile`×`tile` (sides rounded to the VAE factor) overlapping by `overlap`,
     /// blended: `image` [1, 3, H, W] in [-1, 1] → [1, 3, H, W] in [0, 1]. Every tile uses the same seed,
     /// as A1111's SD upscale does.
+    /// `controlNets` gives each tile's units from the tile's input and its box in `image` (nil: none).
     public func tiledImageToImage(_ image: Tensor, settings: GenerationSettings, tile: Int, overlap: Int,
+                                  controlNets: ((Tensor, CropBox) throws -> [ControlNetUnit])? = nil,
                                   progress: Progress? = nil) throws -> Tensor {
         let (height, width) = (image.shape[2], image.shape[3])
         let factor = models.vae.config.downscale
@@ -37,7 +39,8 @@ extension StableDiffusionPipeline {
         for y0 in TileLayout.origins(size: height, tile: tileHeight, overlap: overlap) {
             for x0 in TileLayout.origins(size: width, tile: tileWidth, overlap: overlap) {
                 let crop = image.slice(y0..<(y0 + tileHeight), axis: 2).slice(x0..<(x0 + tileWidth), axis: 3)
-                let out = try imageToImage(crop, settings: settings, progress: progress).image
+                let box = CropBox(x1: x0, y1: y0, x2: x0 + tileWidth, y2: y0 + tileHeight)
+                let out = try imageToImage(crop, settings: settings, controlNets: try controlNets?(crop, box) ?? [], progress: progress).image
                 out.withUnsafeBufferPointer { o in
                     sum.withUnsafeMutableBufferPointer { s in
                         weights.withUnsafeMutableBufferPointer { w in

@@ -58,6 +58,19 @@ public enum A1111Parameters {
         return lines.joined(separator: "\n")
     }
 
+    /// The sd-webui-controlnet extension's entry for unit `index`: `ControlNet 0: "Module: canny, Model: name [hash],
+    /// Weight: 1.0, …"` (its `Unit` infotext; Darkroom writes the fields it has).
+    public static func controlNet(_ index: Int, _ use: ControlNetUse, hash: String?) -> (String, String) {
+        var fields = [("Module", use.module), ("Model", use.model + (hash.map { " [\($0)]" } ?? "")),
+                      ("Weight", format(Float(use.weight))), ("Resize Mode", "Crop and Resize"),
+                      ("Guidance Start", format(Float(use.start))), ("Guidance End", format(Float(use.end)))]
+        if let low = use.lowThreshold ?? (use.module == "canny" ? 100 : nil) { fields.append(("Threshold A", format(Float(low)))) }
+        if let high = use.highThreshold ?? (use.module == "canny" ? 200 : nil) { fields.append(("Threshold B", format(Float(high)))) }
+        if let rate = use.downSamplingRate ?? (use.module == "tile_resample" ? 1 : nil) { fields.append(("Threshold A", format(Float(rate)))) }
+        fields.append(("Control Mode", use.guessMode ? "ControlNet is more important" : "Balanced"))
+        return ("ControlNet \(index)", fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+    }
+
     /// A1111's `Lora hashes` value: "alias: hash" per LoRA, joined by ", ", with ':' and ',' removed from the
     /// names (extensions-builtin/Lora/extra_networks_lora.py).
     public static func loraHashes(_ loras: [(name: String, hash: String)]) -> (String, String)? {

@@ -111,8 +111,12 @@ public struct InboxScanner: Sendable {
         return true
     }
 
+    /// A photo to process: not a mask (`*.mask.png`) and not a control image (`*.control.png`, `*.control.jpg`:
+    /// what a recipe's `controlnet[i].image` names, so a batch folder's shared one is not taken for a photo).
     func isImage(_ name: String) -> Bool {
-        !name.hasSuffix(".mask.png") && Self.imageExtensions.contains(URL(fileURLWithPath: name).pathExtension.lowercased())
+        let stem = URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
+        return !name.hasSuffix(".mask.png") && !stem.hasSuffix(".control")
+            && Self.imageExtensions.contains(URL(fileURLWithPath: name).pathExtension.lowercased())
     }
 
     func settled(_ modified: Date?, _ now: Date) -> Bool {

@@ -27,11 +27,13 @@ public final class JobExecutor {
         /// The results' names, in seed order, then the report's; staged by their last path component.
         public var outputs: [String]
         public var report: String
+        /// The recipe's own control images (`controlnet[i].image`), by unit index, with their names.
+        public var controlImages: [Int: (url: URL, name: String)] = [:]
 
         public init(recipe: URL, image: URL, mask: URL?, recipeName: String, imageName: String, maskName: String?,
-                    seed: UInt64, outputs: [String], report: String) {
+                    seed: UInt64, outputs: [String], report: String, controlImages: [Int: (url: URL, name: String)] = [:]) {
             (self.recipe, self.image, self.mask, self.recipeName, self.imageName, self.maskName) = (recipe, image, mask, recipeName, imageName, maskName)
-            (self.seed, self.outputs, self.report) = (seed, outputs, report)
+            (self.seed, self.outputs, self.report, self.controlImages) = (seed, outputs, report, controlImages)
         }
 
         /// The defect mask's name: beside the first output (`photo.defects.png`).
@@ -50,6 +52,11 @@ public final class JobExecutor {
     let resolveVAE: ((String) throws -> URL)?
     /// The checkpoint's pipeline with a separate VAE, and that VAE's path.
     var withVAE: (vae: URL, pipeline: StableDiffusionPipeline)?
+    /// Where a recipe's ControlNet names point, and restoration's tile preset (nil: ControlNets cannot be used).
+    let resolveControlNet: ((String) throws -> URL)?
+    let tileControlNet: (() -> String?)?
+    /// ControlNets loaded for the current checkpoint, kept while jobs use them.
+    var controlNetModels: [String: ControlNetModel] = [:]
     let hashCache: URL?
     /// Where prompt words find textual-inversion embeddings (nil: none).
     let embeddings: EmbeddingLibrary?
@@ -64,8 +71,11 @@ public final class JobExecutor {
     public init(resolveModel: @escaping (String?) throws -> URL, logger: Logger, decodeLimits: DecodeLimits = .default,
                 hashCache: URL? = ModelHash.defaultCacheFolder(), resolveLoRA: ((String) throws -> URL)? = nil,
                 resolveVAE: ((String) throws -> URL)? = nil, embeddings: EmbeddingLibrary? = nil,
+                resolveControlNet: ((String) throws -> URL)? = nil, tileControlNet: (() -> String?)? = nil,
                 loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.resolveModel = resolveModel
+        self.resolveControlNet = resolveControlNet
+        self.tileControlNet = tileControlNet
         self.resolveLoRA = resolveLoRA
         self.resolveVAE = resolveVAE
         self.embeddings = embeddings
@@ -80,7 +90,9 @@ public final class JobExecutor {
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
                   resolveLoRA: { try library.resolveLoRA($0) }, resolveVAE: { try library.resolveVAE($0) },
-                  embeddings: EmbeddingLibrary(models: library.folder), loadPipeline: loadPipeline)
+                  embeddings: EmbeddingLibrary(models: library.folder),
+                  resolveControlNet: { try library.resolveControlNet($0) }, tileControlNet: { library.tileControlNet },
+                  loadPipeline: loadPipeline)
     }
 
     public static func defaultLoader(_ url: URL) throws -> StableDiffusionPipeline {
@@ -101,6 +113,7 @@ public final class JobExecutor {
         loaded = nil
         patched = nil
         withVAE = nil
+        controlNetModels = [:]
         let pipeline: StableDiffusionPipeline
         do { pipeline = try loadPipeline(url) } catch {
             throw JobFailure(code: "model", message: "Cannot load model '\(url.lastPathComponent)': \(error)", file: url.lastPathComponent, field: "model")
@@ -227,6 +240,7 @@ public final class JobExecutor {
         let basePipeline = try applying(vae: vaeURL, to: checkpointPipeline)
         let (pipeline, loraHashes) = try applying(recipe.loras, to: basePipeline, vae: vaeURL, inputs: inputs)
         let vaeInfo = vaeURL.map { (name: $0.lastPathComponent, hash: ModelHash.short(for: $0, cacheFolder: hashCache)) }
+        let controlNets = try controlNetRequests(recipe, configuration: &configuration, pipeline: pipeline, inputs: inputs)
         do { try pipeline.validate(configuration, imageWidth: image.width, imageHeight: image.height) } catch {
             throw Self.failure(error, inputs: inputs)
         }
@@ -247,7 +261,7 @@ public final class JobExecutor {
             single.generation.seed = seed
             let results: [GenerationResult]
             do {
-                results = try pipeline.run(single, image: image, mask: mask, progress: { _, step, steps in
+                results = try pipeline.run(single, image: image, mask: mask, controlNets: controlNets.map(\.request), progress: { _, step, steps in
                     progress?(index, step, steps) ?? true
                 })
             } catch {
@@ -264,7 +278,8 @@ public final class JobExecutor {
             let text = A1111Parameters.text(configuration: single, seed: seed, width: png.width, height: png.height,
                                             modelName: modelURL.deletingPathExtension().lastPathComponent, modelHash: modelHash,
                                             prompt: recipe.writtenPrompt, vae: vaeInfo, tiHashes: EmbeddingLibrary.tiHashes(embeddingsUsed),
-                                            extra: A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
+                                            extra: (A1111Parameters.loraHashes(loraHashes).map { [$0] } ?? [])
+                                                + controlNets.enumerated().map { A1111Parameters.controlNet($0, $1.use, hash: $1.hash) })
             if index == 0, let defects = result.defectMask, defects.shape.count == 4, let name = inputs.defects {
                 let samples = defects.scalars.map { UInt16($0 > 0.5 ? 255 : 0) }
                 let maskImage = try Image(width: defects.shape[3], height: defects.shape[2], layout: .gray, bitDepth: 8, samples: samples)
@@ -301,6 +316,15 @@ public final class JobExecutor {
                 return entry
             }
         }
+        if !controlNets.isEmpty {
+            report["controlnet"] = controlNets.map { unit -> [String: Any] in
+                var entry: [String: Any] = ["model": unit.use.model, "module": unit.use.module, "weight": unit.use.weight,
+                                            "start": unit.use.start, "end": unit.use.end, "guess_mode": unit.use.guessMode]
+                if let image = unit.use.image { entry["image"] = image }
+                if unit.isPreset { entry["preset"] = "restore tile" }
+                return entry
+            }
+        }
         if !embeddingsUsed.isEmpty {
             report["embeddings"] = embeddingsUsed.map { ["name": $0.embedding.name, "file": $0.file, "hash": $0.hash, "vectors": $0.embedding.count] as [String: Any] }
         }
@@ -313,6 +337,59 @@ public final class JobExecutor {
             try writeStaged(Array(data), to: reportURL)
         }
         return configuration.mode
+    }
+
+    /// The job's ControlNet units: the recipe's `controlnet` list, or for a restoration without one, the tile preset
+    /// when `Models/ControlNet/` has a tile model (strength `PipelineConfiguration.tileRestorationStrength` unless the
+    /// recipe set one). Each ControlNet is loaded for the checkpoint (kept for the next job) and its control image read.
+    func controlNetRequests(_ recipe: Recipe, configuration: inout PipelineConfiguration, pipeline: StableDiffusionPipeline,
+                            inputs: Inputs) throws -> [(request: ControlNetRequest, use: ControlNetUse, hash: String?, isPreset: Bool)] {
+        var uses = recipe.controlNets ?? []
+        var isPreset = false
+        if recipe.controlNets == nil, configuration.mode == .restore, let tile = tileControlNet?() {
+            uses = [ControlNetUse(model: tile.hasSuffix(".safetensors") ? String(tile.dropLast(".safetensors".count)) : tile, module: "tile_resample")]
+            isPreset = true
+        }
+        guard !uses.isEmpty else { return [] }
+        guard let resolveControlNet else {
+            throw JobFailure(code: "recipe", message: "Recipe '\(inputs.recipeName)' names a ControlNet, but no ControlNet folder is configured.",
+                             file: inputs.recipeName, field: "controlnet")
+        }
+        var requests: [(request: ControlNetRequest, use: ControlNetUse, hash: String?, isPreset: Bool)] = []
+        for (i, use) in uses.enumerated() {
+            let field = "controlnet[\(i)]"
+            let url = try resolveControlNet(use.model)
+            let model: ControlNetModel
+            if let known = controlNetModels[url.path] { model = known } else {
+                do { model = try pipeline.models.loadControlNet(url) } catch {
+                    if isPreset {   // a tile model for another family: restoration goes on without it, as before
+                        logger.warning("restore tile preset skipped", metadata: ["controlnet": "\(url.lastPathComponent)", "error.message": "\(error)"])
+                        return []
+                    }
+                    throw JobFailure(code: "model", message: "Cannot use ControlNet '\(url.lastPathComponent)': \(error)",
+                                     file: url.lastPathComponent, field: "\(field).model")
+                }
+                controlNetModels[url.path] = model
+            }
+            let preprocessor: ControlPreprocessor
+            do { preprocessor = try use.preprocessor() } catch {
+                throw JobFailure(code: "recipe", message: "\(error)", file: inputs.recipeName, field: "\(field).module")
+            }
+            var own: Image?
+            if let name = use.image {
+                guard let file = inputs.controlImages[i] else {
+                    throw JobFailure(code: "recipe", message: "The control image '\(name)' of \(field) was not found beside the recipe.",
+                                     file: name, field: "\(field).image")
+                }
+                own = try decode(file.url, name: file.name)
+            }
+            var request = ControlNetRequest(model: model, preprocessor: preprocessor, image: own, weight: Float(use.weight),
+                                            start: use.start, end: use.end, guessMode: use.guessMode)
+            request.preprocessor = preprocessor
+            requests.append((request, use, url.pathExtension == "safetensors" ? ModelHash.short(for: url, cacheFolder: hashCache).map { String($0.prefix(8)) } : nil, isPreset))
+        }
+        if isPreset, !recipe.setsStrength { configuration.generation.strength = PipelineConfiguration.tileRestorationStrength }
+        return requests
     }
 
     /// A staged write; a file left by an attempt that died after writing it is kept.
@@ -401,7 +478,8 @@ extension JobExecutor.Inputs {
             throw JobFailure(code: "io", message: "The job record lacks its image or recipe.", file: nil, field: nil)
         }
         // Inputs must be files of the inbox itself: a symbolic link could point anywhere.
-        for role in ["recipe", "image", "mask"] {
+        let controlRoles = record.sources.keys.filter { $0.hasPrefix("control") }.sorted()
+        for role in ["recipe", "image", "mask"] + controlRoles {
             guard let url = store.claimed(record, role: role) else { continue }
             var info = stat()
             if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
@@ -419,5 +497,10 @@ extension JobExecutor.Inputs {
         self.init(recipe: recipeURL, image: imageURL, mask: store.claimed(record, role: "mask"),
                   recipeName: source("recipe"), imageName: source("image"), maskName: record.sources["mask"],
                   seed: record.seed, outputs: record.outputs, report: record.report)
+        // `control<i>`: unit i's own control image (claimed as masks are).
+        for role in controlRoles {
+            guard let index = Int(role.dropFirst("control".count)), let url = store.claimed(record, role: role) else { continue }
+            controlImages[index] = (url, source(role))
+        }
     }
 }

@@ -140,6 +140,14 @@ public final class JobRunner {
         let maskExists = namedMask.map { FileManager.default.fileExists(atPath: store.inbox.appendingPathComponent($0).path) } ?? false
         var extra: [String: String] = [:]
         for (i, other) in spec.conflicts.enumerated() { extra["conflict\(i + 1)"] = other }
+        // A recipe's own control images (`controlnet[i].image`) beside it move in with the job, as a named mask does.
+        for (i, use) in (recipe?.controlNets ?? []).enumerated() {
+            guard let name = use.image else { continue }
+            let path = folder == "." ? name : "\(folder)/\(name)"
+            guard path != spec.image, path != spec.recipe, !spec.conflicts.contains(path), path != spec.mask, path != namedMask,
+                  FileManager.default.fileExists(atPath: store.inbox.appendingPathComponent(path).path) else { continue }
+            extra["control\(i)"] = path
+        }
         let outcome: Outcome
         do {
             let record = try store.claim(spec, count: recipe?.configuration.count ?? 1,

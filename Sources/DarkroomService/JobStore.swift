@@ -109,9 +109,11 @@ public struct JobStore: Sendable {
                                  file: source, field: role == "mask" ? "mask" : nil)
             }
             let isLink = info.st_mode & S_IFMT == S_IFLNK
-            if role == "recipe" && record.recipeIsShared && !isLink {
+            // A batch folder's recipe, and the control images it names, serve every image of the batch: copied.
+            if (role == "recipe" || role.hasPrefix("control")) && record.recipeIsShared && !isLink {
                 guard info.st_mode & S_IFMT == S_IFREG else {
-                    throw JobFailure(code: "recipe", message: "'\(source)' is a folder, not a recipe file.", file: source, field: nil)
+                    throw JobFailure(code: "recipe", message: "'\(source)' is a folder, not a \(role == "recipe" ? "recipe" : "control image") file.",
+                                     file: source, field: nil)
                 }
                 let bytes: Data
                 do { bytes = try Data(contentsOf: from) } catch {

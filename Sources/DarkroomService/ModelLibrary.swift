@@ -9,14 +9,16 @@ public struct ModelLibrary: Sendable {
     public let folder: URL
     public let defaultName: String?
 
-    /// The add-on folders' names inside `folder` ("Lora" and "VAE", A1111's).
-    public let loraFolderName: String, vaeFolderName: String
+    /// The add-on folders' names inside `folder` ("Lora", "VAE" and "ControlNet", A1111's).
+    public let loraFolderName: String, vaeFolderName: String, controlNetFolderName: String
 
-    public init(folder: URL, defaultName: String? = nil, loraFolderName: String? = nil, vaeFolderName: String? = nil) {
+    public init(folder: URL, defaultName: String? = nil, loraFolderName: String? = nil, vaeFolderName: String? = nil,
+                controlNetFolderName: String? = nil) {
         self.folder = folder
         self.defaultName = defaultName
         self.loraFolderName = loraFolderName ?? "Lora"
         self.vaeFolderName = vaeFolderName ?? "VAE"
+        self.controlNetFolderName = controlNetFolderName ?? "ControlNet"
     }
 
     /// Checkpoint names in the folder.
@@ -67,6 +69,22 @@ public struct ModelLibrary: Sendable {
     /// The VAE a recipe's `vae` names: a file or a diffusers `vae/` folder in `Models/VAE/`.
     public func resolveVAE(_ name: String) throws -> URL {
         try resolveAddOn(name, in: vaeFolder, kind: "VAE", field: "vae", folders: true)
+    }
+
+    /// `Models/ControlNet/`, A1111's folder name for ControlNet models.
+    public var controlNetFolder: URL { folder.appendingPathComponent(controlNetFolderName) }
+
+    /// The ControlNet a recipe's `controlnet[i].model` names: a single file or a diffusers folder in `Models/ControlNet/`.
+    public func resolveControlNet(_ name: String) throws -> URL {
+        try resolveAddOn(name, in: controlNetFolder, kind: "ControlNet", field: "controlnet", folders: true)
+    }
+
+    /// Restoration's tile preset: the first ControlNet in `Models/ControlNet/` (by name) whose name says "tile"
+    /// (`control_v11f1e_sd15_tile.safetensors`, a `…tile…` diffusers folder), if any.
+    public var tileControlNet: String? {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: controlNetFolder.path)) ?? []).sorted()
+        return names.first { !$0.hasPrefix(".") && $0.lowercased().contains("tile")
+            && ($0.hasSuffix(".safetensors") || FileManager.default.fileExists(atPath: controlNetFolder.appendingPathComponent($0).appendingPathComponent("config.json").path)) }
     }
 
     /// A1111's VAE beside a checkpoint: `<name>.vae.safetensors` next to `<name>.safetensors`, used when the recipe

@@ -39,6 +39,11 @@ public struct Recipe: Sendable, Equatable {
     public var writtenPrompt: String?
     /// The matrix products' precision; nil: the service's (`--precision`, fp32 unless set).
     public var precision: Precision?
+    /// ControlNet units; nil when the recipe has no `controlnet` key (restoration then uses its tile preset when a
+    /// tile ControlNet is in `Models/ControlNet/`; an empty list turns that off).
+    public var controlNets: [ControlNetUse]?
+    /// Whether the recipe set `strength` (restoration's tile preset raises the default only).
+    public var setsStrength = false
 
     /// The largest LoRA multiplier accepted (A1111 sets none; beyond ±10 a LoRA only produces noise).
     static let maximumLoRAWeight = 10.0
@@ -58,7 +63,8 @@ public struct Recipe: Sendable, Equatable {
         "vae_tiling": "auto, always or never", "timestep_spacing": "leading, linspace or trailing",
         "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
         "precision": "fp32 or bf16", "auto_color": "true or false", "auto_color_balance": "white_patch, gray_world or none",
-        "auto_color_clip": "a number of percent from 0 to 10", "$schema": "a string",
+        "auto_color_clip": "a number of percent from 0 to 10",
+        "controlnet": "a list of {\"model\": a ControlNet in Models/ControlNet, \"module\": a preprocessor, \"image\": a file, \"weight\", \"start\", \"end\", \"guess_mode\", …}", "$schema": "a string",
     ]
 
     /// The keys recipe format v1 accepts.
@@ -108,6 +114,7 @@ public struct Recipe: Sendable, Equatable {
         if let v = reader.integer("clip_skip", 1...12) { c.generation.clipSkip = v - 1 }
         if let v = reader.choice("vae_tiling", VAETilingMode.self) { c.generation.vaeTiling = v }
         recipe.precision = reader.choice("precision", Precision.self)
+        recipe.setsStrength = json["strength"] != nil
         if let v = reader.integer("count", 1...100) { c.count = v }
         if let v = reader.integer("mask_blur", 0...64) { c.maskBlur = v }
         if let v = reader.bool("invert_mask") { c.invertMask = v }
@@ -131,6 +138,7 @@ public struct Recipe: Sendable, Equatable {
             if json["negative_prompt"] == nil { c.generation.negativePrompt = PipelineConfiguration.restorationNegativePrompt }
             if json["strength"] == nil { c.generation.strength = PipelineConfiguration.restorationStrength }
         }
+        recipe.controlNets = reader.controlNets("controlnet", mode: c.mode)
         // LoRAs: the `loras` key, then A1111's <lora:name:weight> tags, which leave the prompt.
         recipe.loras = reader.loras("loras")
         recipe.writtenPrompt = c.generation.prompt

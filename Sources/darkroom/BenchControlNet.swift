@@ -82,8 +82,7 @@ extension Bench {
 
         func run() throws {
             let url = try Bench.checkpoint(checkpoint)
-            Bench.header()
-            print(String(format: "sgemm peak on this machine: %.1f GFLOP/s (square 2048/3072 products)", Bench.sgemmPeak()))
+            Bench.header()   // with the sgemm peak
             var loaded: StableDiffusionModels?
             try Bench.measure("load checkpoint", repeats: 1) { loaded = try StableDiffusionModels.load(url) }
             guard let models = loaded else { return }
@@ -134,20 +133,5 @@ extension Bench {
             body()
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
-    }
-
-    /// The best sgemm rate of this machine on square 2048 and 3072 products (GFLOP/s), to read other figures against.
-    static func sgemmPeak() -> Double {
-        var peak = 0.0
-        for size in [2048, 3072] {
-            let a = Tensor(shape: [size, size], repeating: 0.01), b = Tensor(shape: [size, size], repeating: 0.02)
-            let flops = 2.0 * Double(size * size * size)
-            for _ in 0..<3 {
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = a.matmul(b)
-                peak = max(peak, flops / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) / 1e9)
-            }
-        }
-        return peak
     }
 }

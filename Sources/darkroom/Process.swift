@@ -33,6 +33,9 @@ struct Process: ParsableCommand {
     @Option(help: "The folder of the VAEs the recipe's `vae` names (default: VAE/ beside the checkpoint, as in the service's Models/VAE).")
     var vaeFolder: String?
 
+    @Option(help: "The folder of the ControlNets the recipe's `controlnet` names (default: ControlNet/ beside the checkpoint, as in the service's Models/ControlNet).")
+    var controlnetFolder: String?
+
     @Option(help: "The matrix products' precision when the recipe names none: fp32 (diffusers parity) or bf16 (oneDNN, about twice as fast; autocast's accuracy).")
     var precision = Precision.fp32
 
@@ -62,7 +65,7 @@ struct Process: ParsableCommand {
         }
         let count = parsed.configuration.count
         let outputs = (0..<count).map { "\(stem)\($0 == 0 ? "" : "-\($0 + 1)").png" }
-        let inputs = JobExecutor.Inputs(recipe: recipeURL, image: URL(fileURLWithPath: image), mask: maskPath.map { URL(fileURLWithPath: $0) },
+        var inputs = JobExecutor.Inputs(recipe: recipeURL, image: URL(fileURLWithPath: image), mask: maskPath.map { URL(fileURLWithPath: $0) },
                                         recipeName: recipe, imageName: image, maskName: maskPath,
                                         seed: parsed.seed ?? UInt64.random(in: 0...UInt64.max), outputs: outputs, report: "\(stem).json")
         for name in outputs + ["\(stem).json", inputs.defects].compactMap({ $0 }) where FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) {
@@ -79,9 +82,18 @@ struct Process: ParsableCommand {
                                  ?? modelURL.deletingLastPathComponent(), loraFolderName: loraFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
         let vaes = ModelLibrary(folder: vaeFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
                                 ?? modelURL.deletingLastPathComponent(), vaeFolderName: vaeFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let controls = ModelLibrary(folder: controlnetFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
+                                    ?? modelURL.deletingLastPathComponent(),
+                                    controlNetFolderName: controlnetFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
+        for (i, use) in (parsed.controlNets ?? []).enumerated() {
+            guard let name = use.image else { continue }
+            inputs.controlImages[i] = (recipeURL.deletingLastPathComponent().appendingPathComponent(name), name)
+        }
         let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) },
                                    resolveVAE: { try vaes.resolveVAE($0) },
-                                   embeddings: EmbeddingLibrary(models: modelURL.deletingLastPathComponent()), loadPipeline: { url in
+                                   embeddings: EmbeddingLibrary(models: modelURL.deletingLastPathComponent()),
+                                   resolveControlNet: { try controls.resolveControlNet($0) }, tileControlNet: { controls.tileControlNet },
+                                   loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
         executor.defaultPrecision = precision
