@@ -75,6 +75,29 @@ final class InboxTests: XCTestCase {
         }
     }
 
+    /// A recipe's own control image moves in with its job (a pair), is copied for every job of a batch, and a
+    /// `*.control.png` is never taken for a photo; both come back with the inputs.
+    func testControlImagesAreClaimedWithTheirJobs() throws {
+        let controls = root.appendingPathComponent("Models/ControlNet")
+        try FileManager.default.createDirectory(at: controls, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: controls.appendingPathComponent("cn"),
+                                                   withDestinationURL: fixtures.appendingPathComponent("controlnet/sd1_a/diffusers"))
+        let recipe = #"{"mode": "img2img", "steps": 2, "seed": 1, "controlnet": [{"model": "cn", "image": "edges.control.png"}]}"#
+        try putImage("photo.png"); try putImage("edges.control.png"); try put("photo.json", recipe)
+        try putImage("album/a.png"); try putImage("album/b.png"); try putImage("album/edges.control.png"); try put("album/recipe.json", recipe)
+        let outcomes = try runner().drain()
+        XCTAssertEqual(outcomes.count, 3, "the control images are no jobs")
+        for name in ["photo.png", "photo.json", "album/a.png", "album/b.png"] {
+            XCTAssertTrue(exists(outbox.appendingPathComponent(name)), name)
+        }
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: outbox.appendingPathComponent("photo.json"))) as? [String: Any])
+        XCTAssertEqual((report["controlnet"] as? [[String: Any]])?.first?["image"] as? String, "edges.control.png")
+        let kept = try FileManager.default.subpathsOfDirectory(atPath: inbox.appendingPathComponent("Processed").path)
+        // One per job (the pair's moved, the batch's copied), and the batch's own, retired with its folder.
+        XCTAssertEqual(kept.filter { $0.hasSuffix("edges.control.png") }.count, 4, "\(kept)")
+        XCTAssertFalse(exists(inbox.appendingPathComponent("edges.control.png")))
+    }
+
     func testExistingOutputsAreNeverOverwritten() throws {
         try FileManager.default.createDirectory(at: outbox, withIntermediateDirectories: true)
         try Data("earlier".utf8).write(to: outbox.appendingPathComponent("photo.png"))
