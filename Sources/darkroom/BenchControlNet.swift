@@ -1,6 +1,9 @@
 import ArgumentParser
+import DarkroomImageIO
 import DarkroomModels
+import DarkroomPipeline
 import DarkroomTensor
+import DarkroomTokenizer
 import DarkroomWeights
 import Foundation
 
@@ -80,6 +83,9 @@ extension Bench {
         @Option(help: "Runs of each; the best is reported.")
         var repeats = 3
 
+        @Flag(help: "Instead: a whole tile restoration job (restore, tile_resample unit, 20 steps x 0.5, DPM++ 2M Karras) in this process; its time and peak RSS.")
+        var restoreJob = false
+
         func run() throws {
             let url = try Bench.checkpoint(checkpoint)
             Bench.header()   // with the sgemm peak
@@ -90,6 +96,7 @@ extension Bench {
             var unit: ControlNetModel?
             try Bench.measure("load ControlNet", repeats: 1) { unit = try models.loadControlNet(controlURL) }
             guard let unit else { return }
+            if restoreJob { return try tileRestoration(models, unit) }
 
             let ids = Array(repeating: Array(repeating: 49407, count: 77), count: 2)
             let context = models.textEncoder(ids)
@@ -126,6 +133,24 @@ extension Bench {
             // step is the estimate that does not depend on the UNet's two timings agreeing.
             print(String(format: "ratio: %.2fx the bare step measured, %.2fx as 1 + ControlNet / bare step (goal <= 1.5x)   peak RSS %.2f GiB",
                          controlled / bare, 1 + controlOnly / bare, peakRSSGiB()))
+        }
+
+        /// A restoration of a size×size photo with the tile unit, as the service runs it (peak RSS: the process's).
+        func tileRestoration(_ models: StableDiffusionModels, _ unit: ControlNetModel) throws {
+            let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
+            var samples = [UInt16](repeating: 0, count: size * size * 3)
+            for y in 0..<size { for x in 0..<size { for c in 0..<3 { samples[(y * size + x) * 3 + c] = UInt16((x + 2 * y + 60 * c) % 256) } } }
+            let image = try Image(width: size, height: size, layout: .rgb, bitDepth: 8, samples: samples)
+            var configuration = PipelineConfiguration()
+            configuration.mode = .restore
+            configuration.generation.prompt = PipelineConfiguration.restorationPrompt
+            configuration.generation.negativePrompt = PipelineConfiguration.restorationNegativePrompt
+            configuration.generation.strength = PipelineConfiguration.tileRestorationStrength
+            configuration.generation.seed = 1
+            let request = ControlNetRequest(model: unit, preprocessor: .tileResample(downSamplingRate: 1))
+            try Bench.measure("tile restoration \(size)px, 20 steps x 0.5", repeats: 1) {
+                _ = try pipeline.run(configuration, image: image, controlNets: [request])
+            }
         }
 
         static func seconds(_ body: () -> Void) -> Double {
