@@ -21,8 +21,8 @@ import Foundation
 //    B > 16·(5/3)·t + 4·mean|16 L − S|). Connected spot pixels (at most 60, bounding box at most 10 px) are kept
 //    and dilated by two pixels.
 //
-// Time is O(pixels × 64) for the lines plus O(pixels × 24) for the spots (about 1 s per megapixel per core);
-// memory is about 14 bytes per pixel (luminance, candidates, smoothed plane, labels).
+// Time is O(pixels × 64) for the lines plus O(pixels × 24) for the spots (about 1 s per megapixel on two
+// cores); memory about 20 bytes per pixel (luminance, candidate planes, the smoothed plane, the float mask).
 
 extension ImageOps {
     /// Half the line length (the line has 2·30 + 1 pixels).
