@@ -1,0 +1,124 @@
+import DarkroomPipeline
+import Foundation
+import XCTest
+
+/// `ImageOps.detectDefects` on issue 15's evaluation set (tools/reference/make_defect_eval.py →
+/// Tests/Fixtures/defects: eight scikit-image photographs at 320 px with drawn scratches, dust and tears, grain,
+/// fading and JPEG; true masks; the clean originals). Every expected count comes from cases.json, written by
+/// that script with the integer reference tools/reference/defect_detector.py (new) and skimage's top-hats (old).
+final class DefectDetectorTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/defects")
+
+    struct Score { var tp = 0, fp = 0, fn = 0, masked = 0, pixels = 0
+        var recall: Double { Double(tp) / Double(max(tp + fn, 1)) }
+        var precision: Double { Double(tp) / Double(max(tp + fp, 1)) }
+        var iou: Double { Double(tp) / Double(max(tp + fp + fn, 1)) }
+    }
+
+    /// As make_defect_eval.py's `score`: truth is 255; 128 (drawn, not visible) and a 2-pixel band (Chebyshev)
+    /// around the truth count neither way.
+    static func score(_ predicted: PlanarImage, truth mask: PlanarImage8) -> Score {
+        let w = mask.width, h = mask.height
+        var ignore = [Bool](repeating: false, count: w * h)
+        for y in 0..<h { for x in 0..<w where mask.pixels[y * w + x] == 255 {
+            for yy in max(0, y - 2)...min(h - 1, y + 2) { for xx in max(0, x - 2)...min(w - 1, x + 2) { ignore[yy * w + xx] = true } }
+        } }
+        var s = Score()
+        s.pixels = w * h
+        for i in 0..<(w * h) {
+            let on = predicted.pixels[i] > 0.5, truth = mask.pixels[i] == 255
+            if on { s.masked += 1 }
+            if truth { if on { s.tp += 1 } else { s.fn += 1 } } else if on, !ignore[i], mask.pixels[i] != 128 { s.fp += 1 }
+        }
+        return s
+    }
+
+    static func png(_ name: String) throws -> PlanarImage8 { try ControlPreprocessorTests.png("../defects/\(name).png") }
+
+    /// The new detector gives the reference's masks (same TP/FP/FN on every damaged photo and the same clean-photo
+    /// count), meets issue 15's precision and clean-photo goals on average, and the old top-hat mask is measured
+    /// beside it (also equal to its skimage reference).
+    func testEvaluationSetOldAndNew() throws {
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Self.root.appendingPathComponent("cases.json"))) as? [String: Any])
+        let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
+        XCTAssertEqual(cases.count, 8)
+        var sums: [String: (r: Double, p: Double, iou: Double, clean: Double, cleanMax: Double)] = [:]
+        var lines: [String] = []
+        for c in cases {
+            let photo = try XCTUnwrap(c["photo"] as? String)
+            let damaged = try Self.png("\(photo)_damaged"), clean = try Self.png(photo), truth = try Self.png("\(photo)_mask")
+            XCTAssertEqual(truth.channels, 1)
+            let detectors: [(String, (PlanarImage8) throws -> PlanarImage)] = [
+                ("old", { try ImageOps.defectMask(image: $0, threshold: 0.12) }),
+                ("new", { try ImageOps.detectDefects($0) }),
+            ]
+            var line = photo.padding(toLength: 10, withPad: " ", startingAt: 0)
+            for (label, detect) in detectors {
+                let expected = try XCTUnwrap(c[label] as? [String: Any])
+                let s = Self.score(try detect(damaged), truth: truth)
+                let cleanMask = try detect(clean)
+                let cleanCount = cleanMask.pixels.filter { $0 > 0.5 }.count
+                XCTAssertEqual(s.tp, expected["tp"] as? Int, "\(photo) \(label) TP")
+                XCTAssertEqual(s.fp, expected["fp"] as? Int, "\(photo) \(label) FP")
+                XCTAssertEqual(s.fn, expected["fn"] as? Int, "\(photo) \(label) FN")
+                XCTAssertEqual(cleanCount, expected["clean_pixels"] as? Int, "\(photo) \(label) clean photo")
+                let cleanFraction = Double(cleanCount) / Double(s.pixels)
+                var sum = sums[label] ?? (0, 0, 0, 0, 0)
+                sum.r += s.recall; sum.p += s.precision; sum.iou += s.iou; sum.clean += cleanFraction
+                sum.cleanMax = max(sum.cleanMax, cleanFraction)
+                sums[label] = sum
+                line += String(format: " | %@ R %.3f P %.3f IoU %.3f mask %5.2f %% clean %6.3f %%", label, s.recall, s.precision,
+                               s.iou, 100 * Double(s.masked) / Double(s.pixels), 100 * cleanFraction)
+            }
+            lines.append(line)
+        }
+        let n = Double(cases.count)
+        for label in ["old", "new"] {
+            let s = try XCTUnwrap(sums[label])
+            lines.append(String(format: "mean %@: recall %.3f precision %.3f IoU %.3f clean photo %.3f %% (max %.3f %%)",
+                                label, s.r / n, s.p / n, s.iou / n, 100 * s.clean / n, 100 * s.cleanMax))
+        }
+        print(lines.joined(separator: "\n"))
+        let new = try XCTUnwrap(sums["new"]), old = try XCTUnwrap(sums["old"])
+        // Issue 15's goals met on this set: precision ≥ 0.6 and a clean photo's mask under 0.5 % (on average; the
+        // camera photo's tripod legs are the exception, see the README). Recall (goal 0.85) is not met: 0.753.
+        XCTAssertGreaterThanOrEqual(new.p / n, 0.6)
+        XCTAssertLessThan(new.clean / n, 0.005)
+        XCTAssertEqual(new.r / n, 0.753, accuracy: 0.001)
+        XCTAssertGreaterThan(new.iou / n, 2 * old.iou / n, "twice the old detector's IoU")
+    }
+
+    func testTinyAndFlatImagesAndBadThresholds() throws {
+        for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2), (3, 70), (70, 3)] {
+            let flat = try PlanarImage8(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 128, count: w * h))
+            let mask = try ImageOps.detectDefects(flat)
+            XCTAssertEqual(mask.width, w)
+            XCTAssertEqual(mask.height, h)
+            XCTAssertEqual(mask.pixels.filter { $0 != 0 }.count, 0, "\(w)×\(h) flat")
+            var noisy = flat
+            for i in 0..<(w * h) { noisy.pixels[i] = UInt8((i &* 2_654_435_761) >> 7 & 255) }
+            _ = try ImageOps.detectDefects(noisy)
+        }
+        let rgb = try PlanarImage8(width: 4, height: 3, channels: 3, pixels: [UInt8](repeating: 9, count: 36))
+        XCTAssertEqual(try ImageOps.detectDefects(rgb).pixels.count, 12)
+        for bad: Float in [0, -0.1, 1.5, .nan, .infinity] { XCTAssertThrowsError(try ImageOps.detectDefects(rgb, threshold: bad)) }
+        let twoChannels = try PlanarImage8(width: 2, height: 2, channels: 2, pixels: [UInt8](repeating: 0, count: 8))
+        XCTAssertThrowsError(try ImageOps.detectDefects(twoChannels))
+    }
+
+    /// A long one-pixel scratch across a smooth gradient is found over its length; a dust spot is found; a step
+    /// edge (detail that is no defect) is not.
+    func testScratchSpotAndEdge() throws {
+        let w = 160, h = 120
+        var pixels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { pixels[y * w + x] = UInt8(60 + x / 2 + (x > 120 ? 40 : 0)) } }
+        for y in 10..<110 { pixels[y * w + 40] = 235 }                             // scratch
+        for y in 58...60 { for x in 88...90 { pixels[y * w + x] = 10 } }           // dust
+        let mask = try ImageOps.detectDefects(try PlanarImage8(width: w, height: h, channels: 1, pixels: pixels))
+        let scratch = (10..<110).filter { mask.pixels[$0 * w + 40] > 0 }.count
+        XCTAssertGreaterThanOrEqual(scratch, 95)
+        XCTAssertEqual(mask.pixels[59 * w + 89], 1)
+        XCTAssertEqual((0..<h).filter { mask.pixels[$0 * w + 121] > 0 }.count, 0, "the step edge")
+    }
+}

@@ -1,0 +1,130 @@
+"""Reference of `ImageOps.detectDefects` (Sources/DarkroomPipeline/ImageOps/DefectDetector.swift), all in integers
+so that the Swift port gives the same mask bit for bit. Imported by make_defect_eval.py; see the README in
+Tests/Fixtures/defects/ for the measured numbers.
+
+Input: the 8-bit luminance (PIL "L"). Three stages:
+
+1. Lines (scratches, tears, creases): for 32 orientations, the digital lines of slope k/8 (k = -8..8, stepping
+   in x) and k/8 (k = -7..7, stepping in y), and side distances a = 2 and 4 px (the unit normal times a, rounded
+   by floor(v + 0.5)), per pixel p with the sides s1 = L(p + o), s2 = L(p - o) (clamped to the image):
+       bright  m = min(L - s1, L - s2)      dark  m = min(s1 - L, s2 - L)      asymmetry  s1 - s2
+   each summed along the 61 pixels of the line through p (2 * 30 + 1 steps; samples outside the image are 0).
+   The line through (y, x) at slope k/8 is (y + r(x + j) - r(x), x + j), j = -30..30, r(x) = floor((k x + 4) / 8)
+   (the sheared line, so that a running sum along the sheared rows gives it). A pixel is a line pixel if for some
+   orientation, side distance and polarity
+       2 * sum(m) - 3 * |sum(asymmetry)| > 2 * 61 * t      (mean contrast net of 1.5 x the mean side difference)
+   and its own m > t / 2 (t: threshold in levels). Connected line pixels (8-neighbours) are kept when their
+   bounding box is at least 40 px long on one side, then dilated by one pixel (3 x 3).
+2. Dust and spots: S = [1 2 1] x [1 2 1] sum of L (16 x the smoothed luminance, edges replicated); for rings of
+   12 fixed offsets at radius 3 and 5 (RINGS), B = max(S(p) - max ring, min ring - S(p)). Pixel p is a spot pixel
+   if 225 * B > 225 * 16 * tb + 4 * H(p), where H is the 15 x 15 sum (edges replicated) of |16 L - S| (the local
+   texture: textured surroundings need more contrast) and tb = 5/3 t. Connected spot pixels with at most 60
+   pixels and a bounding box of at most 10 px are kept, dilated by two pixels (5 x 5).
+3. The mask is the union.
+"""
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+HALF = 30
+G = 3
+SIDES = (2, 4)
+MIN_EXTENT = 40
+RINGS = {
+    3: [(0, 3), (2, 3), (3, 2), (3, 0), (3, -2), (2, -3), (0, -3), (-2, -3), (-3, -2), (-3, 0), (-3, 2), (-2, 3)],
+    5: [(0, 5), (3, 4), (4, 3), (5, 0), (4, -3), (3, -4), (0, -5), (-3, -4), (-4, -3), (-5, 0), (-4, 3), (-3, 4)],
+}
+SPOT_MAX_AREA = 60
+SPOT_MAX_EXTENT = 10
+BOX = 15
+
+
+def orientations():
+    """(vertical, k, side offsets per a): stepping in x (vertical False) with slope k/8, or in y."""
+    out = []
+    for vertical, ks in ((False, range(-8, 9)), (True, range(-7, 8))):
+        for k in ks:
+            n = math.sqrt(64 + k * k)
+            offs = []
+            for a in SIDES:
+                u, v = math.floor(a * 8 / n + 0.5), math.floor(-a * k / n + 0.5)
+                offs.append((u, v) if not vertical else (v, u))
+            out.append((vertical, k, offs))
+    return out
+
+
+def line_sum(f: np.ndarray, vertical: bool, k: int) -> np.ndarray:
+    if vertical:
+        return line_sum(f.T, False, k).T
+    h, w = f.shape
+    pad = HALF + 8 + 2
+    fp = np.zeros((h + 2 * pad, w + 2 * HALF), np.int64)
+    fp[pad:pad + h, HALF:HALF + w] = f
+    xs = np.arange(w)
+    r = lambda x: (k * x + 4) // 8
+    acc = np.zeros((h, w), np.int64)
+    ys = np.arange(h)[:, None]
+    for j in range(-HALF, HALF + 1):
+        dy = r(xs + j) - r(xs)
+        acc += fp[pad + ys + dy[None, :], HALF + xs[None, :] + j]
+    return acc
+
+
+def clamp_shift(L: np.ndarray, oy: int, ox: int) -> np.ndarray:
+    h, w = L.shape
+    yy = np.clip(np.arange(h) + oy, 0, h - 1)
+    xx = np.clip(np.arange(w) + ox, 0, w - 1)
+    return L[yy][:, xx]
+
+
+def components(mask: np.ndarray, keep) -> np.ndarray:
+    lab, n = ndi.label(mask, np.ones((3, 3)))
+    if n == 0:
+        return mask
+    area = ndi.sum(mask, lab, np.arange(1, n + 1))
+    ok = np.zeros(n + 1, bool)
+    for i, s in enumerate(ndi.find_objects(lab)):
+        ok[i + 1] = keep(s[0].stop - s[0].start, s[1].stop - s[1].start, int(area[i]))
+    return ok[lab]
+
+
+def line_pixels(L: np.ndarray, t: int) -> np.ndarray:
+    L = L.astype(np.int64)
+    found = np.zeros(L.shape, bool)
+    need = 2 * (2 * HALF + 1) * t
+    for vertical, k, offs in orientations():
+        for oy, ox in offs:
+            s1, s2 = clamp_shift(L, oy, ox), clamp_shift(L, -oy, -ox)
+            asym = np.abs(line_sum(s1 - s2, vertical, k))
+            for m in (np.minimum(L - s1, L - s2), np.minimum(s1 - L, s2 - L)):
+                found |= (2 * line_sum(m, vertical, k) - G * asym > need) & (2 * m > t)
+    return found
+
+
+def smooth16(L: np.ndarray) -> np.ndarray:
+    Lp = np.pad(L.astype(np.int64), 1, mode="edge")
+    v = Lp[:-2] + 2 * Lp[1:-1] + Lp[2:]
+    return v[:, :-2] + 2 * v[:, 1:-1] + v[:, 2:]
+
+
+def spot_pixels(L: np.ndarray, t: int) -> np.ndarray:
+    S = smooth16(L)
+    h, w = L.shape
+    best = np.full(L.shape, -(1 << 30), np.int64)
+    for r, ring in RINGS.items():
+        samples = [clamp_shift(S, dy, dx) for dy, dx in ring]
+        best = np.maximum(best, np.maximum(S - np.max(samples, axis=0), np.min(samples, axis=0) - S))
+    hp = np.abs(16 * L.astype(np.int64) - S)
+    hpp = np.pad(hp, BOX // 2, mode="edge")
+    c = np.cumsum(np.cumsum(np.pad(hpp, ((1, 0), (1, 0))), 0), 1)
+    H = c[BOX:, BOX:] - c[:-BOX, BOX:] - c[BOX:, :-BOX] + c[:-BOX, :-BOX]
+    tb16 = 16 * 5 * t  # 225 * 16 * (5/3) t  ==  225 * (80 t / 3): compare 3 * 225 * B > 225 * 80 t + 12 H
+    return 3 * 225 * best > 225 * tb16 + 12 * H
+
+
+def detect(L: np.ndarray, t: int = 15) -> np.ndarray:
+    """The defect mask (bool) of an 8-bit luminance `L`; `t` in levels (15 = 0.06 of the range)."""
+    lines = components(line_pixels(L, t), lambda h, w, a: max(h, w) >= MIN_EXTENT)
+    spots = components(spot_pixels(L, t), lambda h, w, a: a <= SPOT_MAX_AREA and max(h, w) <= SPOT_MAX_EXTENT)
+    return ndi.binary_dilation(lines, np.ones((3, 3), bool)) | ndi.binary_dilation(spots, np.ones((5, 5), bool))
