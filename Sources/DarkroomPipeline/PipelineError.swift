@@ -41,6 +41,8 @@ public enum PipelineStage: Sendable, Equatable, CustomStringConvertible {
     case denoising(step: Int, of: Int)
     /// The VAE decoder.
     case vaeDecode
+    /// An upscaler network (`upscaler`).
+    case upscaler
 
     public var description: String {
         switch self {
@@ -48,6 +50,7 @@ public enum PipelineStage: Sendable, Equatable, CustomStringConvertible {
         case .vaeEncode: return "VAE encoder"
         case let .denoising(step, total): return "UNet at denoising step \(step) of \(total)"
         case .vaeDecode: return "VAE decoder"
+        case .upscaler: return "upscaler model"
         }
     }
 
@@ -62,6 +65,8 @@ public enum PipelineStage: Sendable, Equatable, CustomStringConvertible {
             return "NaN/inf or corrupted UNet weights, an extreme 'guidance' value, or a sampler/steps combination the model's noise schedule cannot run (try another 'sampler' or fewer 'steps')"
         case .vaeDecode:
             return "NaN/inf or corrupted weights in the checkpoint's VAE decoder, or latents out of range after denoising (an extreme 'guidance' value)"
+        case .upscaler:
+            return "weights that overflow on this image (a broken or wrongly converted upscaler file)"
         }
     }
 }
