@@ -11,7 +11,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Model.self, Job.self, Inbox.self, Isolation.self],
+        subcommands: [Kernels.self, Model.self, Job.self, Upscaler.self, Inbox.self, Isolation.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
