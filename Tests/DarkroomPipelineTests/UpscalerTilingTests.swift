@@ -36,6 +36,8 @@ final class UpscalerTilingTests: XCTestCase {
             XCTAssertEqual([tiled.width, tiled.height], [70 * model.scale, 53 * model.scale], name)
             let worst = zip(tiled.pixels, whole.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 0
             XCTAssertLessThanOrEqual(worst, 1, name)
+            let differing = zip(tiled.pixels, whole.pixels).filter { $0 != $1 }.count
+            print("\(name): \(tiles) tiles, largest difference \(worst) level(s), \(differing) of \(whole.pixels.count) samples differ")
         }
     }
 
