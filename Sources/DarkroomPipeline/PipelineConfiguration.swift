@@ -5,7 +5,8 @@ import DarkroomTensor
 /// Everything one job needs besides the model and the input images (A1111/diffusers defaults).
 /// The CLI and the daemon both build one from a recipe and hand it to `StableDiffusionPipeline.run`.
 public struct PipelineConfiguration: Sendable, Equatable {
-    public enum Mode: String, Sendable, CaseIterable { case img2img, inpaint, restore }
+    /// `upscale`: an upscaler network (or Lanczos) alone, no diffusion (A1111's Extras tab); see `ImageUpscaling`.
+    public enum Mode: String, Sendable, CaseIterable { case img2img, inpaint, restore, upscale }
     /// What the masked area starts from (A1111's `inpainting_fill`).
     public enum MaskedContent: String, Sendable, CaseIterable {
         /// The input image (A1111 "original"; diffusers' behaviour).
@@ -51,8 +52,12 @@ public struct PipelineConfiguration: Sendable, Equatable {
     /// The contrast, in [0, 1] of the luminance range, a line must have against both of its sides to be a
     /// defect (0.07 ≈ 18 levels; spots need 5/3 of it). Lower finds fainter damage and more detail.
     public var defectThreshold: Float = 0.07
-    /// Restoration: 1, or 2 to enlarge twice with A1111's "SD upscale" (Lanczos, then tiled img2img).
+    /// Restoration: 1, or 2 to enlarge twice with A1111's "SD upscale" (`upscaler`, then tiled img2img).
+    /// `mode: upscale`: the enlargement factor; 0 is the upscaler model's own scale (4 for Lanczos).
     public var upscale = 1
+    /// The upscaler model's name (a file in `Models/ESRGAN/`) for `upscale`; nil: Pillow's Lanczos. The model
+    /// itself is passed to `run` loaded.
+    public var upscaler: String?
     /// Tile side for the upscale pass (nil: the model resolution, 512 or 768) and the tiles' overlap.
     public var tileSize: Int?
     public var tileOverlap = 64
@@ -85,9 +90,17 @@ extension StableDiffusionPipeline {
     /// The progress callback receives (image index, step, steps) and may cancel.
     /// `controlNets` steer every pass (see `ControlNetRequest`): each gets its control image made for the image that
     /// pass denoises.
-    public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil,
+    /// `upscaler` is the loaded model `configuration.upscaler` names (nil: Lanczos).
+    /// `upscaler` is the loaded model `configuration.upscaler` names (nil: Lanczos).
+    public func run(_ configuration: PipelineConfiguration, image: Image, mask: Image? = nil, upscaler: UpscalerModel? = nil,
                     controlNets: [ControlNetRequest] = [],
                     progress: ((Int, Int, Int) -> Bool)? = nil) throws -> [GenerationResult] {
+        if configuration.mode == .upscale {
+            return try ImageUpscaling.run(configuration, image: image, model: upscaler, progress: progress)
+        }
+        if let name = configuration.upscaler, upscaler == nil {
+            throw PipelineError.invalidValue(field: "upscaler", value: "'\(name)' (not loaded)", expected: "the loaded model, or no upscaler (Lanczos)")
+        }
         try validate(configuration, imageWidth: image.width, imageHeight: image.height)
         // The products' precision is process-wide (the kernels read it); a job sets it for its own run.
         let previousPrecision = Tensor.precision
@@ -190,6 +203,9 @@ extension StableDiffusionPipeline {
             let step: Progress? = progress.map { callback in { callback(index, $0, $1) } }
             var result: GenerationResult
             switch configuration.mode {
+            case .upscale:
+                // Handled at the top of `run`, before any of the diffusion's preparation.
+                return try ImageUpscaling.run(configuration, image: image, model: upscaler, progress: progress)
             case .img2img:
                 result = try imageToImage(input, settings: settings, controlNets: try units(input, mask: nil, fulls: fulls, region: nil),
                                           progress: step)
@@ -222,8 +238,16 @@ extension StableDiffusionPipeline {
                     // SD upscale (A1111), or a scan too large for one pass: img2img over overlapping tiles at the
                     // model's resolution, so time grows with the area and memory stays that of one tile.
                     let s = configuration.upscale
-                    let enlarged = s == 1 ? start : try ImageOps.resizeLanczos(
-                        PlanarImage8(imageTensor: start), width: start.shape[3] * s, height: start.shape[2] * s).imageTensor
+                    let enlarged: Tensor
+                    if s == 1 {
+                        enlarged = start
+                    } else if let upscaler {
+                        // An upscaler network first (A1111's "SD upscale upscaler"), in tiles of its own.
+                        enlarged = try ImageUpscaling.enlarge(ImageTensor.unitRange(start), factor: s, with: upscaler).imageTensor
+                    } else {
+                        enlarged = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: start), width: start.shape[3] * s,
+                                                              height: start.shape[2] * s).imageTensor
+                    }
                     let tile = configuration.tileSize ?? (models.predictionType == "v_prediction" ? 768 : 512)
                     let enlargedFulls = s == 1 ? fulls : try controlFulls(height: enlarged.shape[2], width: enlarged.shape[3])
                     let image = try tiledImageToImage(enlarged, settings: settings, tile: tile, overlap: configuration.tileOverlap,

@@ -43,6 +43,8 @@ public enum PipelineStage: Sendable, Equatable, CustomStringConvertible {
     case vaeDecode
     /// The conditioning embedding of ControlNet unit `unit` (0-based) on its control image.
     case controlNet(unit: Int)
+    /// An upscaler network (`upscaler`).
+    case upscaler
 
     public var description: String {
         switch self {
@@ -51,6 +53,7 @@ public enum PipelineStage: Sendable, Equatable, CustomStringConvertible {
         case let .denoising(step, total): return "UNet at denoising step \(step) of \(total)"
         case .vaeDecode: return "VAE decoder"
         case let .controlNet(unit): return "ControlNet of unit \(unit)"
+        case .upscaler: return "upscaler model"
         }
     }
 
@@ -67,6 +70,8 @@ public enum PipelineStage: Sendable, Equatable, CustomStringConvertible {
             return "NaN/inf or corrupted weights in the checkpoint's VAE decoder, or latents out of range after denoising (an extreme 'guidance' value)"
         case .controlNet:
             return "NaN/inf or corrupted weights in the ControlNet file, or a control image with NaN/inf values"
+        case .upscaler:
+            return "weights that overflow on this image (a broken or wrongly converted upscaler file)"
         }
     }
 }

@@ -43,6 +43,11 @@ public enum A1111Parameters {
         if c.mode == .restore, c.autoColor == true {
             pairs.append(("Auto color", "\(c.autoColorBalance.rawValue) \(c.autoColorClip)%"))
         }
+        if c.mode == .restore, c.upscale > 1 {
+            // scripts/sd_upscale.py: p.extra_generation_params["SD upscale overlap"], ["SD upscale upscaler"].
+            pairs.append(("SD upscale overlap", "\(c.tileOverlap)"))
+            pairs.append(("SD upscale upscaler", c.upscaler ?? "Lanczos"))
+        }
         if g.eta > 0 { pairs.append(("Eta DDIM", format(g.eta))) }
         // A1111 has no such key (its "Schedule type" names k-diffusion schedules, none of which is diffusers'
         // spacing); written so the setting is not lost, and kept by A1111 as an extra parameter.
@@ -69,6 +74,15 @@ public enum A1111Parameters {
         if let rate = use.downSamplingRate ?? (use.module == "tile_resample" ? 1 : nil) { fields.append(("Threshold A", format(Float(rate)))) }
         fields.append(("Control Mode", use.guessMode ? "ControlNet is more important" : "Balanced"))
         return ("ControlNet \(index)", fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+    }
+
+    /// What A1111's Extras tab records for an upscale (scripts/postprocessing_upscale.py, modules/postprocessing.py):
+    /// "Postprocess upscale by: 4, Postprocess upscaler: 4x-UltraSharp", written to the PNG's `postprocessing`
+    /// and `extras` text chunks (no `parameters`: there was no generation). The upscaler is named as A1111 lists
+    /// it: the model file's name without extension, or "Lanczos".
+    public static func postprocessing(upscaleBy factor: Int, upscaler: String?) -> String {
+        [("Postprocess upscale by", "\(factor)"), ("Postprocess upscaler", upscaler ?? "Lanczos")]
+            .map { "\($0.0): \(quote($0.1))" }.joined(separator: ", ")
     }
 
     /// A1111's `Lora hashes` value: "alias: hash" per LoRA, joined by ", ", with ':' and ',' removed from the

@@ -50,6 +50,10 @@ public final class JobExecutor {
     let resolveLoRA: ((String) throws -> URL)?
     /// Where a recipe's `vae` name points (nil: only A1111's VAE beside the checkpoint can be used).
     let resolveVAE: ((String) throws -> URL)?
+    /// Where a recipe's `upscaler` name points (nil: only Lanczos can be used).
+    let resolveUpscaler: ((String) throws -> URL)?
+    /// The last upscaler model loaded, kept for the next job that names it.
+    var loadedUpscaler: (url: URL, model: UpscalerModel, hash: String?)?
     /// The checkpoint's pipeline with a separate VAE, and that VAE's path.
     var withVAE: (vae: URL, pipeline: StableDiffusionPipeline)?
     /// Where a recipe's ControlNet names point, and restoration's tile preset (nil: ControlNets cannot be used).
@@ -72,10 +76,12 @@ public final class JobExecutor {
                 hashCache: URL? = ModelHash.defaultCacheFolder(), resolveLoRA: ((String) throws -> URL)? = nil,
                 resolveVAE: ((String) throws -> URL)? = nil, embeddings: EmbeddingLibrary? = nil,
                 resolveControlNet: ((String) throws -> URL)? = nil, tileControlNet: (() -> String?)? = nil,
+                resolveUpscaler: ((String) throws -> URL)? = nil,
                 loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.resolveModel = resolveModel
         self.resolveControlNet = resolveControlNet
         self.tileControlNet = tileControlNet
+        self.resolveUpscaler = resolveUpscaler
         self.resolveLoRA = resolveLoRA
         self.resolveVAE = resolveVAE
         self.embeddings = embeddings
@@ -90,7 +96,7 @@ public final class JobExecutor {
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
                   resolveLoRA: { try library.resolveLoRA($0) }, resolveVAE: { try library.resolveVAE($0) },
-                  embeddings: EmbeddingLibrary(models: library.folder),
+                  embeddings: EmbeddingLibrary(models: library.folder), resolveUpscaler: { try library.resolveUpscaler($0) },
                   resolveControlNet: { try library.resolveControlNet($0) }, tileControlNet: { library.tileControlNet },
                   loadPipeline: loadPipeline)
     }
@@ -231,6 +237,12 @@ public final class JobExecutor {
             }
             mask = try decode(maskURL, name: inputs.maskName ?? maskURL.lastPathComponent)
         }
+        // An upscaler alone needs no checkpoint: no text encoder, UNet or VAE is loaded for it.
+        if configuration.mode == .upscale {
+            return try executeUpscale(inputs, configuration: configuration, image: image, staging: staging, progress: progress, start: jobStart)
+        }
+        let upscaler = try upscaler(configuration.upscaler, inputs: inputs)
+        if let upscaler { configuration.upscaler = upscaler.name }
         if configuration.mode == .restore { configuration.autoColor = configuration.appliesAutoColor(to: image) }
         // Model, and the recipe checked against it before any compute (steps after the scheduler's
         // offset, sizes, channels).
@@ -261,7 +273,8 @@ public final class JobExecutor {
             single.generation.seed = seed
             let results: [GenerationResult]
             do {
-                results = try pipeline.run(single, image: image, mask: mask, controlNets: controlNets.map(\.request), progress: { _, step, steps in
+                results = try pipeline.run(single, image: image, mask: mask, upscaler: upscaler?.model,
+                                           controlNets: controlNets.map(\.request), progress: { _, step, steps in
                     progress?(index, step, steps) ?? true
                 })
             } catch {
@@ -301,6 +314,11 @@ public final class JobExecutor {
         if let mask = inputs.maskName { report["mask"] = mask }
         if configuration.mode == .restore {
             report["auto_color"] = configuration.autoColor == true ? configuration.autoColorBalance.rawValue : "off"
+        }
+        if configuration.mode == .restore, configuration.upscale > 1 {
+            report["upscale"] = configuration.upscale
+            report["upscaler"] = upscaler?.name ?? "lanczos"
+            if let hash = upscaler?.hash { report["upscaler_hash"] = hash }
         }
         if let spacing = configuration.generation.timestepSpacing { report["timestep_spacing"] = spacing }
         if let written = recipe.writtenPrompt { report["prompt"] = written }
@@ -390,6 +408,77 @@ public final class JobExecutor {
         }
         if isPreset, !recipe.setsStrength { configuration.generation.strength = PipelineConfiguration.tileRestorationStrength }
         return requests
+    }
+
+    /// The upscaler model a recipe's `upscaler` names, loaded (kept for the next job naming the same file), with its
+    /// name as A1111 lists it (the file name without extension) and its A1111 short hash; nil for Lanczos.
+    func upscaler(_ name: String?, inputs: Inputs) throws -> (model: UpscalerModel, name: String, hash: String?)? {
+        guard let name else { return nil }
+        guard let resolveUpscaler else {
+            throw JobFailure(code: "recipe", message: "Recipe '\(inputs.recipeName)' names an upscaler, but no upscaler folder is configured.",
+                             file: inputs.recipeName, field: "upscaler")
+        }
+        let url = try resolveUpscaler(name)
+        let stem = url.deletingPathExtension().lastPathComponent
+        if let loadedUpscaler, loadedUpscaler.url == url { return (loadedUpscaler.model, stem, loadedUpscaler.hash) }
+        loadedUpscaler = nil
+        let model: UpscalerModel
+        do { model = try UpscalerModel.load(url) } catch {
+            throw JobFailure(code: "model", message: "Cannot load upscaler '\(url.lastPathComponent)': \(error)", file: url.lastPathComponent, field: "upscaler")
+        }
+        logger.info("loaded upscaler", metadata: ["upscaler.name": "\(stem)", "upscaler.network": "\(model.summary)"])
+        let hash = ModelHash.short(for: url, cacheFolder: hashCache)
+        loadedUpscaler = (url, model, hash)
+        return (model, stem, hash)
+    }
+
+    /// A `mode: upscale` job (A1111's Extras tab): the upscaler alone, one image, no checkpoint. Its PNG carries
+    /// A1111's `postprocessing` and `extras` text, and the report names the upscaler and the factor.
+    func executeUpscale(_ inputs: Inputs, configuration: PipelineConfiguration, image: Image, staging: URL,
+                        progress: Progress?, start: Date) throws -> PipelineConfiguration.Mode {
+        var configuration = configuration
+        let upscaler = try upscaler(configuration.upscaler, inputs: inputs)
+        configuration.upscaler = upscaler?.name
+        let factor = ImageUpscaling.factor(configuration, model: upscaler?.model)
+        do { try ImageUpscaling.validate(configuration, model: upscaler?.model, imageWidth: image.width, imageHeight: image.height) } catch {
+            throw Self.failure(error, inputs: inputs)
+        }
+        try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+        guard let output = inputs.outputs.first else {
+            throw JobFailure(code: "recipe", message: "The job planned no image.", file: inputs.recipeName, field: "count")
+        }
+        let url = staging.appendingPathComponent(URL(fileURLWithPath: output).lastPathComponent)
+        if !FileManager.default.fileExists(atPath: url.path) {
+            let results: [GenerationResult]
+            do {
+                results = try ImageUpscaling.run(configuration, image: image, model: upscaler?.model) { index, done, total in
+                    progress?(index, done, total) ?? true
+                }
+            } catch {
+                throw Self.failure(error, inputs: inputs)
+            }
+            guard let result = results.first else {
+                throw JobFailure(code: "pipeline", message: "The upscaler returned no image for '\(inputs.imageName)'.", file: inputs.imageName, field: nil)
+            }
+            let png = try ImageTensor.image(fromUnitRange: result.image)
+            let text = A1111Parameters.postprocessing(upscaleBy: factor, upscaler: upscaler?.name)
+            try writeStaged(try PNGEncoder.encode(png, text: [(key: "postprocessing", value: text), (key: "extras", value: text)]), to: url)
+        }
+        var report: [String: Any] = [
+            "input": inputs.imageName, "recipe": inputs.recipeName, "mode": configuration.mode.rawValue,
+            "outputs": inputs.outputs, "upscale": factor, "upscaler": upscaler?.name ?? "lanczos", "software": "Darkroom",
+            "seconds": (Date().timeIntervalSince(start) * 10).rounded() / 10,
+        ]
+        if let upscaler {
+            report["upscaler_network"] = upscaler.model.summary
+            if let hash = upscaler.hash { report["upscaler_hash"] = hash }
+        }
+        let reportURL = staging.appendingPathComponent(URL(fileURLWithPath: inputs.report).lastPathComponent)
+        if !FileManager.default.fileExists(atPath: reportURL.path) {
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            try writeStaged(Array(data), to: reportURL)
+        }
+        return configuration.mode
     }
 
     /// A staged write; a file left by an attempt that died after writing it is kept.

@@ -9,16 +9,17 @@ public struct ModelLibrary: Sendable {
     public let folder: URL
     public let defaultName: String?
 
-    /// The add-on folders' names inside `folder` ("Lora", "VAE" and "ControlNet", A1111's).
-    public let loraFolderName: String, vaeFolderName: String, controlNetFolderName: String
+    /// The add-on folders' names inside `folder` ("Lora", "VAE", "ControlNet" and "ESRGAN", A1111's).
+    public let loraFolderName: String, vaeFolderName: String, controlNetFolderName: String, upscalerFolderName: String
 
     public init(folder: URL, defaultName: String? = nil, loraFolderName: String? = nil, vaeFolderName: String? = nil,
-                controlNetFolderName: String? = nil) {
+                controlNetFolderName: String? = nil, upscalerFolderName: String? = nil) {
         self.folder = folder
         self.defaultName = defaultName
         self.loraFolderName = loraFolderName ?? "Lora"
         self.vaeFolderName = vaeFolderName ?? "VAE"
         self.controlNetFolderName = controlNetFolderName ?? "ControlNet"
+        self.upscalerFolderName = upscalerFolderName ?? "ESRGAN"
     }
 
     /// Checkpoint names in the folder.
@@ -87,6 +88,15 @@ public struct ModelLibrary: Sendable {
             && ($0.hasSuffix(".safetensors") || FileManager.default.fileExists(atPath: controlNetFolder.appendingPathComponent($0).appendingPathComponent("config.json").path)) }
     }
 
+    /// `Models/ESRGAN/`, A1111's folder for upscaler models (ESRGAN, Real-ESRGAN, SRVGGNetCompact, …).
+    public var upscalerFolder: URL { folder.appendingPathComponent(upscalerFolderName) }
+
+    /// The upscaler file a recipe's `upscaler` names (file name in `Models/ESRGAN/`, with or without
+    /// `.safetensors`); pickled `.pth`/`.pt` files are found and then refused by the loader, naming them.
+    public func resolveUpscaler(_ name: String) throws -> URL {
+        try resolveAddOn(name, in: upscalerFolder, kind: "Upscaler", field: "upscaler", folders: false)
+    }
+
     /// A1111's VAE beside a checkpoint: `<name>.vae.safetensors` next to `<name>.safetensors`, used when the recipe
     /// names no VAE.
     public static func sidecarVAE(for checkpoint: URL) -> URL? {
@@ -102,7 +112,7 @@ public struct ModelLibrary: Sendable {
         guard Recipe.isPlainFileName(name) else {
             throw JobFailure(code: "recipe", message: "\(kind) '\(name)' must be a name in '\(folder.path)', not a path.", file: nil, field: field)
         }
-        for candidate in [name, name + ".safetensors", name + ".pt", name + ".ckpt"] {
+        for candidate in [name, name + ".safetensors", name + ".pt", name + ".pth", name + ".ckpt"] {
             let url = folder.appendingPathComponent(candidate)
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), folders || !isDirectory.boolValue { return url }

@@ -50,7 +50,7 @@ public struct Recipe: Sendable, Equatable {
 
     /// Every key the format knows, with the kind of value it takes.
     static let fields: [String: String] = [
-        "mode": "one of img2img, inpaint, restore", "prompt": "a string", "negative_prompt": "a string",
+        "mode": "one of img2img, inpaint, restore, upscale", "prompt": "a string", "negative_prompt": "a string",
         "strength": "a number in (0, 1]", "steps": "a whole number from 1 to 1000", "guidance": "a number from 0 to 50",
         "sampler": "a sampler name", "seed": "a whole number from 0 to 2^64-1", "count": "a whole number from 1 to 100",
         "prediction": "epsilon or v_prediction", "model": "a checkpoint name", "mask": "a file name",
@@ -58,7 +58,8 @@ public struct Recipe: Sendable, Equatable {
         "inpaint_area": "whole or masked", "padding": "a whole number of pixels from 0 to 256",
         "paste_back": "true or false", "masked_content": "original, fill, latent_noise or latent_nothing",
         "size": "pad, crop or resize", "color": "true or false", "resolution": "a whole number of pixels from 64 to 2048",
-        "repair_defects": "true or false", "upscale": "1 or 2", "tile_size": "a whole number of pixels from 64 to 2048",
+        "repair_defects": "true or false", "upscale": "1 or 2 (restore), 1 to 8 (upscale)",
+        "upscaler": "lanczos, or an upscaler model's name in Models/ESRGAN", "tile_size": "a whole number of pixels from 64 to 2048",
         "tile_overlap": "a whole number of pixels from 0 to 256", "defect_threshold": "a number from 0.01 to 1", "clip_skip": "a whole number from 1 to 12", "eta": "a number from 0 to 1",
         "vae_tiling": "auto, always or never", "timestep_spacing": "leading, linspace or trailing",
         "vae": "a VAE name in Models/VAE, or none", "loras": "a list of {\"name\": a LoRA in Models/Lora, \"weight\": a number from -10 to 10}",
@@ -66,6 +67,9 @@ public struct Recipe: Sendable, Equatable {
         "auto_color_clip": "a number of percent from 0 to 10",
         "controlnet": "a list of {\"model\": a ControlNet in Models/ControlNet, \"module\": a preprocessor, \"image\": a file, \"weight\", \"start\", \"end\", \"guess_mode\", …}", "$schema": "a string",
     ]
+
+    /// The keys `mode: upscale` takes.
+    static let upscaleModeKeys: Set<String> = ["mode", "upscaler", "upscale", "$schema"]
 
     /// The keys recipe format v1 accepts.
     public static var knownKeys: Set<String> { Set(fields.keys) }
@@ -86,7 +90,7 @@ public struct Recipe: Sendable, Equatable {
             reader.problems.append(RecipeProblem(field: key, message: "unknown key\(suggestion)"))
         }
         if let mode = reader.choice("mode", PipelineConfiguration.Mode.self) { c.mode = mode }
-        else if json["mode"] == nil { reader.problems.append(RecipeProblem(field: "mode", message: "missing; one of img2img, inpaint, restore")) }
+        else if json["mode"] == nil { reader.problems.append(RecipeProblem(field: "mode", message: "missing; one of img2img, inpaint, restore, upscale")) }
         if let v = reader.text("prompt") { c.generation.prompt = v }
         if let v = reader.text("negative_prompt") { c.generation.negativePrompt = v }
         if let v = reader.number("strength", where: { $0 > 0 && $0 <= 1 }) { c.generation.strength = v }
@@ -126,7 +130,29 @@ public struct Recipe: Sendable, Equatable {
         if let v = reader.bool("color") { c.colorize = v }
         if let v = reader.integer("resolution", 64...2048) { c.resolution = v }
         if let v = reader.bool("repair_defects") { c.repairDefects = v }
-        if let v = reader.integer("upscale", 1...2) { c.upscale = v }
+        if let v = reader.integer("upscale", 1...8) {
+            if c.mode == .upscale || v <= 2 { c.upscale = v }
+            else { reader.problems.append(RecipeProblem(field: "upscale", message: "must be 1 or 2 for \(c.mode.rawValue) (up to 8 with mode upscale), not \(v)")) }
+        } else if c.mode == .upscale, json["upscale"] == nil {
+            c.upscale = 0   // the upscaler model's own scale
+        }
+        if let v = reader.string("upscaler") {
+            if v.lowercased() == "lanczos" { c.upscaler = nil }
+            else if !isPlainFileName(v) {
+                reader.problems.append(RecipeProblem(field: "upscaler", message: "'\(v)' must be lanczos or a model name in Models/ESRGAN (no folders, no '..')"))
+            } else { c.upscaler = v }
+            if c.mode != .upscale && c.mode != .restore {
+                reader.problems.append(RecipeProblem(field: "upscaler", message: "applies to mode restore (with upscale 2) and mode upscale, not \(c.mode.rawValue)"))
+            } else if c.mode == .restore, c.upscaler != nil, c.upscale < 2 {
+                reader.problems.append(RecipeProblem(field: "upscaler", message: "is used by restore only with upscale 2; add \"upscale\": 2 or remove it"))
+            }
+        }
+        if c.mode == .upscale {
+            // The upscaler alone: settings of the diffusion would be silently ignored, so they are refused.
+            for key in json.keys.sorted() where fields[key] != nil && !Self.upscaleModeKeys.contains(key) {
+                reader.problems.append(RecipeProblem(field: key, message: "does not apply to mode upscale (an upscaler alone, no diffusion); it takes \(Self.upscaleModeKeys.sorted().joined(separator: ", "))"))
+            }
+        }
         if let v = reader.integer("tile_size", 64...2048) { c.tileSize = v }
         if let v = reader.integer("tile_overlap", 0...256) { c.tileOverlap = v }
         if let v = reader.number("defect_threshold", where: { $0 >= 0.01 && $0 <= 1 }) { c.defectThreshold = Float(v) }

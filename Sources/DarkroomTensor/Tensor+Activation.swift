@@ -101,3 +101,28 @@ extension Tensor {
         return 1 / sum
     }
 }
+
+extension Tensor {
+    /// `torch.nn.functional.leaky_relu`: x for x ≥ 0, slope · x below (ESRGAN uses slope 0.2).
+    public func leakyReLU(slope: Float) -> Tensor {
+        mapElements({ $0.replacing(with: $0 * slope, where: $0 .< 0) }, { $0 < 0 ? $0 * slope : $0 })
+    }
+
+    /// `torch.nn.PReLU(num_parameters: C)` on [N, C, H, W]: x for x ≥ 0, weight[c] · x below.
+    public func prelu(weight: Tensor) -> Tensor {
+        precondition(rank == 4 && weight.count == dim(1), "prelu: weight \(weight.shape) does not fit \(shape)")
+        let (channels, plane) = (dim(1), dim(2) * dim(3))
+        var out = self
+        out.withUnsafeMutableBufferPointer { buffer in
+            weight.withUnsafeBufferPointer { w in
+                let p = buffer.baseAddress!, w = w.baseAddress!
+                Parallel.forEach(dim(0) * channels) { i in
+                    let slope = w[i % channels]
+                    VectorMath.map(p + i * plane, plane, { $0.replacing(with: $0 * slope, where: $0 .< 0) },
+                                   { $0 < 0 ? $0 * slope : $0 })
+                }
+            }
+        }
+        return out
+    }
+}

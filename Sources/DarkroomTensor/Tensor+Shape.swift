@@ -131,3 +131,77 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// `torch.nn.functional.pixel_shuffle`: [N, C·r², H, W] → [N, C, H·r, W·r], with
+    /// out[n, c, y·r + i, x·r + j] = in[n, c·r² + i·r + j, y, x].
+    public func pixelShuffle(_ r: Int) -> Tensor {
+        precondition(rank == 4 && r >= 1 && dim(1) % (r * r) == 0, "pixelShuffle(\(r)): \(shape)")
+        let (n, channels, height, width) = (dim(0), dim(1) / (r * r), dim(2), dim(3))
+        var out = Tensor(uninitialized: [n, channels, height * r, width * r])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                let src = src.baseAddress!, dst = dst.baseAddress!
+                Parallel.forEach(n * channels) { plane in
+                    let outPlane = dst + plane * height * r * width * r
+                    for i in 0..<r { for j in 0..<r {
+                        let inPlane = src + (plane * r * r + i * r + j) * height * width
+                        for y in 0..<height {
+                            let row = outPlane + (y * r + i) * width * r + j, s = inPlane + y * width
+                            for x in 0..<width { row[x * r] = s[x] }
+                        }
+                    } }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `torch.nn.functional.pixel_unshuffle`: [N, C, H·r, W·r] → [N, C·r², H, W], the inverse of `pixelShuffle`.
+    public func pixelUnshuffle(_ r: Int) -> Tensor {
+        precondition(rank == 4 && r >= 1 && dim(2) % r == 0 && dim(3) % r == 0, "pixelUnshuffle(\(r)): \(shape)")
+        let (n, channels, height, width) = (dim(0), dim(1), dim(2) / r, dim(3) / r)
+        var out = Tensor(uninitialized: [n, channels * r * r, height, width])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                let src = src.baseAddress!, dst = dst.baseAddress!
+                Parallel.forEach(n * channels) { plane in
+                    let inPlane = src + plane * height * r * width * r
+                    for i in 0..<r { for j in 0..<r {
+                        let outPlane = dst + (plane * r * r + i * r + j) * height * width
+                        for y in 0..<height {
+                            let row = inPlane + (y * r + i) * width * r + j, d = outPlane + y * width
+                            for x in 0..<width { d[x] = row[x * r] }
+                        }
+                    } }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `torch.nn.functional.pad(x, (0, right, 0, bottom), mode="reflect")` on [N, C, H, W]: the mirror image
+    /// without repeating the edge (index H − 1 + k reads H − 1 − k); each pad must be smaller than its side.
+    public func padReflect(right: Int, bottom: Int) -> Tensor {
+        precondition(rank == 4 && right >= 0 && bottom >= 0 && right < dim(3) && bottom < dim(2),
+                     "padReflect(right: \(right), bottom: \(bottom)): \(shape)")
+        if right == 0 && bottom == 0 { return self }
+        let (planes, height, width) = (dim(0) * dim(1), dim(2), dim(3))
+        let (outHeight, outWidth) = (height + bottom, width + right)
+        var out = Tensor(uninitialized: [dim(0), dim(1), outHeight, outWidth])
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                let src = src.baseAddress!, dst = dst.baseAddress!
+                Parallel.forEach(planes) { p in
+                    for y in 0..<outHeight {
+                        let sy = y < height ? y : 2 * (height - 1) - y
+                        let s = src + (p * height + sy) * width, d = dst + (p * outHeight + y) * outWidth
+                        d.initialize(from: s, count: width)
+                        for x in width..<outWidth { d[x] = s[2 * (width - 1) - x] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

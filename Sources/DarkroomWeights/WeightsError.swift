@@ -98,6 +98,16 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
     /// sides and the tensors they were read from.
     case controlNetMismatch(path: String, model: String, detail: String)
 
+    // Upscaler models (ESRGAN family, see `UpscalerKeyMap`).
+    /// A pickled `.pth`/`.pt` upscaler: refused, with the conversion advice (Real-ESRGAN's files wrap the weights in `params_ema`).
+    case pickleUpscaler(path: String)
+    /// The file holds no upscaler Darkroom knows (`detail` says what was looked for, or what it looks like).
+    case notAnUpscaler(path: String, detail: String)
+    /// An upscaler of an architecture or variant Darkroom does not run (`detail` names it).
+    case unsupportedUpscaler(path: String, detail: String)
+    /// An upscaler file's key that no rule of its layout (`layout`) matches.
+    case unrecognizedUpscalerKey(key: String, path: String, layout: String)
+
     // LoRA-family files (see `LoRA`).
     /// Modules of a LoRA that name no weight of the model (`model`: the checkpoint's path).
     case loraUnmatchedKeys(path: String, modules: [String], model: String)
@@ -185,6 +195,14 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
             return "Configuration '\(path)' cannot be used: \(detail)."
         case let .nonFiniteWeights(key, source, element):
             return "Tensor '\(key)' in checkpoint '\(source)' contains NaN or infinite values (the first at element \(element)); the checkpoint is corrupted or was saved from a diverged model. Re-download or re-convert it."
+        case let .pickleUpscaler(path):
+            return "'\(path)' is a pickled upscaler model, which Darkroom refuses to open because unpickling can run arbitrary code. Convert it to .safetensors first, e.g. with Python: `import torch, safetensors.torch; sd = torch.load(PATH, map_location='cpu', weights_only=True); sd = sd.get('params_ema', sd.get('params', sd)); safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, OUT)`."
+        case let .notAnUpscaler(path, detail):
+            return "'\(path)' is not an upscaler model Darkroom can run: \(detail)."
+        case let .unsupportedUpscaler(path, detail):
+            return "Upscaler '\(path)' is not supported: \(detail)."
+        case let .unrecognizedUpscalerKey(key, path, layout):
+            return "Tensor '\(key)' in upscaler '\(path)' does not belong to an \(layout); the file is malformed or a variant Darkroom does not run."
         case let .loraUnmatchedKeys(path, modules, model):
             let shown = modules.prefix(5).joined(separator: ", ") + (modules.count > 5 ? ", …" : "")
             return "LoRA '\(path)': \(modules.count) module(s) match no weight of the model '\(model)' (\(shown)); it is probably made for another model family or architecture."

@@ -11,7 +11,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Winograd.self, Model.self, Job.self, ControlNet.self, Inbox.self, Isolation.self],
+        subcommands: [Kernels.self, Winograd.self, Model.self, Job.self, ControlNet.self, Upscaler.self, Inbox.self, Isolation.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {

@@ -21,8 +21,8 @@ struct Process: ParsableCommand {
     @Option(help: "The mask image (white = repaint); default: the recipe's `mask`, beside the recipe.")
     var mask: String?
 
-    @Option(help: "A .safetensors checkpoint or a diffusers folder.")
-    var model: String
+    @Option(help: "A .safetensors checkpoint or a diffusers folder (not needed for mode upscale).")
+    var model: String?
 
     @Option(help: "A diffusers folder whose configs describe a single-file checkpoint.")
     var modelConfig: String?
@@ -35,6 +35,8 @@ struct Process: ParsableCommand {
 
     @Option(help: "The folder of the ControlNets the recipe's `controlnet` names (default: ControlNet/ beside the checkpoint, as in the service's Models/ControlNet).")
     var controlnetFolder: String?
+    @Option(help: "The folder of the upscaler models the recipe's `upscaler` names (default: ESRGAN/ beside the checkpoint, as in the service's Models/ESRGAN; without a checkpoint, Models/ESRGAN).")
+    var upscalerFolder: String?
 
     @Option(help: "The matrix products' precision when the recipe names none: fp32 (diffusers parity) or bf16 (oneDNN, about twice as fast; autocast's accuracy).")
     var precision = Precision.fp32
@@ -76,8 +78,10 @@ struct Process: ParsableCommand {
         }
         var logger = Logger(label: "darkroom")
         logger.logLevel = .warning
-        let modelURL = URL(fileURLWithPath: model)
+        let modelURL = URL(fileURLWithPath: model ?? "Models/none")
         let configURL = modelConfig.map { URL(fileURLWithPath: $0) }
+        let upscalers = ModelLibrary(folder: upscalerFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
+                                     ?? modelURL.deletingLastPathComponent(), upscalerFolderName: upscalerFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
         let loras = ModelLibrary(folder: loraFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
                                  ?? modelURL.deletingLastPathComponent(), loraFolderName: loraFolder.map { URL(fileURLWithPath: $0).lastPathComponent })
         let vaes = ModelLibrary(folder: vaeFolder.map { URL(fileURLWithPath: $0).deletingLastPathComponent() }
@@ -89,11 +93,17 @@ struct Process: ParsableCommand {
             guard let name = use.image else { continue }
             inputs.controlImages[i] = (recipeURL.deletingLastPathComponent().appendingPathComponent(name), name)
         }
-        let executor = JobExecutor(resolveModel: { _ in modelURL }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) },
+        let hasModel = model != nil
+        let executor = JobExecutor(resolveModel: { _ in
+            guard hasModel else {
+                throw JobFailure(code: "model", message: "This recipe needs a checkpoint: give --model (only mode upscale runs without one).", file: nil, field: "model")
+            }
+            return modelURL
+        }, logger: logger, resolveLoRA: { try loras.resolveLoRA($0) },
                                    resolveVAE: { try vaes.resolveVAE($0) },
                                    embeddings: EmbeddingLibrary(models: modelURL.deletingLastPathComponent()),
                                    resolveControlNet: { try controls.resolveControlNet($0) }, tileControlNet: { controls.tileControlNet },
-                                   loadPipeline: { url in
+                                   resolveUpscaler: { try upscalers.resolveUpscaler($0) }, loadPipeline: { url in
             StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: configURL), tokenizer: try CLIPTokenizer.bundled())
         })
         executor.defaultPrecision = precision

@@ -45,7 +45,7 @@ struct Run: ParsableCommand {
         let store = try JobStore(inbox: folders.inboxURL, outbox: folders.outboxURL)
         let library = folders.library
         if library.available.isEmpty {
-            logger.warning("no checkpoint in the models folder '\(library.folder.path)': jobs will fail until one is there (darkroom models pull sd15)")
+            logger.warning("no checkpoint in the models folder '\(library.folder.path)': jobs will fail until one is there (darkroom models pull sd15); mode upscale needs none")
         }
         let notifier = SystemdNotifier()
         if let warning = BLAS.slowerThanAvailable { logger.warning("\(warning)") }
