@@ -96,8 +96,9 @@ public final class JobExecutor {
                             loadPipeline: @escaping (URL) throws -> StableDiffusionPipeline = JobExecutor.defaultLoader) {
         self.init(resolveModel: { try library.resolve($0) }, logger: logger, decodeLimits: decodeLimits,
                   resolveLoRA: { try library.resolveLoRA($0) }, resolveVAE: { try library.resolveVAE($0) },
-                  embeddings: EmbeddingLibrary(models: library.folder), resolveUpscaler: { try library.resolveUpscaler($0) },
+                  embeddings: EmbeddingLibrary(models: library.folder),
                   resolveControlNet: { try library.resolveControlNet($0) }, tileControlNet: { library.tileControlNet },
+                  resolveUpscaler: { try library.resolveUpscaler($0) },
                   loadPipeline: loadPipeline)
     }
 
