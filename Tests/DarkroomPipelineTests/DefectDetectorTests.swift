@@ -81,12 +81,37 @@ final class DefectDetectorTests: XCTestCase {
         }
         print(lines.joined(separator: "\n"))
         let new = try XCTUnwrap(sums["new"]), old = try XCTUnwrap(sums["old"])
-        // Issue 15's goals met on this set: precision ≥ 0.6 and a clean photo's mask under 0.5 % (on average; the
-        // camera photo's tripod legs are the exception, see the README). Recall (goal 0.85) is not met: 0.753.
+        // Issue 15's goals met on this set, on average: recall ≥ 0.85 (0.852, with the tear stage), precision ≥ 0.6
+        // and a clean photo's mask under 0.5 % (not for every photo: the camera photo's tripod legs are the
+        // exception, see the README).
+        XCTAssertGreaterThanOrEqual(new.r / n, 0.85)
         XCTAssertGreaterThanOrEqual(new.p / n, 0.6)
         XCTAssertLessThan(new.clean / n, 0.005)
-        XCTAssertEqual(new.r / n, 0.753, accuracy: 0.001)
+        XCTAssertEqual(new.r / n, 0.852, accuracy: 0.001)
         XCTAssertGreaterThan(new.iou / n, 2 * old.iou / n, "twice the old detector's IoU")
+    }
+
+    /// A winding 3-pixel path of paper white with a shadow on one side (a tear), across a gradient, is found over
+    /// most of its length; it wanders too much for the line stage.
+    func testWindingTear() throws {
+        let w = 200, h = 120
+        var pixels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { pixels[y * w + x] = UInt8(70 + y / 2) } }
+        var centre: [Int] = []
+        for x in 0..<w {
+            // A zigzag of period 24 and amplitude 6 around row 60, plus a slow bend.
+            let phase = x % 24, zig = phase < 12 ? phase - 6 : 18 - phase
+            centre.append(60 + zig + (x / 40) * 3 - 6)
+        }
+        for x in 0..<w {
+            let c = centre[x]
+            for y in (c - 1)...(c + 1) { pixels[y * w + x] = 240 }
+            for y in (c + 2)...(c + 3) { pixels[y * w + x] = UInt8(Int(pixels[y * w + x]) / 2) }
+        }
+        let mask = try ImageOps.detectDefects(try PlanarImage8(width: w, height: h, channels: 1, pixels: pixels))
+        let found = (0..<w).filter { mask.pixels[centre[$0] * w + $0] > 0 }.count
+        XCTAssertGreaterThanOrEqual(found, 180, "tear centre found in \(found) of \(w) columns")
+        XCTAssertEqual(mask.pixels[10 * w + 100], 0)
     }
 
     func testTinyAndFlatImagesAndBadThresholds() throws {

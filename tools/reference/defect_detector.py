@@ -20,7 +20,15 @@ Input: the 8-bit luminance (PIL "L"). Three stages:
    if 225 * B > 225 * 16 * tb + 4 * H(p), where H is the 15 x 15 sum (edges replicated) of |16 L - S| (the local
    texture: textured surroundings need more contrast) and tb = 5/3 t. Connected spot pixels with at most 60
    pixels and a bounding box of at most 10 px are kept, dilated by two pixels (5 x 5).
-3. The mask is the union.
+3. Tears and creases: a path of paper white that winds (a random walk, not a line). Per direction o of the four
+   (0, 1), (1, 0), (1, 1), (1, -1) the small-scale bright ridge R_o = max over a = 2, 3 of min(L - L(p + a o),
+   L - L(p - a o)) (clamped to the image); p is a ridge-centre pixel if for some o, R_o(p) >= R_o(p + o) and
+   R_o(p) >= R_o(p - o) (a local maximum across the ridge) and 3 R_o(p) > 5 t, and a seed if moreover
+   R_o(p) > 2 t. Connected (8-neighbour) ridge-centre pixels holding a seed are kept when the bounding box's
+   longer side E is at least 60 px and the component has at least 2 E pixels (a tear's white is 2-3 px wide
+   and winds, so its centre is more than one pixel per pixel of extent; a highlight along an edge is a
+   single-pixel chain), then dilated by two pixels (5 x 5): the white and its one-sided shadow.
+4. The mask is the union.
 """
 import math
 
@@ -38,6 +46,9 @@ RINGS = {
 SPOT_MAX_AREA = 60
 SPOT_MAX_EXTENT = 10
 BOX = 15
+TEAR_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
+TEAR_SIDES = (2, 3)
+TEAR_MIN_EXTENT = 60
 
 
 def orientations():
@@ -123,8 +134,39 @@ def spot_pixels(L: np.ndarray, t: int) -> np.ndarray:
     return 3 * 225 * best > 225 * tb16 + 12 * H
 
 
+def tear_pixels(L: np.ndarray, t: int) -> tuple:
+    """(ridge-centre pixels, seeds) of stage 3, before the component filter."""
+    L = L.astype(np.int64)
+    centre = np.zeros(L.shape, bool)
+    seeds = np.zeros(L.shape, bool)
+    for oy, ox in TEAR_DIRECTIONS:
+        R = np.full(L.shape, -(1 << 30), np.int64)
+        for a in TEAR_SIDES:
+            R = np.maximum(R, np.minimum(L - clamp_shift(L, a * oy, a * ox), L - clamp_shift(L, -a * oy, -a * ox)))
+        peak = (R >= clamp_shift(R, oy, ox)) & (R >= clamp_shift(R, -oy, -ox))
+        centre |= peak & (3 * R > 5 * t)
+        seeds |= peak & (R > 2 * t)
+    return centre, seeds
+
+
+def tears(L: np.ndarray, t: int) -> np.ndarray:
+    centre, seeds = tear_pixels(L, t)
+    lab, n = ndi.label(centre, np.ones((3, 3)))
+    if n == 0:
+        return centre
+    area = ndi.sum(centre, lab, np.arange(1, n + 1))
+    seeded = ndi.sum(seeds, lab, np.arange(1, n + 1))
+    ok = np.zeros(n + 1, bool)
+    for i, s in enumerate(ndi.find_objects(lab)):
+        extent = max(s[0].stop - s[0].start, s[1].stop - s[1].start)
+        ok[i + 1] = seeded[i] > 0 and extent >= TEAR_MIN_EXTENT and area[i] >= 2 * extent
+    return ok[lab]
+
+
 def detect(L: np.ndarray, t: int = 15) -> np.ndarray:
     """The defect mask (bool) of an 8-bit luminance `L`; `t` in levels (15 = 0.06 of the range)."""
     lines = components(line_pixels(L, t), lambda h, w, a: max(h, w) >= MIN_EXTENT)
     spots = components(spot_pixels(L, t), lambda h, w, a: a <= SPOT_MAX_AREA and max(h, w) <= SPOT_MAX_EXTENT)
-    return ndi.binary_dilation(lines, np.ones((3, 3), bool)) | ndi.binary_dilation(spots, np.ones((5, 5), bool))
+    torn = tears(L, t)
+    return (ndi.binary_dilation(lines, np.ones((3, 3), bool)) | ndi.binary_dilation(spots, np.ones((5, 5), bool))
+            | ndi.binary_dilation(torn, np.ones((5, 5), bool)))

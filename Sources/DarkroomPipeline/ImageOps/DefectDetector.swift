@@ -20,9 +20,17 @@ import Foundation
 //    675·B > 18000·t + 12·H(p), H the 15×15 sum of |16 L − S| (textured surroundings need more contrast;
 //    B > 16·(5/3)·t + 4·mean|16 L − S|). Connected spot pixels (at most 60, bounding box at most 10 px) are kept
 //    and dilated by two pixels.
+// 3. Tears. A tear is a path of paper white that winds rather than runs straight, often with a shadow on one
+//    side. Per direction o of (0, 1), (1, 0), (1, 1), (1, −1), the small-scale bright ridge
+//    R_o = max over a = 2, 3 of min(L − L(p + a·o), L − L(p − a·o)) (clamped to the image); p is a ridge-centre
+//    pixel if for some o, R_o(p) ≥ R_o(p ± o) (a maximum across the ridge) and 3·R_o(p) > 5·t, and a seed if
+//    moreover R_o(p) > 2·t. Connected ridge-centre pixels holding a seed are kept when their bounding box's
+//    longer side E is at least 60 px and they number at least 2·E (a tear's white is 2–3 px wide and winds; a
+//    highlight along an edge is a one-pixel chain), then dilated by two pixels (the white and its shadow).
 //
-// Time is O(pixels × 64) for the lines plus O(pixels × 24) for the spots (about 1 s per megapixel on two
-// cores); memory about 20 bytes per pixel (luminance, candidate planes, the smoothed plane, the float mask).
+// Time is O(pixels × 64) for the lines plus O(pixels × 24) for the spots and O(pixels × 16) for the tears
+// (about 1 s per megapixel on two cores); memory about 30 bytes per pixel (luminance, candidate planes, the
+// smoothed plane, the tear stage's ridge plane, the float mask).
 
 extension ImageOps {
     /// Half the line length (the line has 2·30 + 1 pixels).
@@ -38,6 +46,11 @@ extension ImageOps {
     ]
     static let defectSpotMaximumArea = 60
     static let defectSpotMaximumExtent = 10
+    /// Directions (dy, dx) across which the tear stage looks for a bright ridge, and its side distances.
+    static let defectTearDirections = [(0, 1), (1, 0), (1, 1), (1, -1)]
+    static let defectTearSideDistances = [2, 3]
+    /// Shortest kept tear: the bounding box's longer side.
+    static let defectTearMinimumExtent = 60
 
     /// Restoration's defect mask of an 8-bit photo: a 1-channel 0/1 image, 1 on scratches, tears and dust
     /// (see the outline above). `threshold` is the contrast a defect needs, in [0, 1] of the range (0.07 ≈ 18
@@ -62,10 +75,15 @@ extension ImageOps {
         keepComponents(&spots, width: width, height: height) { extent, area in
             area <= defectSpotMaximumArea && extent <= defectSpotMaximumExtent
         }
+        var (tears, seeds) = defectTearPixels(luminance, width: width, height: height, levels: t)
+        keepComponents(&tears, width: width, height: height, seeds: seeds) { extent, area, seeded in
+            seeded > 0 && extent >= defectTearMinimumExtent && area >= 2 * extent
+        }
         let a = dilate(lines, width: width, height: height, radius: 1)
         let b = dilate(spots, width: width, height: height, radius: 2)
+        let c = dilate(tears, width: width, height: height, radius: 2)
         var out = [UInt8](repeating: 0, count: n)
-        for i in 0..<n where a[i] != 0 || b[i] != 0 { out[i] = 1 }
+        for i in 0..<n where a[i] != 0 || b[i] != 0 || c[i] != 0 { out[i] = 1 }
         return out
     }
 
@@ -184,8 +202,45 @@ extension ImageOps {
         return found
     }
 
+    /// Stage 3 before the component filter: (ridge-centre pixels, seeds), 0/1 each.
+    static func defectTearPixels(_ lum: [UInt8], width: Int, height: Int, levels t: Int) -> ([UInt8], [UInt8]) {
+        let n = width * height
+        var centre = [UInt8](repeating: 0, count: n), seeds = centre
+        func at(_ y: Int, _ x: Int) -> Int { min(max(y, 0), height - 1) * width + min(max(x, 0), width - 1) }
+        var ridge = [Int](repeating: 0, count: n)
+        for (oy, ox) in defectTearDirections {
+            for y in 0..<height {
+                for x in 0..<width {
+                    let l = Int(lum[y * width + x])
+                    var best = Int.min
+                    for a in defectTearSideDistances {
+                        let s1 = Int(lum[at(y + a * oy, x + a * ox)]), s2 = Int(lum[at(y - a * oy, x - a * ox)])
+                        best = max(best, min(l - s1, l - s2))
+                    }
+                    ridge[y * width + x] = best
+                }
+            }
+            for y in 0..<height {
+                for x in 0..<width {
+                    let r = ridge[y * width + x]
+                    guard r >= ridge[at(y + oy, x + ox)], r >= ridge[at(y - oy, x - ox)] else { continue }
+                    if 3 * r > 5 * t { centre[y * width + x] = 1 }
+                    if r > 2 * t { seeds[y * width + x] = 1 }
+                }
+            }
+        }
+        return (centre, seeds)
+    }
+
     /// Keeps the 8-connected components of the 1s in `mask` for which `keep(longer bounding-box side, area)`.
     static func keepComponents(_ mask: inout [UInt8], width: Int, height: Int, keep: (Int, Int) -> Bool) {
+        keepComponents(&mask, width: width, height: height, seeds: nil) { extent, area, _ in keep(extent, area) }
+    }
+
+    /// Keeps the 8-connected components of the 1s in `mask` for which `keep(longer bounding-box side, area,
+    /// members that are 1 in seeds)` (seeds nil: 0).
+    static func keepComponents(_ mask: inout [UInt8], width: Int, height: Int, seeds: [UInt8]?,
+                               keep: (Int, Int, Int) -> Bool) {
         // 0: background, 1: not visited yet, 2: visited and dropped, 3: kept.
         var stack: [Int] = [], members: [Int] = []
         for start in 0..<mask.count where mask[start] == 1 {
@@ -205,7 +260,8 @@ extension ImageOps {
                     }
                 }
             }
-            if keep(max(y1 - y0 + 1, x1 - x0 + 1), members.count) { for i in members { mask[i] = 3 } }
+            let seeded = seeds.map { marks in members.reduce(0) { $0 + (marks[$1] != 0 ? 1 : 0) } } ?? 0
+            if keep(max(y1 - y0 + 1, x1 - x0 + 1), members.count, seeded) { for i in members { mask[i] = 3 } }
         }
         for i in 0..<mask.count { mask[i] = mask[i] == 3 ? 1 : 0 }
     }
