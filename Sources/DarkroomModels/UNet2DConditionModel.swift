@@ -57,8 +57,11 @@ public struct UNet2DConditionModel: Sendable {
     /// `residuals` (a ControlNet's, or several summed) are added to the skip connections and to the mid block's
     /// output, as diffusers' `down_block_additional_residuals` / `mid_block_additional_residual`; they must be
     /// one per skip connection (`ControlNetModel` checks the fit when it is loaded).
+    ///
+    /// `afterEncoder` runs once the down blocks and the mid block are done (their weights are not needed again this
+    /// call): the pipeline hands their mapped pages back there for fp32 checkpoints (`UNetPageStreaming`).
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor,
-                               residuals: ControlNetResiduals? = nil) -> Tensor {
+                               residuals: ControlNetResiduals? = nil, afterEncoder: (() -> Void)? = nil) -> Tensor {
         let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], linear1: timeLinear1,
                                                               linear2: timeLinear2, config: config),
                                  context: context)
@@ -75,6 +78,7 @@ public struct UNet2DConditionModel: Sendable {
             for i in skips.indices { skips[i] = skips[i] + residuals.down[i] }
             x = x + residuals.mid
         }
+        afterEncoder?()
         for block in upBlocks {
             let count = block.resnets.count
             let blockSkips = Array(skips.suffix(count))
@@ -84,6 +88,11 @@ public struct UNet2DConditionModel: Sendable {
         }
         return convOut(convNormOut(x, silu: true))
     }
+}
+
+extension UNet2DConditionModel {
+    /// Whether the weights are read in place from the checkpoint's mapping (not copies, as a LoRA-patched UNet's are).
+    public var isBorrowingWeights: Bool { convIn.weight.isBorrowed }
 }
 
 /// `silu(linear_2(silu(linear_1(timestep_embedding(t)))))` for a batch: diffusers' `time_proj` + `time_embedding`, with

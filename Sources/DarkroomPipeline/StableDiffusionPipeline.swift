@@ -130,6 +130,32 @@ public struct StableDiffusionPipeline: Sendable {
     /// set while the VAE decoder's activations are at their largest, so a job's peak RSS is the larger of the two
     /// phases, not their sum: with `releaseFreedBlocks`, a 512 px job's peak went from 3.68 to 2.85 GiB. The next
     /// image maps them back from the page cache (about 0.1 s of minor faults, measured on its first UNet step).
+    /// Whether the UNet's weights are fp32 pages of the checkpoint's mapping (3.4 GB for SD 1.5), which then leave the
+    /// resident set half a step at a time: the encoder's (down blocks, mid block) once the UNet is past them, the
+    /// decoder's (up blocks) after the step. Each half comes back from the page cache when it runs next, by minor
+    /// faults (the kernel maps 64 KiB around each), so the loop holds about half the UNet instead of all of it.
+    /// fp16 checkpoints keep theirs (1.7 GB, already half).
+    var streamsUNetPages: Bool {
+        Self.streamsFP32UNetPages && models.checkpoint.storedType(of: "unet.conv_in.weight") == .f32 && models.unet.isBorrowingWeights
+    }
+
+    /// Off: fp32 UNet pages stay resident through the loop (`darkroom bench job --keep-unet-pages`, to measure).
+    nonisolated(unsafe) public static var streamsFP32UNetPages = true
+
+    /// The UNet's encoder half (`encoder`: conv_in, time embedding, down blocks, mid block) or the rest leaves the
+    /// resident set (`streamsUNetPages`).
+    func releaseUNetPages(encoder: Bool) {
+        if encoder {
+            for prefix in ["unet.conv_in", "unet.time_embedding", "unet.down_blocks", "unet.mid_block"] {
+                models.checkpoint.dropResidentPages(prefix: prefix)
+            }
+        } else {
+            for prefix in ["unet.up_blocks", "unet.conv_norm_out", "unet.conv_out"] {
+                models.checkpoint.dropResidentPages(prefix: prefix)
+            }
+        }
+    }
+
     func releaseUNetPages() {
         models.checkpoint.dropResidentPages(prefix: "unet")
         releaseFreedBlocks()
@@ -203,7 +229,9 @@ public struct StableDiffusionPipeline: Sendable {
             let scaled = scheduler.scaleModelInput(doubled, timestep: t)
             let residuals = controlNetResiduals(controlNets, step: i, of: timesteps.count, scaled: scaled, timestep: t,
                                                 embeddings: embeddings, guided: guidance != nil)
-            var prediction = models.unet(prepareInput(scaled), timesteps: [t], context: embeddings, residuals: residuals)
+            var prediction = models.unet(prepareInput(scaled), timesteps: [t], context: embeddings, residuals: residuals,
+                                         afterEncoder: streamsUNetPages ? { releaseUNetPages(encoder: true) } : nil)
+            if streamsUNetPages { releaseUNetPages(encoder: false) }
             if let guidance {
                 let halves = prediction.chunked(2, axis: 0)
                 prediction = halves[0] + (halves[1] - halves[0]) * guidance

@@ -53,6 +53,12 @@ public struct Checkpoint: TensorSource {
 
     public func shape(_ key: String) -> [Int]? { entries[key]?.shape }
 
+    /// How the tensor behind `key` is stored (nil: no such key).
+    public func storedType(of key: String) -> DType? {
+        guard let entry = entries[key] else { return nil }
+        return try? entry.file.info(entry.key).dtype
+    }
+
     /// Throws `nonFiniteWeights` when the stored tensor behind `entry` holds NaN/inf: one vectorised pass over
     /// the mapped bytes (see `NonFiniteScan`), run once per tensor as it is loaded.
     func checkFinite(_ key: String, _ entry: StoredTensor) throws {

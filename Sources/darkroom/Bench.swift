@@ -300,7 +300,11 @@ extension Bench {
         @Option(help: "Precision of the matrix products: fp32 (OpenBLAS) or bf16 (oneDNN, fp32 accumulation).")
         var precision = Precision.fp32
 
+        @Flag(name: .customLong("keep-unet-pages"), help: "fp32 checkpoints: keep the UNet's mapped pages resident through the loop (before issue 13) instead of handing each half back as a step passes it.")
+        var keepUNetPages = false
+
         func run() throws {
+            StableDiffusionPipeline.streamsFP32UNetPages = !keepUNetPages
             let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
             Bench.header()
             print("precision \(precision.rawValue)\(precision == .bf16 ? ", oneDNN \(OneDNN.version)" : "")")
