@@ -163,6 +163,17 @@ extension Bench {
         print(String(format: "sgemm peak (OpenBLAS, 2048-3072 square): %.1f GFLOP/s", sgemmPeak))
     }
 
+    /// The best of `repeats` (at least one) timings of `body`, in seconds.
+    static func bestSeconds(repeats: Int, _ body: () -> Void) -> Double {
+        var best = Double.infinity
+        for _ in 0..<max(1, repeats) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return best
+    }
+
     /// This machine's sgemm rate on large square products (the best of three runs each of 2048² and 3072²), in
     /// GFLOP/s: printed beside every timing, since machines of one kind differ (about 190 and 430 have been seen).
     static let sgemmPeak: Double = {

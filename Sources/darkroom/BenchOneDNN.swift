@@ -66,13 +66,7 @@ extension Bench.Kernels {
 
     private func best(_ body: () -> Void) -> Double? {
         body()  // warm-up: primitive creation and weight packing
-        var best = Double.infinity
-        for _ in 0..<max(1, repeats) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        return best
+        return Bench.bestSeconds(repeats: repeats, body)
     }
 
     private func rate(_ label: String, _ flops: Double, _ body: () -> Void) -> String {

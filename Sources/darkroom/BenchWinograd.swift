@@ -38,11 +38,7 @@ extension Bench {
         func run() throws {
             BLAS.threadCount = threads
             Parallel.workers = threads
-            Bench.header()
-            let peakSize = 2048
-            let a = Tensor(shape: [peakSize, peakSize], repeating: 0.01), b = Tensor(shape: [peakSize, peakSize], repeating: 0.02)
-            let peak = 2.0 * Double(peakSize * peakSize * peakSize) / best { _ = a.matmul(b) } / 1e9
-            print(String(format: "sgemm peak (2048^3): %.1f GFLOP/s", peak))
+            Bench.header()   // prints the sgemm peak
             print("error: max |y - y64| / RMS(y64) and RMS(y - y64) / RMS(y64), y64 a float64 direct convolution")
 
             var cases: [(String, Int, Int, Int)] = []
@@ -100,15 +96,7 @@ extension Bench {
             return x.conv2d(weight: w, bias: bias, padding: .uniform(1))
         }
 
-        func best(_ body: () -> Void) -> Double {
-            var best = Double.infinity
-            for _ in 0..<max(1, repeats) {
-                let start = DispatchTime.now().uptimeNanoseconds
-                body()
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
-            return best
-        }
+        func best(_ body: () -> Void) -> Double { Bench.bestSeconds(repeats: repeats, body) }
 
         static func input(_ kind: InputKind, batch: Int, channels: Int, size: Int, random: inout TorchRandomSource) -> Tensor {
             let plane = size * size
