@@ -20,6 +20,8 @@ Writes Tests/Fixtures/vae/ (relative to the repo root):
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import sys
@@ -52,6 +54,11 @@ def main() -> None:
     mm.randomize_(vae, "vae-override")
     mm.round_(vae, "fp16", coarse=True)
     vae.half().save_pretrained(OUT / "tiny-vae", safe_serialization=True)   # fp16-exact values: nothing lost
+    # diffusers records the folder it loaded from (a path of the machine that ran this): not for the repository.
+    config_path = OUT / "tiny-vae" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("_name_or_path", None)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     vae.float()
     ldm = {k[len("first_stage_model."):]: v.half().contiguous() for k, v in mm.vae_to_ldm(vae).items()}
     save_file(ldm, OUT / "tiny-vae-ldm.safetensors")
