@@ -69,9 +69,14 @@ public enum A1111Parameters {
         var fields = [("Module", use.module), ("Model", use.model + (hash.map { " [\($0)]" } ?? "")),
                       ("Weight", format(Float(use.weight))), ("Resize Mode", "Crop and Resize"),
                       ("Guidance Start", format(Float(use.start))), ("Guidance End", format(Float(use.end)))]
-        if let low = use.lowThreshold ?? (use.module == "canny" ? 100 : nil) { fields.append(("Threshold A", format(Float(low)))) }
-        if let high = use.highThreshold ?? (use.module == "canny" ? 200 : nil) { fields.append(("Threshold B", format(Float(high)))) }
-        if let rate = use.downSamplingRate ?? (use.module == "tile_resample" ? 1 : nil) { fields.append(("Threshold A", format(Float(rate)))) }
+        // The extension's two slider values, by module: canny's thresholds, tile_resample's down sampling rate.
+        switch use.module {
+        case "canny":
+            fields.append(("Threshold A", format(Float(use.lowThreshold ?? 100))))
+            fields.append(("Threshold B", format(Float(use.highThreshold ?? 200))))
+        case "tile_resample": fields.append(("Threshold A", format(Float(use.downSamplingRate ?? 1))))
+        default: break
+        }
         fields.append(("Control Mode", use.guessMode ? "ControlNet is more important" : "Balanced"))
         return ("ControlNet \(index)", fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
     }

@@ -402,9 +402,8 @@ public final class JobExecutor {
                 }
                 own = try decode(file.url, name: file.name)
             }
-            var request = ControlNetRequest(model: model, preprocessor: preprocessor, image: own, weight: Float(use.weight),
+            let request = ControlNetRequest(model: model, preprocessor: preprocessor, image: own, weight: Float(use.weight),
                                             start: use.start, end: use.end, guessMode: use.guessMode)
-            request.preprocessor = preprocessor
             requests.append((request, use, url.pathExtension == "safetensors" ? ModelHash.short(for: url, cacheFolder: hashCache).map { String($0.prefix(8)) } : nil, isPreset))
         }
         if isPreset, !recipe.setsStrength { configuration.generation.strength = PipelineConfiguration.tileRestorationStrength }
