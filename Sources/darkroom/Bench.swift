@@ -11,7 +11,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Winograd.self, Model.self, Job.self, ControlNet.self, Upscaler.self, Inbox.self, Isolation.self],
+        subcommands: [Kernels.self, Winograd.self, PrecisionError.self, Model.self, Job.self, ControlNet.self, Upscaler.self, Inbox.self, Isolation.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
@@ -245,7 +245,11 @@ extension Bench {
         @Flag(help: "F(4x4, 3x3) with the points 0, ±1, ±2 and the kernel transform in fp32 (before issue 13, part 2).")
         var winogradIntegerPoints = false
 
+        @Flag(help: "bf16: every Winograd convolution with fp32 products (before bf16 F(2x2, 3x3)).")
+        var fp32Winograd = false
+
         func run() throws {
+            if fp32Winograd { Tensor.bf16WinogradTransforms = [] }
             Tensor.convolutionAlgorithm = convolution
             Tensor.winogradLargePlane = winogradLargeSide * winogradLargeSide
             if winogradIntegerPoints { Tensor.winograd = .f43IntegerFloatKernel }
