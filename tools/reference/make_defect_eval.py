@@ -33,6 +33,13 @@ threshold 0.12) and the new one (tools/reference/defect_detector.py = ImageOps.d
 
 Files per photo: `<photo>.png` (clean, resized), `<photo>_damaged.png`, `<photo>_mask.png`. cases.json lists them
 with the damage drawn. Run from the repo root: ~/venv/bin/python tools/reference/make_defect_eval.py
+
+Held-out set (--held-out, to check the detector is not tuned to the eight photos): HELD_OUT, eight other
+scikit-image photographs (stereo_motorcycle's left view, hubble_deep_field, retina, immunohistochemistry, text,
+brick, grass, gravel; chosen before any was measured), the same generator with other seeds (2500 + i at 320 px,
+3500 + i at 512 px), never enlarged. `--held-out --side 320` writes Tests/Fixtures/defects-held-out-320 (committed,
+checked by DefectDetectorTests), `--held-out --side 512` Tests/Fixtures/defects-held-out-512 (not committed; its
+scores are in Tests/Fixtures/defects/README.md). `--out` writes elsewhere.
 """
 import io
 import json
