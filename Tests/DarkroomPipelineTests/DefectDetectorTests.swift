@@ -144,8 +144,28 @@ final class DefectDetectorTests: XCTestCase {
         XCTAssertEqual(mask.pixels[10 * w + 100], 0)
     }
 
+    /// A shaded rod (the profile across a tripod leg of camera.png, row 250: a dark stripe beside a bright one) is
+    /// structure, not damage; a dark one-pixel scratch beside it is damage. The line stage finds both stripes of
+    /// the rod (200 bright and 176 dark line pixels in the reference), but they pair with each other.
+    /// Expected: tools/reference/defect_detector.py `detect(L, 18)` on this image marks 0 pixels in columns
+    /// 55..<70, all of column 110 in rows 10..<110, and 306 pixels in all.
+    func testShadedRodIsNotAScratch() throws {
+        let w = 160, h = 120, rod: [UInt8] = [56, 84, 133, 208, 223, 132, 108]
+        var pixels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { pixels[y * w + x] = UInt8(140 + x / 8) } }
+        for y in 10..<110 {
+            for (i, v) in rod.enumerated() { pixels[y * w + 60 + i] = v }
+            pixels[y * w + 110] = 60
+        }
+        let mask = try ImageOps.detectDefects(try PlanarImage8(width: w, height: h, channels: 1, pixels: pixels))
+        let rodMarks = (0..<h).reduce(0) { sum, y in sum + (55..<70).filter { mask.pixels[y * w + $0] > 0 }.count }
+        XCTAssertEqual(rodMarks, 0, "the shaded rod")
+        XCTAssertEqual((10..<110).filter { mask.pixels[$0 * w + 110] > 0 }.count, 100, "the scratch")
+        XCTAssertEqual(mask.pixels.filter { $0 > 0 }.count, 306)
+    }
+
     func testTinyAndFlatImagesAndBadThresholds() throws {
-        for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2), (3, 70), (70, 3)] {
+        for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2), (3, 70), (70, 3), (1, 400), (400, 2)] {
             let flat = try PlanarImage8(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 128, count: w * h))
             let mask = try ImageOps.detectDefects(flat)
             XCTAssertEqual(mask.width, w)
