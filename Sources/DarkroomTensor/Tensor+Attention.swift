@@ -160,7 +160,7 @@ extension AttentionHead {
     /// S = α·Q·Kᵀ for `rows` queries from `start` on oneDNN in bf16; false (nothing done) in fp32 or after a
     /// oneDNN error (reported), and the caller runs the fp32 product.
     func scoresBF16(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
-        guard let half else { return false }
+        guard let half else { return scoresFloat32OnOneDNN(start: start, rows: rows, scores: scores, parallel: parallel) }
         do throws(OneDNNError) {
             try OneDNN.gemm(m: rows, n: keys, k: d, type: .bf16,
                             a: .matrix(UnsafeRawPointer(half.q + start * width), strides: (width, 1)),
@@ -175,7 +175,7 @@ extension AttentionHead {
 
     /// O = e^S·V on oneDNN in bf16 (e^S rounded to bf16 as autocast's attention does); false as `scoresBF16`.
     func valuesBF16(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
-        guard let half else { return false }
+        guard let half else { return valuesFloat32OnOneDNN(start: start, rows: rows, scores: scores, parallel: parallel) }
         do throws(OneDNNError) {
             try Tensor.withBFloat16Scratch(count: rows * keys) { (p) throws(OneDNNError) in
                 if parallel {
@@ -193,4 +193,42 @@ extension AttentionHead {
             return false
         }
     }
+}
+
+extension AttentionHead {
+    /// Float32 attention products on oneDNN's f32 matmul instead of OpenBLAS (`Tensor.attentionOnOneDNN`): with a
+    /// 40-wide head both products are thin, where OpenBLAS packs more than it multiplies (`darkroom bench kernels`,
+    /// 4096×40×4096 Q·Kᵀ: 181 against 349 GFLOP/s; 4096×4096×40 P·V: 175 against 267). Float32 in, Float32
+    /// accumulation: the same arithmetic in another order.
+    func scoresFloat32OnOneDNN(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
+        guard Tensor.attentionOnOneDNN else { return false }
+        do throws(OneDNNError) {
+            try OneDNN.gemm(m: rows, n: keys, k: d, type: .f32, a: .matrix(UnsafeRawPointer(q + start * width), strides: (width, 1)),
+                            b: .matrix(UnsafeRawPointer(k), strides: (1, width)), c: scores, ldc: keys, alpha: alpha,
+                            parallel: parallel)
+            return true
+        } catch {
+            Precision.reportFallback(error)
+            return false
+        }
+    }
+
+    func valuesFloat32OnOneDNN(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
+        guard Tensor.attentionOnOneDNN else { return false }
+        do throws(OneDNNError) {
+            try OneDNN.gemm(m: rows, n: dv, k: keys, type: .f32, a: .matrix(UnsafeRawPointer(scores), strides: (keys, 1)),
+                            b: .matrix(UnsafeRawPointer(v), strides: (valueWidth, 1)), c: o + start * valueWidth,
+                            ldc: valueWidth, parallel: parallel)
+            return true
+        } catch {
+            Precision.reportFallback(error)
+            return false
+        }
+    }
+}
+
+extension Tensor {
+    /// Whether fp32 attention runs its two products on oneDNN's f32 matmul (see `AttentionHead.scoresFloat32OnOneDNN`;
+    /// `AttentionOneDNNTests`: relative RMS error against float64 4.2e-7, OpenBLAS's 3.7e-7).
+    nonisolated(unsafe) public static var attentionOnOneDNN = true
 }

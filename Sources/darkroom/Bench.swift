@@ -80,9 +80,13 @@ struct Bench: ParsableCommand {
             ] {
                 let q = Tensor(shape: [2, tokens, heads * d], repeating: 0.01)
                 let kv = Tensor(shape: [2, keys, heads * d], repeating: 0.02)
-                report(name, flops: 2.0 * 2 * Double(2 * heads * tokens * keys * d)) {
-                    _ = Tensor.attention(query: q, key: kv, value: kv, heads: heads)
+                for onOneDNN in [false, true] {
+                    Tensor.attentionOnOneDNN = onOneDNN
+                    report(name + (onOneDNN ? ", oneDNN f32" : ", OpenBLAS"), flops: 2.0 * 2 * Double(2 * heads * tokens * keys * d)) {
+                        _ = Tensor.attention(query: q, key: kv, value: kv, heads: heads)
+                    }
                 }
+                Tensor.attentionOnOneDNN = true
             }
             // 16-bit weights are expanded per use (Weight.withFloat32): the largest SD 1.5 kernel, 1280×1280×3×3.
             let halfBits = [UInt16](repeating: 0x3c00, count: 1280 * 1280 * 9)
@@ -257,8 +261,12 @@ extension Bench {
         @Flag(help: "bf16: every Winograd convolution with fp32 products (before bf16 F(2x2, 3x3)).")
         var fp32Winograd = false
 
+        @Flag(help: "fp32: attention's two products on OpenBLAS instead of oneDNN's f32 matmul (before).")
+        var attentionOnOpenBLAS = false
+
         func run() throws {
             if fp32Winograd { Tensor.bf16WinogradTransforms = [] }
+            Tensor.attentionOnOneDNN = !attentionOnOpenBLAS
             Tensor.convolutionAlgorithm = convolution
             Tensor.winogradLargePlane = winogradLargeSide * winogradLargeSide
             if winogradIntegerPoints { Tensor.winograd = .f43IntegerFloatKernel }
