@@ -22,43 +22,29 @@ public struct StableDiffusionModels: Sendable {
     /// Head counts and activations are not visible in tensor shapes. They come from, in order: the
     /// diffusers configs of `url` itself, of `config` (a diffusers folder describing a single file, as
     /// diffusers' `from_single_file(config=…)`), the A1111 `.yaml` beside a single file, and the family's
-    /// rule (SD 1.x: 8 heads, QuickGELU; SD 2.x: 64 channels per head, GELU).
+    /// values (`ModelFamily`: SD 1.x: 8 heads, QuickGELU; SD 2.x: 64 channels per head, GELU).
     public static func load(_ url: URL, config: URL? = nil) throws -> StableDiffusionModels {
         let checkpoint = try Checkpoint.open(url)
+        let family = checkpoint.family
+        guard family.textEncoders.count == 1, family.addedConditioning == nil, let encoder = family.textEncoders.first else {
+            throw WeightsError.unknownModelFamily(path: url.path, detail: "it is a \(family.name) checkpoint, which Darkroom recognises but cannot run yet")
+        }
         let configFolder = checkpoint.layout == .diffusers ? url : config
         func json(_ path: String) throws -> [String: Any]? {
             guard let folder = configFolder else { return nil }
             return try Checkpoint.jsonObject(folder.appendingPathComponent(path))
         }
         let yaml = try checkpoint.sidecarYAML.map { try LDMYAML(contentsOf: $0) }
-        let unetJSON = try json("unet/config.json"), textJSON = try json("text_encoder/config.json")
+        let unetJSON = try json("unet/config.json")
         let vaeJSON = try json("vae/config.json"), schedulerJSON = try json("scheduler/scheduler_config.json")
 
         // Text encoder.
-        let family = checkpoint.family
-        let activationName = (textJSON?["hidden_act"] as? String) ?? (family == .sd1 ? "quick_gelu" : "gelu")
-        guard let activation = CLIPTextConfig.Activation(rawValue: activationName) else {
-            throw WeightsError.invalidConfig(path: (configFolder ?? url).appendingPathComponent("text_encoder/config.json").path,
-                                             detail: "hidden_act '\(activationName)' is not quick_gelu or gelu")
-        }
-        let padToken = try tokenizerPadToken(configFolder) ?? (family == .sd1 ? 49407 : 0)
-        let textScope = WeightScope(checkpoint, prefix: "text_encoder.text_model")
-        let textConfigPath = (configFolder ?? url).appendingPathComponent("text_encoder/config.json").path
-        let textConfig = try CLIPTextConfig.detect(from: textScope, activation: activation, padToken: padToken,
-                                                   heads: textJSON?["num_attention_heads"] as? Int)
-        if textConfig.heads <= 0 || textConfig.width % textConfig.heads != 0 {
-            throw WeightsError.invalidConfig(path: textConfigPath,
-                                             detail: "num_attention_heads is \(textConfig.heads) for a \(textConfig.width)-wide text encoder; it must be positive and divide the width")
-        }
-        if textConfig.maxPositions < CLIPTextConfig.tokensPerChunk || textConfig.vocabularySize < 1 {
-            throw WeightsError.unexpectedShape(key: textScope.key("embeddings.position_embedding.weight"),
-                                               expected: "at least \(CLIPTextConfig.tokensPerChunk) positions and a non-empty vocabulary",
-                                               found: [textConfig.maxPositions, textConfig.width], source: checkpoint.sourceName)
-        }
+        let textConfig = try textEncoderConfig(encoder, of: checkpoint, configFolder: configFolder)
+        let textScope = WeightScope(checkpoint, prefix: "\(encoder.component).text_model")
 
         // UNet.
         let heads = AttentionHeads(diffusersConfig: unetJSON) ?? AttentionHeads(yaml: yaml)
-            ?? (family == .sd1 ? .fixedCount(8) : .fixedHeadDim(64))
+            ?? AttentionHeads(family.heads)
         var unetConfig = try UNetConfig.detect(from: WeightScope(checkpoint, prefix: "unet"), heads: heads)
         let headsSource: String
         if AttentionHeads(diffusersConfig: unetJSON) != nil, let folder = configFolder {
@@ -66,7 +52,7 @@ public struct StableDiffusionModels: Sendable {
         } else if AttentionHeads(yaml: yaml) != nil, let yamlURL = checkpoint.sidecarYAML {
             headsSource = yamlURL.path + " (num_heads / num_head_channels)"
         } else {
-            headsSource = "the \(family.rawValue) attention-head rule"
+            headsSource = "the \(family.name) attention-head rule"
         }
         try unetConfig.checkHeads(source: headsSource)
         if let flip = unetJSON?["flip_sin_to_cos"] as? Bool { unetConfig.flipSinToCos = flip }
@@ -112,7 +98,7 @@ public struct StableDiffusionModels: Sendable {
         let schedulerData = schedulerURL.flatMap { try? Data(contentsOf: $0) }
         var models = StableDiffusionModels(
             checkpoint: checkpoint,
-            textEncoder: try CLIPTextModel(textScope, config: textConfig),
+            textEncoder: try textEncoder(encoder, of: checkpoint, config: textConfig),
             unet: try UNet2DConditionModel(WeightScope(checkpoint, prefix: "unet"), config: unetConfig),
             vae: try AutoencoderKL(WeightScope(checkpoint, prefix: "vae"), config: vaeConfig),
             predictionType: prediction,
@@ -122,9 +108,53 @@ public struct StableDiffusionModels: Sendable {
         return models
     }
 
-    /// The pad id of a diffusers `tokenizer/` (SD 2.x's is "!" = 0; SD 1.x's is the end token).
-    static func tokenizerPadToken(_ folder: URL?) throws -> Int? {
-        guard let folder, let map = try Checkpoint.jsonObject(folder.appendingPathComponent("tokenizer/special_tokens_map.json")) else { return nil }
+    /// The text encoder `encoder` of `checkpoint` (canonical keys `<component>.text_model.*`, and
+    /// `<component>.text_projection.weight` when the family's encoder has one). What shapes cannot show comes
+    /// from `<configFolder>/<component>/config.json` and `<configFolder>/<tokenizer>/`, else from the family's
+    /// description of the encoder (activation, pad id, 64-channel heads).
+    public static func loadTextEncoder(_ encoder: ModelFamily.TextEncoder, of checkpoint: Checkpoint,
+                                       configFolder: URL?) throws -> CLIPTextModel {
+        try textEncoder(encoder, of: checkpoint, config: try textEncoderConfig(encoder, of: checkpoint, configFolder: configFolder))
+    }
+
+    /// The shape of `encoder` in `checkpoint` (see `loadTextEncoder`), checked, before any weight is read.
+    static func textEncoderConfig(_ encoder: ModelFamily.TextEncoder, of checkpoint: Checkpoint,
+                                  configFolder: URL?) throws -> CLIPTextConfig {
+        let configPath = (configFolder ?? checkpoint.url).appendingPathComponent("\(encoder.component)/config.json").path
+        let textJSON = try configFolder.flatMap { try Checkpoint.jsonObject($0.appendingPathComponent("\(encoder.component)/config.json")) }
+        let activationName = (textJSON?["hidden_act"] as? String) ?? encoder.activation
+        guard let activation = CLIPTextConfig.Activation(rawValue: activationName) else {
+            throw WeightsError.invalidConfig(path: configPath, detail: "hidden_act '\(activationName)' is not quick_gelu or gelu")
+        }
+        let padToken = try tokenizerPadToken(configFolder, tokenizer: encoder.tokenizer) ?? encoder.padToken
+        let textScope = WeightScope(checkpoint, prefix: "\(encoder.component).text_model")
+        let textConfig = try CLIPTextConfig.detect(from: textScope, activation: activation, padToken: padToken,
+                                                   heads: textJSON?["num_attention_heads"] as? Int, headWidth: encoder.headWidth)
+        if textConfig.heads <= 0 || textConfig.width % textConfig.heads != 0 {
+            throw WeightsError.invalidConfig(path: configPath,
+                                             detail: "num_attention_heads is \(textConfig.heads) for a \(textConfig.width)-wide text encoder; it must be positive and divide the width")
+        }
+        if textConfig.maxPositions < CLIPTextConfig.tokensPerChunk || textConfig.vocabularySize < 1 {
+            throw WeightsError.unexpectedShape(key: textScope.key("embeddings.position_embedding.weight"),
+                                               expected: "at least \(CLIPTextConfig.tokensPerChunk) positions and a non-empty vocabulary",
+                                               found: [textConfig.maxPositions, textConfig.width], source: checkpoint.sourceName)
+        }
+        let projection = WeightScope(checkpoint, prefix: "\(encoder.component).text_projection")
+        if encoder.hasProjection, !projection.has("weight") {
+            throw WeightsError.missingTensor(key: projection.key("weight"), source: checkpoint.sourceName)
+        }
+        return textConfig
+    }
+
+    static func textEncoder(_ encoder: ModelFamily.TextEncoder, of checkpoint: Checkpoint, config: CLIPTextConfig) throws -> CLIPTextModel {
+        try CLIPTextModel(WeightScope(checkpoint, prefix: "\(encoder.component).text_model"), config: config,
+                          projection: encoder.hasProjection ? WeightScope(checkpoint, prefix: "\(encoder.component).text_projection") : nil)
+    }
+
+    /// The pad id of a diffusers tokenizer folder (SD 2.x's and SDXL's `tokenizer_2` is "!" = 0; OpenAI CLIP's is
+    /// the end token).
+    static func tokenizerPadToken(_ folder: URL?, tokenizer: String = "tokenizer") throws -> Int? {
+        guard let folder, let map = try Checkpoint.jsonObject(folder.appendingPathComponent("\(tokenizer)/special_tokens_map.json")) else { return nil }
         let pad = (map["pad_token"] as? String) ?? ((map["pad_token"] as? [String: Any])?["content"] as? String)
         switch pad {
         case "!": return 0
@@ -135,6 +165,14 @@ public struct StableDiffusionModels: Sendable {
 }
 
 extension AttentionHeads {
+    /// The family's rule, for checkpoints whose files do not state their heads.
+    public init(_ rule: ModelFamily.HeadRule) {
+        switch rule {
+        case .count(let n): self = .fixedCount(n)
+        case .width(let d): self = .fixedHeadDim(d)
+        }
+    }
+
     /// diffusers `unet/config.json`: `num_attention_heads`, else `attention_head_dim` — which SD configs use
     /// for the head *count* (a historical misnomer diffusers keeps), an Int or one per level.
     public init?(diffusersConfig json: [String: Any]?) {

@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Generate a tiny, seeded SDXL model fixture with diffusers references.
+
+Writes Tests/Fixtures/models/sdxl/ (deleted and rebuilt on every run):
+
+    diffusers/            a diffusers StableDiffusionXL folder (save_pretrained, float16):
+                          unet/, vae/, text_encoder/ (CLIPTextModel), text_encoder_2/
+                          (CLIPTextModelWithProjection), scheduler/, model_index.json
+    sdxl.safetensors      the same weights as one original (SGM) single file, float16:
+                          model.diffusion_model.* (with label_emb.0.0/0.2 for the added
+                          conditioning), first_stage_model.*,
+                          conditioner.embedders.0.transformer.text_model.* (CLIP ViT-L style),
+                          conditioner.embedders.1.model.* (OpenCLIP ViT-bigG style, every
+                          resblock, text_projection [width, projection] and logit_scale)
+    expected.safetensors  float32 reference inputs and outputs (see the Tests/Fixtures/models README)
+
+The weights follow make_model_fixtures.py (its helpers are imported): every
+parameter re-drawn from a seeded generator, UNet/VAE weight tensors rounded to
+2 significant bits, everything rounded to fp16 values, token-embedding rows
+that no fixture prompt uses set to zero. The architecture is SDXL's at tiny
+widths: a first UNet level without attention, per-level transformer depth,
+linear projections, `addition_embed_type: "text_time"`, two text encoders
+whose penultimate hidden states are concatenated, the second one's pooled and
+projected output, VAE scaling factor 0.13025.
+
+The single file is made by inverting diffusers' key conversion and checked
+with diffusers' own converters (convert_ldm_unet_checkpoint,
+convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint,
+convert_open_clip_checkpoint with the SDXL prefix): every parameter must be
+equal, or the script fails.
+
+Run from the repo root (after make_model_fixtures.py, whose sd1 tokenizer folder it reads):
+
+    ~/venv/bin/python tools/reference/make_sdxl_fixtures.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_model_fixtures as m  # noqa: E402  (sets HF_HUB_OFFLINE, one thread, quiet logging)
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel  # noqa: E402
+from diffusers.loaders import single_file_utils as sfu  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
+
+VARIANT = "sdxl"
+OUT = m.OUT_DIR / VARIANT
+TOKENIZER = m.OUT_DIR / "sd1" / "diffusers" / "tokenizer"
+PROMPTS = ["a photograph of an astronaut riding a horse", ""]
+NEGATIVE = "blurry, low quality"
+PROMPT_2 = "an oil painting"
+
+TEXT_1 = dict(hidden_size=4, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, hidden_act="quick_gelu")
+TEXT_2 = dict(hidden_size=8, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, hidden_act="gelu",
+              projection_dim=6)
+ADD_TIME_DIM = 8
+UNET = dict(
+    in_channels=4, out_channels=4, sample_size=8, norm_num_groups=32,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(32, 64), layers_per_block=1,
+    transformer_layers_per_block=(1, 2),   # level 0 has no attention; the mid block takes the last entry
+    attention_head_dim=(2, 4),             # head counts per level (diffusers' historical name)
+    use_linear_projection=True,
+    cross_attention_dim=TEXT_1["hidden_size"] + TEXT_2["hidden_size"],
+    addition_embed_type="text_time", addition_time_embed_dim=ADD_TIME_DIM,
+    projection_class_embeddings_input_dim=TEXT_2["projection_dim"] + 6 * ADD_TIME_DIM,
+)
+VAE_SCALING = 0.13025
+
+
+def used_ids(tokenizers, prompts) -> set[int]:
+    ids: set[int] = {0, 49406, 49407}
+    for tok in tokenizers:
+        for p in prompts:
+            ids.update(tok(p).input_ids)
+    return ids
+
+
+def text_config(tc: dict, eos: int) -> CLIPTextConfig:
+    return CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5,
+                          projection_dim=tc.get("projection_dim", tc["hidden_size"]),
+                          bos_token_id=0, eos_token_id=eos, pad_token_id=1,
+                          **{k: v for k, v in tc.items() if k != "projection_dim"})
+
+
+def finish_text(te, name: str, ids: set[int]):
+    te.eval()
+    m.randomize_(te, f"{VARIANT}/{name}")
+    with torch.no_grad():
+        w = getattr(te, "text_model", te).embeddings.token_embedding.weight
+        keep = torch.zeros(w.shape[0], dtype=torch.bool)
+        keep[sorted(ids)] = True
+        w[~keep] = 0.0
+    m.round_(te, "fp16")
+    return te
+
+
+def bigg_to_ldm(te: CLIPTextModelWithProjection, prefix: str) -> dict[str, torch.Tensor]:
+    """The OpenCLIP ViT-bigG tower of an SGM SDXL file: every resblock (SDXL takes hidden_states[-2] and the
+    pooled output after the last block), `text_projection` stored [width, projection] (OpenCLIP's x @ P;
+    diffusers transposes it into `text_projection.weight`), and `logit_scale`."""
+    sd = te.state_dict()
+    p = prefix
+    out = {
+        p + "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
+        p + "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
+        p + "ln_final.weight": sd["text_model.final_layer_norm.weight"],
+        p + "ln_final.bias": sd["text_model.final_layer_norm.bias"],
+        p + "text_projection": sd["text_projection.weight"].T.contiguous(),
+        p + "logit_scale": torch.tensor(math.log(1 / 0.07)).half().float(),
+    }
+    for i in range(te.config.num_hidden_layers):
+        def get(k: str) -> torch.Tensor:
+            return sd[f"text_model.encoder.layers.{i}.{k}"]
+        b = f"{p}transformer.resblocks.{i}."
+        out[b + "ln_1.weight"] = get("layer_norm1.weight")
+        out[b + "ln_1.bias"] = get("layer_norm1.bias")
+        out[b + "attn.in_proj_weight"] = torch.cat([get(f"self_attn.{x}_proj.weight") for x in "qkv"], 0)
+        out[b + "attn.in_proj_bias"] = torch.cat([get(f"self_attn.{x}_proj.bias") for x in "qkv"], 0)
+        out[b + "attn.out_proj.weight"] = get("self_attn.out_proj.weight")
+        out[b + "attn.out_proj.bias"] = get("self_attn.out_proj.bias")
+        out[b + "ln_2.weight"] = get("layer_norm2.weight")
+        out[b + "ln_2.bias"] = get("layer_norm2.bias")
+        out[b + "mlp.c_fc.weight"] = get("mlp.fc1.weight")
+        out[b + "mlp.c_fc.bias"] = get("mlp.fc1.bias")
+        out[b + "mlp.c_proj.weight"] = get("mlp.fc2.weight")
+        out[b + "mlp.c_proj.bias"] = get("mlp.fc2.bias")
+    return out
+
+
+def with_text_model(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers >= 5.6 drops CLIPTextModel's "text_model." prefix; the real SDXL repos and files have it."""
+    return {k if k.startswith("text_model.") or k.startswith("text_projection") else "text_model." + k: v
+            for k, v in sd.items()}
+
+
+def verify_single_file(path: Path, te1, te2, unet, vae) -> None:
+    ckpt = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    # (infer_diffusers_model_type cannot be asked: its "xl_base" marker is resblocks.9 of the bigG tower, which
+    # this 3-block tower does not have.)
+    m.assert_same_dict("unet (convert_ldm_unet_checkpoint)", unet.state_dict(),
+                       sfu.convert_ldm_unet_checkpoint(ckpt, dict(unet.config)))
+    m.assert_same_dict("vae (convert_ldm_vae_checkpoint)", vae.state_dict(),
+                       sfu.convert_ldm_vae_checkpoint(ckpt, dict(vae.config)))
+    conv1 = sfu.convert_ldm_clip_checkpoint(ckpt, remove_prefix="conditioner.embedders.0.transformer.")
+    m.assert_same_dict("text_encoder (convert_ldm_clip_checkpoint)", with_text_model(te1.state_dict()), conv1)
+    conv2 = sfu.convert_open_clip_checkpoint(te2, ckpt, prefix="conditioner.embedders.1.model.")
+    m.assert_same_dict("text_encoder_2 (convert_open_clip_checkpoint)", te2.state_dict(), conv2)
+
+
+@torch.no_grad()
+def main() -> None:
+    tok1 = CLIPTokenizer.from_pretrained(str(TOKENIZER))
+    tok2 = CLIPTokenizer.from_pretrained(str(TOKENIZER), pad_token="!")   # SDXL's tokenizer_2 pads with "!" (id 0)
+    ids = used_ids([tok1, tok2], PROMPTS + [NEGATIVE, PROMPT_2])
+
+    # Real SDXL text-encoder configs carry the legacy eos_token_id 2: the pooled token is argmax(ids), the first
+    # end token.
+    te1 = finish_text(CLIPTextModel(text_config(TEXT_1, eos=2)), "text_encoder", ids)
+    te2 = finish_text(CLIPTextModelWithProjection(text_config(TEXT_2, eos=2)), "text_encoder_2", ids)
+    unet = UNet2DConditionModel(**UNET).eval()
+    m.randomize_(unet, f"{VARIANT}/unet")
+    m.round_(unet, "fp16", coarse=True)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32, sample_size=64,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        block_out_channels=(32, 32), layers_per_block=1, scaling_factor=VAE_SCALING,
+                        force_upcast=False).eval()
+    m.randomize_(vae, f"{VARIANT}/vae")
+    m.round_(vae, "fp16", coarse=True)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
+                                       prediction_type="epsilon")
+
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    folder = OUT / "diffusers"
+    pipe = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok1,
+                                            tokenizer_2=tok2, unet=unet, scheduler=scheduler,
+                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+    half = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=None,
+                                            tokenizer_2=None, unet=unet, scheduler=scheduler,
+                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+    half.to(torch.float16)
+    half.save_pretrained(str(folder), safe_serialization=True)
+    half.to(torch.float32)
+    for f in (folder / "text_encoder").glob("*.safetensors"):
+        m.write_safetensors(f, with_text_model(load_file(str(f))), {"format": "pt"})
+    for f in folder.rglob("config.json"):   # no generating machine's path in the committed configs
+        cfg = json.loads(f.read_text())
+        cfg.pop("_name_or_path", None)
+        f.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+    single = {}
+    single.update(m.unet_to_ldm(unet))
+    single.update(m.vae_to_ldm(vae))
+    single.update({f"conditioner.embedders.0.transformer.{k}": v for k, v in with_text_model(te1.state_dict()).items()})
+    single.update(bigg_to_ldm(te2, "conditioner.embedders.1.model."))
+    path = OUT / f"{VARIANT}.safetensors"
+    m.write_safetensors(path, m.to_dtype(single, torch.float16))
+    verify_single_file(path, te1, te2, unet, vae)
+
+    refs: dict[str, torch.Tensor] = {}
+
+    def put(name: str, t: torch.Tensor) -> None:
+        assert name not in refs, name
+        refs[name] = t.detach().float().contiguous()
+
+    # Text encoders, each on its own tokenizer's ids.
+    ids1, ids2 = m.tokenize(tok1, PROMPTS), m.tokenize(tok2, PROMPTS)
+    put("tokens.ids", ids1.float())
+    put("tokens.ids_2", ids2.float())
+    out1 = te1(ids1, output_hidden_states=True)
+    out2 = te2(ids2, output_hidden_states=True)
+    put("text.penultimate", out1.hidden_states[-2])
+    put("text.last", out1.last_hidden_state)
+    put("text_2.penultimate", out2.hidden_states[-2])
+    put("text_2.pooled", out2.text_embeds)
+
+    # encode_prompt as StableDiffusionXLImg2ImgPipeline does it (guidance on).
+    cases = {
+        "none": dict(negative_prompt=None),                 # force_zeros_for_empty_prompt: zeros
+        "empty": dict(negative_prompt=""),                  # "" is encoded, not zeroed
+        "negative": dict(negative_prompt=NEGATIVE),
+        "prompt_2": dict(prompt_2=PROMPT_2, negative_prompt=NEGATIVE, negative_prompt_2=""),
+    }
+    for name, kw in cases.items():
+        pe, npe, ppe, nppe = pipe.encode_prompt(PROMPTS[0], device="cpu", num_images_per_prompt=1,
+                                                do_classifier_free_guidance=True, **kw)
+        put(f"encode.{name}.prompt_embeds", pe)
+        put(f"encode.{name}.negative_prompt_embeds", npe)
+        put(f"encode.{name}.pooled_prompt_embeds", ppe)
+        put(f"encode.{name}.negative_pooled_prompt_embeds", nppe)
+
+    # UNet with the added conditioning (text_embeds, time_ids).
+    g = m.gen(f"{VARIANT}/unet_inputs")
+    context = m.randn(g, 2, 77, UNET["cross_attention_dim"])
+    text_embeds = m.randn(g, 2, TEXT_2["projection_dim"])
+    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [96.0, 48.0, 8.0, 16.0, 64.0, 32.0]])
+    sample = m.randn(g, 2, 4, 8, 8)
+    sample_ns = m.randn(g, 2, 4, 8, 4)
+    t0, t1 = torch.tensor([981.0]), torch.tensor([1.0, 500.0])
+    put("unet.context", context)
+    put("unet.text_embeds", text_embeds)
+    put("unet.time_ids", time_ids)
+    put("unet.sample", sample)
+    put("unet.sample_ns", sample_ns)
+    put("unet.t0", t0)
+    put("unet.t1", t1)
+
+    def run(x, t):
+        return unet(x, t, encoder_hidden_states=context,
+                    added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+    put("unet.out0", run(sample, t0))
+    put("unet.out1", run(sample, t1))
+    put("unet.out_ns", run(sample_ns, t1))
+    # The added conditioning must visibly matter.
+    other = unet(sample, t0, encoder_hidden_states=context,
+                 added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids.flip(0)}).sample
+    effect = (other - refs["unet.out0"]).abs().mean().item()
+    assert effect > 0.01, f"time_ids barely change the UNet output ({effect})"
+    print(f"  sdxl: mean |out(time_ids) - out(time_ids swapped)| = {effect:.3f}", flush=True)
+
+    meta = {"generator": "tools/reference/make_sdxl_fixtures.py", "prompts": json.dumps(PROMPTS),
+            "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2}
+    m.write_safetensors(OUT / "expected.safetensors", refs, metadata=meta)
+    for p in sorted(OUT.rglob("*")):
+        if p.is_file():
+            print(f"  {m.rel(p)}  {p.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
