@@ -2,10 +2,17 @@ import DarkroomTensor
 import DarkroomWeights
 import Foundation
 
-/// The three networks of a Stable Diffusion 1.x/2.x checkpoint, loaded and ready to run.
+/// The networks of a Stable Diffusion checkpoint (SD 1.x/2.x: one text encoder; SDXL: two, the refiner one),
+/// loaded and ready to run.
 public struct StableDiffusionModels: Sendable {
     public let checkpoint: Checkpoint
+    /// The family's first text encoder (`checkpoint.family.textEncoders[0]`: CLIP ViT-L for SD 1.x and SDXL,
+    /// OpenCLIP ViT-H for SD 2.x, ViT-bigG for the SDXL refiner).
     public internal(set) var textEncoder: CLIPTextModel
+    /// The family's second text encoder (SDXL's OpenCLIP ViT-bigG, with its projection); nil for the others.
+    public internal(set) var textEncoder2: CLIPTextModel?
+    /// diffusers' `force_zeros_for_empty_prompt` (`model_index.json`, else the family's value).
+    public var forceZerosForEmptyPrompt = false
     public internal(set) var unet: UNet2DConditionModel
     public internal(set) var vae: AutoencoderKL
     /// What the UNet predicts, in diffusers' words ("epsilon", "v_prediction"): from the scheduler config
@@ -26,9 +33,6 @@ public struct StableDiffusionModels: Sendable {
     public static func load(_ url: URL, config: URL? = nil) throws -> StableDiffusionModels {
         let checkpoint = try Checkpoint.open(url)
         let family = checkpoint.family
-        guard family.textEncoders.count == 1, family.addedConditioning == nil, let encoder = family.textEncoders.first else {
-            throw WeightsError.unknownModelFamily(path: url.path, detail: "it is a \(family.name) checkpoint, which Darkroom recognises but cannot run yet")
-        }
         let configFolder = checkpoint.layout == .diffusers ? url : config
         func json(_ path: String) throws -> [String: Any]? {
             guard let folder = configFolder else { return nil }
@@ -38,9 +42,10 @@ public struct StableDiffusionModels: Sendable {
         let unetJSON = try json("unet/config.json")
         let vaeJSON = try json("vae/config.json"), schedulerJSON = try json("scheduler/scheduler_config.json")
 
-        // Text encoder.
-        let textConfig = try textEncoderConfig(encoder, of: checkpoint, configFolder: configFolder)
-        let textScope = WeightScope(checkpoint, prefix: "\(encoder.component).text_model")
+        // Text encoders (SDXL: both towers' hidden states are concatenated into the UNet's context).
+        let textConfigs = try family.textEncoders.map { try textEncoderConfig($0, of: checkpoint, configFolder: configFolder) }
+        let contextWidth = textConfigs.reduce(0) { $0 + $1.width }
+        let widthKeys = family.textEncoders.map { "\($0.component).text_model.embeddings.token_embedding.weight" }.joined(separator: " + ")
 
         // UNet.
         let heads = AttentionHeads(diffusersConfig: unetJSON) ?? AttentionHeads(yaml: yaml)
@@ -57,9 +62,24 @@ public struct StableDiffusionModels: Sendable {
         try unetConfig.checkHeads(source: headsSource)
         if let flip = unetJSON?["flip_sin_to_cos"] as? Bool { unetConfig.flipSinToCos = flip }
         if let shift = unetJSON?["freq_shift"] as? Double { unetConfig.frequencyShift = Float(shift) }
+        // SDXL's added conditioning: its time-id width from the config, else from the shapes and the family.
+        let pooledWidth = family.textEncoders.first(where: \.hasProjection)
+            .flatMap { checkpoint.shape("\($0.component).text_projection.weight")?.first }
+        try unetConfig.detectAddedConditioning(
+            from: WeightScope(checkpoint, prefix: "unet"), configured: unetJSON?["addition_time_embed_dim"] as? Int,
+            pooledWidth: pooledWidth, timeIDCount: family.addedConditioning?.timeIDCount,
+            source: configFolder.map { $0.appendingPathComponent("unet/config.json").path } ?? url.path)
+        if (unetConfig.addedConditioning == nil) != (family.addedConditioning == nil) {
+            throw WeightsError.incompatibleComponents(
+                source: checkpoint.sourceName,
+                detail: family.addedConditioning == nil
+                    ? "the UNet has SDXL's added conditioning (unet.add_embedding.*) but the text encoders are \(family.name)'s"
+                    : "a \(family.name) checkpoint's UNet needs its added conditioning, but unet.add_embedding.linear_1.weight is missing")
+        }
 
         // VAE.
         var vaeConfig = try VAEConfig.detect(from: WeightScope(checkpoint, prefix: "vae"))
+        vaeConfig.scalingFactor = family.vaeScalingFactor
         if let factor = vaeJSON?["scaling_factor"] as? Double { vaeConfig.scalingFactor = Float(factor) }
         if let size = vaeJSON?["sample_size"] as? Int, size >= 64, size <= 4096 { vaeConfig.sampleSize = size }
         else if let factor = yaml?.double("scale_factor") { vaeConfig.scalingFactor = Float(factor) }
@@ -71,10 +91,10 @@ public struct StableDiffusionModels: Sendable {
 
         // The three networks must fit together before any weights are loaded.
         let latent = vaeConfig.latentChannels
-        if unetConfig.contextDim != textConfig.width {
+        if unetConfig.contextDim != contextWidth {
             throw WeightsError.incompatibleComponents(
                 source: checkpoint.sourceName,
-                detail: "the text encoder is \(textConfig.width) wide (\(textScope.key("embeddings.token_embedding.weight"))) but the UNet's cross-attention expects \(unetConfig.contextDim) (attn2.to_k.weight)")
+                detail: "the text encoder\(textConfigs.count > 1 ? "s are" : " is") \(contextWidth) wide (\(widthKeys)) but the UNet's cross-attention expects \(unetConfig.contextDim) (attn2.to_k.weight)")
         }
         if unetConfig.outChannels != latent || (unetConfig.inChannels != latent && unetConfig.inChannels != 2 * latent + 1) {
             throw WeightsError.incompatibleComponents(
@@ -98,14 +118,25 @@ public struct StableDiffusionModels: Sendable {
         let schedulerData = schedulerURL.flatMap { try? Data(contentsOf: $0) }
         var models = StableDiffusionModels(
             checkpoint: checkpoint,
-            textEncoder: try textEncoder(encoder, of: checkpoint, config: textConfig),
+            textEncoder: try textEncoder(family.textEncoders[0], of: checkpoint, config: textConfigs[0]),
+            textEncoder2: family.textEncoders.count > 1 ? try textEncoder(family.textEncoders[1], of: checkpoint, config: textConfigs[1]) : nil,
             unet: try UNet2DConditionModel(WeightScope(checkpoint, prefix: "unet"), config: unetConfig),
             vae: try AutoencoderKL(WeightScope(checkpoint, prefix: "vae"), config: vaeConfig),
             predictionType: prediction,
             schedulerConfig: schedulerData)
         models.schedulerConfigPath = schedulerData == nil ? nil : schedulerURL?.path
+        models.forceZerosForEmptyPrompt = (try json("model_index.json"))?["force_zeros_for_empty_prompt"] as? Bool
+            ?? family.forceZerosForEmptyPrompt
         checkpoint.saveScanRecords()
         return models
+    }
+
+    /// SDXL's text conditioning over the loaded towers (`SDXLPromptEncoder`); nil when the family has no
+    /// pooled text embedding (SD 1.x/2.x).
+    public var sdxlPromptEncoder: SDXLPromptEncoder? {
+        let models = [textEncoder] + (textEncoder2.map { [$0] } ?? [])
+        let encoders = zip(checkpoint.family.textEncoders, models).map { SDXLPromptEncoder.Encoder(description: $0, model: $1) }
+        return try? SDXLPromptEncoder(encoders: encoders, forceZerosForEmptyPrompt: forceZerosForEmptyPrompt, source: checkpoint.sourceName)
     }
 
     /// The text encoder `encoder` of `checkpoint` (canonical keys `<component>.text_model.*`, and

@@ -87,4 +87,51 @@ final class SDXLParityTests: XCTestCase {
             }
         }
     }
+
+    /// The UNet with added conditioning (text_embeds, time_ids), a first level without attention and per-level
+    /// transformer depth, against diffusers' UNet2DConditionModel: one timestep for the batch, one per sample, H ≠ W.
+    func testUNetWithAddedConditioning() throws {
+        let e = try ModelFixtures.expected("sdxl")
+        let added = UNetAddedConditioning(textEmbeds: try e.tensor("unet.text_embeds"), timeIDs: try e.tensor("unet.time_ids"))
+        let context = try e.tensor("unet.context")
+        for layout in ModelFixtures.Layout.allCases {
+            let models = try ModelFixtures.load("sdxl", layout)
+            XCTAssertEqual(models.checkpoint.family, .sdxl)
+            let config = models.unet.config
+            XCTAssertEqual(config.levels.map(\.channels), [32, 64])
+            XCTAssertEqual(config.levels.map(\.hasAttention), [false, true])
+            XCTAssertEqual(config.levels.map(\.transformerDepth), [0, 2])
+            XCTAssertEqual(config.levels.map(\.heads)[1], 4)
+            XCTAssertEqual(config.middleTransformerDepth, 2)
+            XCTAssertTrue(config.linearProjection)
+            XCTAssertEqual(config.contextDim, 12)
+            XCTAssertEqual(config.addedConditioning, UNetConfig.AddedConditioning(inputWidth: 54, timeEmbedDim: 8))
+            XCTAssertEqual(models.vae.config.scalingFactor, 0.13025)
+            XCTAssertEqual(models.textEncoder2?.projectionWidth, 6)
+            XCTAssertTrue(models.forceZerosForEmptyPrompt)
+            for (sample, t, out) in [("unet.sample", "unet.t0", "unet.out0"), ("unet.sample", "unet.t1", "unet.out1"),
+                                     ("unet.sample_ns", "unet.t1", "unet.out_ns")] {
+                let result = models.unet(try e.tensor(sample), timesteps: try e.tensor(t).scalars, context: context, added: added)
+                check(result, try e.tensor(out), "\(layout) \(out)")
+            }
+        }
+    }
+
+    /// A single file alone takes what shapes cannot show from the SDXL family: 64-channel heads (here 1 per
+    /// 64-channel level, 1 per text tower), the VAE scaling factor 0.13025, force_zeros_for_empty_prompt, and
+    /// `addition_time_embed_dim` = (add_embedding inputs 54 − pooled 6) / 6 time ids = 8.
+    func testSingleFileAloneTakesTheFamilysValues() throws {
+        let models = try StableDiffusionModels.load(ModelFixtures.singleFile("sdxl"))
+        XCTAssertEqual(models.unet.config.addedConditioning?.timeEmbedDim, 8)
+        XCTAssertEqual(models.unet.config.levels.map(\.heads)[1], 1)
+        XCTAssertEqual(models.unet.config.middleHeads, 1)
+        XCTAssertEqual(models.textEncoder.config.heads, 1)
+        XCTAssertEqual(models.textEncoder2?.config.heads, 1)
+        XCTAssertEqual(models.textEncoder.config.activation, .quickGELU)
+        XCTAssertEqual(models.textEncoder2?.config.activation, .gelu)
+        XCTAssertEqual(models.textEncoder2?.config.padToken, 0)
+        XCTAssertEqual(models.vae.config.scalingFactor, 0.13025)
+        XCTAssertTrue(models.forceZerosForEmptyPrompt)
+        XCTAssertEqual(models.sdxlPromptEncoder?.contextWidth, 12)
+    }
 }
