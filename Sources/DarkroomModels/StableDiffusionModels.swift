@@ -13,6 +13,9 @@ public struct StableDiffusionModels: Sendable {
     public internal(set) var textEncoder2: CLIPTextModel?
     /// diffusers' `force_zeros_for_empty_prompt` (`model_index.json`, else the family's value).
     public var forceZerosForEmptyPrompt = false
+    /// diffusers' `requires_aesthetics_score` (`model_index.json`, else the family's: the SDXL refiner's time ids end
+    /// with an aesthetic score instead of the target size).
+    public var requiresAestheticsScore = false
     public internal(set) var unet: UNet2DConditionModel
     public internal(set) var vae: AutoencoderKL
     /// What the UNet predicts, in diffusers' words ("epsilon", "v_prediction"): from the scheduler config
@@ -127,8 +130,16 @@ public struct StableDiffusionModels: Sendable {
         models.schedulerConfigPath = schedulerData == nil ? nil : schedulerURL?.path
         models.forceZerosForEmptyPrompt = (try json("model_index.json"))?["force_zeros_for_empty_prompt"] as? Bool
             ?? family.forceZerosForEmptyPrompt
+        models.requiresAestheticsScore = (try json("model_index.json"))?["requires_aesthetics_score"] as? Bool
+            ?? (family.addedConditioning?.aestheticScore ?? false)
         checkpoint.saveScanRecords()
         return models
+    }
+
+    /// The side of the images this model works at by default: its family's resolution for its prediction type
+    /// (SD 1.x/2.x: 512, 768 for v-prediction; SDXL: 1024).
+    public var defaultResolution: Int {
+        predictionType == "v_prediction" ? checkpoint.family.vPredictionResolution : checkpoint.family.defaultResolution
     }
 
     /// SDXL's text conditioning over the loaded towers (`SDXLPromptEncoder`); nil when the family has no

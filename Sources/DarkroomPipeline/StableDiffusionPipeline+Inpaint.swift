@@ -29,8 +29,12 @@ extension StableDiffusionPipeline {
     public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],
                         progress: Progress? = nil) throws -> GenerationResult {
+        if models.unet.config.addedConditioning != nil {
+            throw PipelineError.invalidValue(field: "mode", value: "inpaint on a \(models.checkpoint.family.name) checkpoint",
+                                             expected: "img2img: SDXL inpainting is not implemented yet")
+        }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
-        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings, controlNets: controlNets)
+        var (embeddings, scheduler, timesteps, _) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]
         let (height, width) = (image.shape[2], image.shape[3])
         let factor = models.vae.config.downscale

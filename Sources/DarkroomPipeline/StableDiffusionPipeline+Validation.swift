@@ -75,11 +75,6 @@ extension StableDiffusionPipeline {
     /// The UNet's input and output channels against the VAE's latent channels: any other layout is an error
     /// (the convolutions would otherwise meet tensors of the wrong width).
     func checkModelChannels() throws -> UNetInput {
-        if models.unet.config.addedConditioning != nil {
-            // The models load and match diffusers (SDXLParityTests); the pipeline's added conditioning does not exist yet.
-            throw PipelineError.invalidValue(field: "model", value: "a \(models.checkpoint.family.name) checkpoint",
-                                             expected: "an SD 1.x or 2.x checkpoint: SDXL's img2img and inpainting pipelines are not implemented yet")
-        }
         let latent = models.vae.config.latentChannels
         let unet = models.unet.config
         guard unet.outChannels == latent else {

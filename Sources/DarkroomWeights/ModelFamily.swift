@@ -80,8 +80,10 @@ public struct ModelFamily: Sendable, Hashable, CustomStringConvertible {
     public let diffusersTextActivation: String?
     public let textEncoders: [TextEncoder]
     public let heads: HeadRule
-    /// The side of the images the family was trained on (the default working size).
+    /// The side of the images the family was trained on (the default working size), for epsilon-prediction models.
     public let defaultResolution: Int
+    /// The same for v-prediction models (SD 2.x 768-v; SD 1.x v-models follow the same rule).
+    public let vPredictionResolution: Int
     /// Latents are multiplied by this after encoding (diffusers `vae.config.scaling_factor`).
     public let vaeScalingFactor: Float
     public let addedConditioning: AddedConditioning?
@@ -122,16 +124,16 @@ extension ModelFamily {
         id: "sd1", name: "SD 1.x", diffusersTextActivation: nil,
         textEncoders: [.clipViTL(component: "text_encoder", tokenizer: "tokenizer", prefix: "cond_stage_model.transformer.",
                                  output: .lastHiddenState)],
-        heads: .count(8), defaultResolution: 512, vaeScalingFactor: 0.18215, addedConditioning: nil,
+        heads: .count(8), defaultResolution: 512, vPredictionResolution: 768, vaeScalingFactor: 0.18215, addedConditioning: nil,
         forceZerosForEmptyPrompt: false)
 
-    /// SD 2.x: OpenCLIP ViT-H (penultimate layer), 64-channel UNet heads, 768 px (512 for the base models).
+    /// SD 2.x: OpenCLIP ViT-H (penultimate layer), 64-channel UNet heads, 512 px (768 for the v-prediction models).
     public static let sd2 = ModelFamily(
         id: "sd2", name: "SD 2.x", diffusersTextActivation: "gelu",
         textEncoders: [.openCLIP("OpenCLIP ViT-H", component: "text_encoder", tokenizer: "tokenizer",
                                  prefix: "cond_stage_model.model.", dropsLastBlock: true, output: .lastHiddenState,
                                  hasProjection: false)],
-        heads: .width(64), defaultResolution: 768, vaeScalingFactor: 0.18215, addedConditioning: nil,
+        heads: .width(64), defaultResolution: 512, vPredictionResolution: 768, vaeScalingFactor: 0.18215, addedConditioning: nil,
         forceZerosForEmptyPrompt: false)
 
     /// SDXL base (and its fine-tunes, inpainting, turbo): CLIP ViT-L and OpenCLIP ViT-bigG, penultimate hidden
@@ -145,7 +147,7 @@ extension ModelFamily {
                       prefix: "conditioner.embedders.1.model.", dropsLastBlock: false, output: .penultimateHiddenState,
                       hasProjection: true),
         ],
-        heads: .width(64), defaultResolution: 1024, vaeScalingFactor: 0.13025,
+        heads: .width(64), defaultResolution: 1024, vPredictionResolution: 1024, vaeScalingFactor: 0.13025,
         addedConditioning: AddedConditioning(timeIDCount: 6, aestheticScore: false), forceZerosForEmptyPrompt: true)
 
     /// The SDXL refiner: OpenCLIP ViT-bigG alone (as `text_encoder_2`), aesthetic-score conditioning.
@@ -156,7 +158,7 @@ extension ModelFamily {
                       prefix: "conditioner.embedders.0.model.", dropsLastBlock: false, output: .penultimateHiddenState,
                       hasProjection: true),
         ],
-        heads: .width(64), defaultResolution: 1024, vaeScalingFactor: 0.13025,
+        heads: .width(64), defaultResolution: 1024, vPredictionResolution: 1024, vaeScalingFactor: 0.13025,
         addedConditioning: AddedConditioning(timeIDCount: 5, aestheticScore: true), forceZerosForEmptyPrompt: false)
 
     /// Every family, in detection order.

@@ -49,6 +49,8 @@ final class ModelFamilyTests: XCTestCase {
     func testFamilyDefaultsAreData() {
         XCTAssertEqual(ModelFamily.sd1.defaultResolution, 512)
         XCTAssertEqual(ModelFamily.sdxl.defaultResolution, 1024)
+        XCTAssertEqual(ModelFamily.sd2.defaultResolution, 512)
+        XCTAssertEqual(ModelFamily.sd2.vPredictionResolution, 768)
         XCTAssertEqual(ModelFamily.sdxl.vaeScalingFactor, 0.13025)
         XCTAssertEqual(ModelFamily.sd2.vaeScalingFactor, 0.18215)
         XCTAssertEqual(ModelFamily.sdxl.textEncoders.map(\.component), ["text_encoder", "text_encoder_2"])

@@ -157,6 +157,40 @@ def verify_single_file(path: Path, te1, te2, unet, vae) -> None:
     m.assert_same_dict("text_encoder_2 (convert_open_clip_checkpoint)", te2.state_dict(), conv2)
 
 
+IMG2IMG = [
+    # name, photo, width, height, settings (diffusers __call__ arguments besides image/generator/output_type)
+    ("xl_euler_s06", "astronaut", 32, 32, dict(prompt=PROMPTS[0], strength=0.6, guidance_scale=5.0,
+                                               num_inference_steps=5, seed=1234)),
+    ("xl_negative_ns", "coffee", 32, 24, dict(prompt=PROMPTS[0], negative_prompt=NEGATIVE, strength=0.8,
+                                              guidance_scale=7.5, num_inference_steps=5, seed=7)),
+    ("xl_no_guidance", "astronaut", 32, 32, dict(prompt=PROMPTS[0], strength=0.5, guidance_scale=1.0,
+                                                 num_inference_steps=4, seed=42)),
+    # Micro-conditioning given; diffusers' negative time ids take the positive crop (negative_crops_coords_top_left
+    # is only read with requires_aesthetics_score), so the one given here must not matter.
+    ("xl_micro", "coffee", 32, 24, dict(prompt=PROMPTS[0], prompt_2=PROMPT_2, negative_prompt=NEGATIVE, strength=0.6,
+                                        guidance_scale=5.0, num_inference_steps=5, seed=99,
+                                        original_size=(96, 128), crops_coords_top_left=(8, 4), target_size=(48, 64),
+                                        negative_original_size=(32, 32), negative_crops_coords_top_left=(2, 2),
+                                        negative_target_size=(24, 24))),
+]
+
+
+@torch.no_grad()
+def img2img_cases(pipe, put) -> list[dict]:
+    cases = []
+    for name, photo, width, height, settings in IMG2IMG:
+        image = m.photo(photo, width, height)                  # [1, 3, H, W] in [-1, 1]
+        assert torch.equal(pipe.image_processor.preprocess(image), image)
+        kw = {k: v for k, v in settings.items() if k != "seed"}
+        out = pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np", **kw)
+        again = pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np", **kw)
+        assert (out.images == again.images).all(), name
+        put(f"{name}.input", image)
+        put(f"{name}.image", torch.from_numpy(out.images[0]))   # [H, W, 3] float in [0, 1]
+        cases.append(dict(name=name, sampler="euler", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}))
+    return cases
+
+
 @torch.no_grad()
 def main() -> None:
     tok1 = CLIPTokenizer.from_pretrained(str(TOKENIZER))
@@ -185,10 +219,12 @@ def main() -> None:
     folder = OUT / "diffusers"
     pipe = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok1,
                                             tokenizer_2=tok2, unet=unet, scheduler=scheduler,
-                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+                                            add_watermarker=False)
     half = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=None,
                                             tokenizer_2=None, unet=unet, scheduler=scheduler,
-                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+                                            add_watermarker=False)
     half.to(torch.float16)
     half.save_pretrained(str(folder), safe_serialization=True)
     half.to(torch.float32)
@@ -269,8 +305,11 @@ def main() -> None:
     assert effect > 0.01, f"time_ids barely change the UNet output ({effect})"
     print(f"  sdxl: mean |out(time_ids) - out(time_ids swapped)| = {effect:.3f}", flush=True)
 
+    # Whole img2img runs of StableDiffusionXLImg2ImgPipeline (fp32, the folder's EulerDiscreteScheduler).
+    cases = img2img_cases(pipe, put)
+
     meta = {"generator": "tools/reference/make_sdxl_fixtures.py", "prompts": json.dumps(PROMPTS),
-            "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2}
+            "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2, "img2img": json.dumps(cases, sort_keys=True)}
     m.write_safetensors(OUT / "expected.safetensors", refs, metadata=meta)
     for p in sorted(OUT.rglob("*")):
         if p.is_file():
