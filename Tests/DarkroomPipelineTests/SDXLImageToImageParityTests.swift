@@ -18,6 +18,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
         let negative_prompt: String?, prompt_2: String?
         let original_size: [Int]?, crops_coords_top_left: [Int]?, target_size: [Int]?
         let negative_original_size: [Int]?, negative_crops_coords_top_left: [Int]?, negative_target_size: [Int]?
+        let aesthetic_score: Float?, negative_aesthetic_score: Float?
 
         var settings: GenerationSettings {
             var s = GenerationSettings()
@@ -35,6 +36,8 @@ final class SDXLImageToImageParityTests: XCTestCase {
             s.microConditioning.negativeTargetSize = negative_target_size
             if let crop = crops_coords_top_left { s.microConditioning.cropsCoordsTopLeft = crop }
             if let crop = negative_crops_coords_top_left { s.microConditioning.negativeCropsCoordsTopLeft = crop }
+            if let score = aesthetic_score { s.microConditioning.aestheticScore = score }
+            if let score = negative_aesthetic_score { s.microConditioning.negativeAestheticScore = score }
             return s
         }
     }
@@ -67,6 +70,30 @@ final class SDXLImageToImageParityTests: XCTestCase {
         let want = try expected.tensor("xl_micro.image")
         let difference = zip(got, want.permuted([2, 0, 1]).scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
         XCTAssertGreaterThan(difference, 1e-2, "micro-conditioning barely changes the image")
+    }
+
+    /// The refiner (sdxl_refiner: bigG alone as text_encoder_2, requires_aesthetics_score, no forced zeros): its
+    /// defaults (scores 6 and 2.5, no negative prompt encoded as "") and given scores, sizes and negative crop.
+    func testRefinerImageToImageAsDiffusers() throws {
+        let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl_refiner")
+        let expected = try SafetensorsFile(url: models.appendingPathComponent("expected.safetensors"))
+        let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["img2img"]).utf8))
+        XCTAssertEqual(cases.count, 2)
+        let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(models.appendingPathComponent("diffusers")),
+                                               tokenizer: try CLIPTokenizer.bundled())
+        XCTAssertEqual(pipeline.models.checkpoint.family, .sdxlRefiner)
+        XCTAssertTrue(pipeline.models.requiresAestheticsScore)
+        XCTAssertFalse(pipeline.models.forceZerosForEmptyPrompt)
+        XCTAssertNil(pipeline.models.textEncoder2)
+        XCTAssertEqual(pipeline.models.unet.config.addedConditioning?.timeEmbedDim, 8)
+        for c in cases {
+            let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings)
+            let want = try expected.tensor("\(c.name).image")
+            let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+            let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+            print("SDXL img2img parity \(c.name) refiner: max |error| = \(error)")
+            assertWithin(got, want, absolute: 1e-3, c.name)
+        }
     }
 
     /// Inpainting and ControlNets on SDXL are refused naming the field until they exist.

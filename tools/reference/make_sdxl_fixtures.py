@@ -176,9 +176,9 @@ IMG2IMG = [
 
 
 @torch.no_grad()
-def img2img_cases(pipe, put) -> list[dict]:
+def img2img_cases(pipe, put, table=IMG2IMG) -> list[dict]:
     cases = []
-    for name, photo, width, height, settings in IMG2IMG:
+    for name, photo, width, height, settings in table:
         image = m.photo(photo, width, height)                  # [1, 3, H, W] in [-1, 1]
         assert torch.equal(pipe.image_processor.preprocess(image), image)
         kw = {k: v for k, v in settings.items() if k != "seed"}
@@ -189,6 +189,67 @@ def img2img_cases(pipe, put) -> list[dict]:
         put(f"{name}.image", torch.from_numpy(out.images[0]))   # [H, W, 3] float in [0, 1]
         cases.append(dict(name=name, sampler="euler", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}))
     return cases
+
+
+REFINER_UNET = dict(UNET, transformer_layers_per_block=(1, 1), cross_attention_dim=TEXT_2["hidden_size"],
+                    projection_class_embeddings_input_dim=TEXT_2["projection_dim"] + 5 * ADD_TIME_DIM)
+REFINER_IMG2IMG = [
+    # The refiner's defaults: aesthetic_score 6, negative_aesthetic_score 2.5; no negative prompt is "" (the refiner
+    # does not force zeros).
+    ("xlr_defaults", "astronaut", 32, 32, dict(prompt=PROMPTS[0], strength=0.3, guidance_scale=5.0,
+                                               num_inference_steps=10, seed=5)),
+    # Given scores and sizes; with aesthetic scores diffusers reads negative_crops_coords_top_left.
+    ("xlr_scores", "coffee", 32, 24, dict(prompt=PROMPTS[0], negative_prompt=NEGATIVE, strength=0.5, guidance_scale=7.5,
+                                          num_inference_steps=6, seed=11, aesthetic_score=7.5,
+                                          negative_aesthetic_score=1.5, original_size=(96, 128),
+                                          crops_coords_top_left=(8, 4), negative_original_size=(32, 32),
+                                          negative_crops_coords_top_left=(2, 6))),
+]
+
+
+@torch.no_grad()
+def build_refiner(te2, vae, scheduler, tok2) -> None:
+    """sdxl_refiner/: the refiner's shape (OpenCLIP bigG alone as text_encoder_2, aesthetic-score time ids: 5, not 6)
+    with the base fixture's bigG tower and VAE (byte-identical files, stored once by git) and its own UNet; a
+    diffusers folder only (the single-file refiner layout is tested by renaming the base file's keys)."""
+    out = m.OUT_DIR / "sdxl_refiner"
+    if out.exists():
+        shutil.rmtree(out)
+    unet = UNet2DConditionModel(**REFINER_UNET).eval()
+    m.randomize_(unet, "sdxl_refiner/unet")
+    m.round_(unet, "fp16", coarse=True)
+    kw = dict(vae=vae, text_encoder=None, text_encoder_2=te2, tokenizer=None, unet=unet, scheduler=scheduler,
+              requires_aesthetics_score=True, force_zeros_for_empty_prompt=False, add_watermarker=False)
+    pipe = StableDiffusionXLImg2ImgPipeline(tokenizer_2=tok2, **kw)
+    half = StableDiffusionXLImg2ImgPipeline(tokenizer_2=None, **kw)
+    half.to(torch.float16)
+    half.save_pretrained(str(out / "diffusers"), safe_serialization=True)
+    half.to(torch.float32)
+    for f in (out / "diffusers").rglob("config.json"):
+        cfg = json.loads(f.read_text())
+        cfg.pop("_name_or_path", None)
+        f.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    refs: dict[str, torch.Tensor] = {}
+
+    def put(name: str, t: torch.Tensor) -> None:
+        assert name not in refs, name
+        refs[name] = t.detach().float().contiguous()
+    cases = img2img_cases(pipe, put, REFINER_IMG2IMG)
+    # The scores must visibly matter.
+    _, photo, width, height, settings = REFINER_IMG2IMG[0]
+    image = m.photo(photo, width, height)
+    kw = {k: v for k, v in settings.items() if k != "seed"}
+    other = pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np",
+                 aesthetic_score=1.0, **kw).images[0]
+    effect = abs(other - refs["xlr_defaults.image"].numpy()).max()
+    assert effect > 0.01, f"the aesthetic score barely changes the refiner's image ({effect})"
+    print(f"  sdxl_refiner: max |image(score 6) - image(score 1)| = {effect:.3f}", flush=True)
+    m.write_safetensors(out / "expected.safetensors", refs,
+                        metadata={"generator": "tools/reference/make_sdxl_fixtures.py",
+                                  "img2img": json.dumps(cases, sort_keys=True)})
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            print(f"  {m.rel(p)}  {p.stat().st_size} bytes")
 
 
 @torch.no_grad()
@@ -314,6 +375,7 @@ def main() -> None:
     for p in sorted(OUT.rglob("*")):
         if p.is_file():
             print(f"  {m.rel(p)}  {p.stat().st_size} bytes")
+    build_refiner(te2, vae, scheduler, tok2)
 
 
 if __name__ == "__main__":
