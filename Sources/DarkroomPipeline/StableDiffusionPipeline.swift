@@ -243,7 +243,8 @@ public struct StableDiffusionPipeline: Sendable {
     }
 
     /// Step 2, encode the prompt: SD 1.x/2.x through `PromptEncoder` (A1111 syntax); SDXL as diffusers'
-    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: plain prompts, no A1111 weighting or embeddings yet),
+    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: plain prompts, no A1111 weighting yet; embeddings are
+    /// refused),
     /// where an empty negative prompt is diffusers' `negative_prompt=None` (zeros when the checkpoint forces them),
     /// with the added conditioning: the pooled embeddings and the time ids of `addTimeIDs`.
     func encodePrompt(_ settings: GenerationSettings, height: Int, width: Int) throws -> (Tensor, UNetAddedConditioning?) {
@@ -253,6 +254,10 @@ public struct StableDiffusionPipeline: Sendable {
                                                embeddings: settings.embeddings)
                 .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
             return (embeddings, nil)
+        }
+        if let first = settings.embeddings.first {
+            throw PipelineError.invalidValue(field: "prompt", value: "the embedding '\(first.name)' on a \(models.checkpoint.family.name) checkpoint",
+                                             expected: "no textual-inversion embedding: SDXL prompts do not apply embeddings yet")
         }
         let clipSkip = settings.clipSkip > 0 ? settings.clipSkip : nil
         let (timeIDs, negativeTimeIDs) = try addTimeIDs(settings.microConditioning, height: height, width: width)

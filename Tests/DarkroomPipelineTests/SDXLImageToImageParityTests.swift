@@ -96,7 +96,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
         }
     }
 
-    /// Inpainting and ControlNets on SDXL are refused naming the field until they exist.
+    /// Inpainting and embeddings on SDXL are refused naming the field until they exist.
     func testInpaintingIsRefusedForNow() throws {
         let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
         let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(models.appendingPathComponent("diffusers")),
@@ -104,6 +104,13 @@ final class SDXLImageToImageParityTests: XCTestCase {
         let image = Tensor(zeros: [1, 3, 32, 32])
         XCTAssertThrowsError(try pipeline.inpaint(image, mask: Tensor(shape: [1, 1, 32, 32], repeating: 1), settings: GenerationSettings())) {
             XCTAssert("\($0)".contains("SDXL inpainting is not implemented yet"), "\($0)")
+        }
+        // A prompt naming an embedding is refused rather than run without it.
+        var settings = GenerationSettings()
+        settings.embeddings = [try TextualInversionEmbedding(name: "style", file: "embeddings/style.safetensors", count: 1, width: 4,
+                                                             vectors: [0.1, 0.2, 0.3, 0.4])]
+        XCTAssertThrowsError(try pipeline.imageToImage(image, settings: settings)) {
+            XCTAssert("\($0)".contains("'prompt'") && "\($0)".contains("style"), "\($0)")
         }
     }
 }
