@@ -34,7 +34,8 @@ extension StableDiffusionModels {
             let scope = WeightScope(source, prefix: "text_encoder.text_model")
             models.textEncoder = text.allSatisfy({ $0.hasPrefix("text_encoder.text_model.encoder.layers.") })
                 ? try textEncoder.replacingLayers(scope)
-                : try CLIPTextModel(scope, config: textEncoder.config)
+                : try CLIPTextModel(scope, config: textEncoder.config,
+                                    projection: textEncoder.textProjection == nil ? nil : WeightScope(source, prefix: "text_encoder.text_projection"))
         }
         // The replaced weights' mapped pages are not read by the patched models: out of the resident set until
         // a job without the LoRA reads them again (from the page cache).
