@@ -18,6 +18,9 @@ public struct KnownCheckpoint: Sendable {
         KnownCheckpoint(name: "sd21-base", file: "v2-1_512-ema-pruned.safetensors",
                         url: "https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/v2-1_512-ema-pruned.safetensors",
                         sha256: nil, size: 5_214_604_494),
+        KnownCheckpoint(name: "sdxl", file: "sd_xl_base_1.0.safetensors",
+                        url: "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+                        sha256: "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b", size: 6_938_078_334),
     ]
 }
 

@@ -75,4 +75,9 @@ extension HalfConversion {
             for i in range { d[i] = bfloat16Bits(from: s[i]) }
         }
     }
+
+    /// The same on the calling thread alone (inside a worker's share of a parallel loop).
+    public static func encodeBFloat16Serial(from src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        for i in 0..<count { dst[i] = bfloat16Bits(from: src[i]) }
+    }
 }

@@ -126,26 +126,31 @@ extension Tensor {
 extension Tensor {
     /// The 3×3 stride-1 padding-1 convolution of `self` [N, C, H, W] with `weight` [K, C, 3, 3] through the given
     /// Winograd algorithm, whatever `convolutionAlgorithm` says (`conv2d` calls it; the bench and the error tests
-    /// compare the variants with it).
+    /// compare the variants with it). Float32 products.
     public func winogradConvolution(weight: Tensor, bias: Tensor? = nil, transform: WinogradTransform) -> Tensor {
+        do throws(OneDNNError) {
+            return try winogradConvolution(weight: weight, bias: bias, transform: transform, products: .fp32)
+        } catch {
+            preconditionFailure("Float32 Winograd products run on OpenBLAS; only oneDNN throws: \(error)")
+        }
+    }
+
+    /// The same with the n² products in `products` precision: `.bf16` rounds the transformed kernel and input to
+    /// bfloat16 and multiplies on oneDNN with Float32 accumulation (throws if oneDNN fails).
+    public func winogradConvolution(weight: Tensor, bias: Tensor? = nil, transform: WinogradTransform,
+                                    products: Precision) throws(OneDNNError) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.dim(1) == dim(1) && weight.dim(2) == 3 && weight.dim(3) == 3,
                      "winogradConvolution: input \(shape) does not fit weight \(weight.shape)")
         let (batch, inChannels, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let outChannels = weight.shape[0]
         var out = Tensor(uninitialized: [batch, outChannels, height, width])
+        let o = out.withUnsafeMutableBufferPointer { $0.baseAddress! }  // uniquely owned: stays valid below
+        let x = withUnsafeBufferPointer { $0.baseAddress! }, w = weight.withUnsafeBufferPointer { $0.baseAddress! }
+        let b = bias.map { bias in bias.withUnsafeBufferPointer { UnsafePointer($0.baseAddress!) } }
         // Winograd writes every output once, bias included.
-        out.withUnsafeMutableBufferPointer { o in
-            withUnsafeBufferPointer { x in
-                weight.withUnsafeBufferPointer { w in
-                    func run(_ bias: UnsafePointer<Float>?) {
-                        Winograd.convolve(input: x.baseAddress!, batch: batch, channels: inChannels, height: height,
-                                          width: width, weight: w.baseAddress!, bias: bias, outChannels: outChannels,
-                                          transform: transform, output: o.baseAddress!)
-                    }
-                    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
-                }
-            }
-        }
+        defer { withExtendedLifetime((self, weight, bias)) {} }
+        try Winograd.convolve(input: x, batch: batch, channels: inChannels, height: height, width: width, weight: w,
+                              bias: b, outChannels: outChannels, transform: transform, products: products, output: o)
         return out
     }
 

@@ -12,19 +12,40 @@ extension Tensor {
 
     /// `torch.nn.functional.conv2d` with a stored weight [O, C, kh, kw].
     public func conv2d(weight: Weight, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
-        // Convolutions that Winograd takes stay fp32 Winograd in bf16 mode: its 4× fewer products beat bf16's 2×
-        // rate (VAE decode at 512 px: 3.8 s against 6.0 s as bf16 im2col), and Winograd with bf16 products was
-        // 3–4× autocast's error (README, bf16 mode).
-        if Tensor.precision == .bf16, rank == 4, weight.shape.count == 4,
-           !Tensor.usesWinograd(kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding,
-                                outPlane: Tensor.outputPlane(height: dim(2), width: dim(3), kernel: (weight.shape[2], weight.shape[3]),
-                                                             stride: stride, padding: padding)) {
-            do throws(OneDNNError) {
-                return try conv2dBF16(weight: weight, bias: bias, stride: stride, padding: padding)
-            } catch { Precision.reportFallback(error) }
+        if Tensor.precision == .bf16, rank == 4, weight.shape.count == 4 {
+            let outPlane = Tensor.outputPlane(height: dim(2), width: dim(3), kernel: (weight.shape[2], weight.shape[3]),
+                                              stride: stride, padding: padding)
+            // Convolutions that Winograd takes run Winograd; with bf16 products for the transforms that allow it.
+            if let transform = Tensor.winogradTransform(kh: weight.shape[2], kw: weight.shape[3], stride: stride,
+                                                        padding: padding, outPlane: outPlane),
+               Tensor.bf16WinogradTransforms.contains(transform) {
+                let result = weight.withFloat32 { w in
+                    Result { () throws(OneDNNError) -> Tensor in
+                        try winogradConvolution(weight: w, bias: bias, transform: transform, products: .bf16)
+                    }
+                }
+                switch result {
+                case .success(let y): return y
+                case .failure(let error): Precision.reportFallback(error)
+                }
+            } else if !Tensor.usesWinograd(kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding,
+                                           outPlane: outPlane) {
+                do throws(OneDNNError) {
+                    return try conv2dBF16(weight: weight, bias: bias, stride: stride, padding: padding)
+                } catch { Precision.reportFallback(error) }
+            }
         }
         return weight.withFloat32 { conv2d(weight: $0, bias: bias, stride: stride, padding: padding) }
     }
+
+    /// The Winograd algorithms whose products run in bf16 in the bf16 mode (the transforms stay Float32); the others
+    /// stay Float32 Winograd there. F(2×2, 3×3) weighs each product's rounding by at most 1 on its way to the
+    /// output, so bf16 U and V cost about what bf16 im2col does: relative L2 error 1.4–1.7× bf16 im2col's per
+    /// convolution at the UNet's shapes (`darkroom bench winograd`), and a whole UNet call at 512 px stays below
+    /// autocast's (`darkroom bench precision-error`). F(4×4, 3×3) weighs it by up to 8 · 8: its bf16 products were
+    /// 7× bf16 im2col's error per convolution and made a VAE decode 2× autocast's, while running no faster than
+    /// Float32 F(4×4) does.
+    nonisolated(unsafe) public static var bf16WinogradTransforms: [WinogradTransform] = [.f23]
 
     /// Output height × width of a convolution (0 when the kernel does not fit).
     static func outputPlane(height: Int, width: Int, kernel: (Int, Int), stride: Int, padding: Padding2D) -> Int {

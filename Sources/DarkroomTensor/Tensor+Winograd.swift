@@ -141,9 +141,14 @@ public struct WinogradTransform: Sendable, Equatable, CustomStringConvertible {
 enum Winograd {
     /// `input` [N, C, H, W] convolved with `weight` [K, C, 3, 3] (stride 1, zero padding 1 on every side), plus
     /// `bias` [K], written into `output` [N, K, H, W].
+    ///
+    /// `products: .bf16` rounds U and V to bfloat16 and runs the n² products on oneDNN with Float32 accumulation
+    /// (the transforms stay Float32), as `Precision.bf16` does for im2col; it throws if oneDNN fails, and the caller
+    /// runs the convolution again in Float32.
     static func convolve(input x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
                          weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int,
-                         transform: WinogradTransform, output o: UnsafeMutablePointer<Float>) {
+                         transform: WinogradTransform, products: Precision = .fp32,
+                         output o: UnsafeMutablePointer<Float>) throws(OneDNNError) {
         let m = transform.outputTile, n = transform.inputTile, nn = n * n
         let tilesX = (width + m - 1) / m, tilesY = (height + m - 1) / m
         let tileRows = batch * tilesY
@@ -151,27 +156,52 @@ enum Winograd {
         let chunkTiles = rowsPerChunk * tilesX
         let geometry = Geometry(transform: transform, channels: channels, outChannels: outChannels, height: height,
                                 width: width, tilesX: tilesX, tilesY: tilesY, ld: chunkTiles)
+        let halves = products == .bf16 ? nn * outChannels * channels + nn * channels * chunkTiles : 0
+        var failure: OneDNNError?
+        let lock = Mutex()
 
-        Tensor.withScratch(count: nn * outChannels * channels) { u in
+        Tensor.withScratch(count: nn * outChannels * channels + (halves + 1) / 2) { u in
             transformKernel(w, outChannels: outChannels, channels: channels, transform: transform, into: u)
+            // bf16: U and each chunk's V rounded, after U's Float32 values.
+            let uHalf = UnsafeMutableRawPointer(u + nn * outChannels * channels).bindMemory(to: UInt16.self, capacity: max(halves, 1))
+            let vHalf = uHalf + nn * outChannels * channels
+            if products == .bf16 { HalfConversion.encodeBFloat16(from: u, into: uHalf, count: nn * outChannels * channels) }
             Tensor.withScratch(count: nn * (channels + outChannels) * chunkTiles) { scratch in
                 let v = scratch, mm = scratch + nn * channels * chunkTiles
                 var row0 = 0
-                while row0 < tileRows {
+                while row0 < tileRows && failure == nil {
                     let rows = min(rowsPerChunk, tileRows - row0)
                     // 1. V = Bᵀ d B for every channel and tile of the chunk.
                     Parallel.forEachRange(channels, grain: 1) { range in
                         geometry.transformInput(x, channels: range, tileRows: row0..<(row0 + rows), into: v)
+                        if products == .bf16 {
+                            for xi in 0..<nn {
+                                let offset = (xi * channels + range.lowerBound) * chunkTiles
+                                HalfConversion.encodeBFloat16Serial(from: v + offset, into: vHalf + offset, count: range.count * chunkTiles)
+                            }
+                        }
                     }
                     // 2. M_ξ = U_ξ · V_ξ, then 3. Y = Aᵀ M A, per worker over its output channels.
                     let tiles = rows * tilesX
                     BLAS.withThreadCount(1) {
                         Parallel.forEachRange(outChannels, grain: 16) { ks in
                             for xi in 0..<nn {
-                                BLAS.sgemm(m: ks.count, n: tiles, k: channels,
-                                           a: u + (xi * outChannels + ks.lowerBound) * channels, lda: channels,
-                                           b: v + xi * channels * chunkTiles, ldb: chunkTiles,
-                                           c: mm + (xi * outChannels + ks.lowerBound) * chunkTiles, ldc: chunkTiles)
+                                let uOffset = (xi * outChannels + ks.lowerBound) * channels, vOffset = xi * channels * chunkTiles
+                                let product = mm + (xi * outChannels + ks.lowerBound) * chunkTiles
+                                guard products == .bf16 else {
+                                    BLAS.sgemm(m: ks.count, n: tiles, k: channels, a: u + uOffset, lda: channels,
+                                               b: v + vOffset, ldb: chunkTiles, c: product, ldc: chunkTiles)
+                                    continue
+                                }
+                                do throws(OneDNNError) {
+                                    try OneDNN.gemm(m: ks.count, n: tiles, k: channels, type: .bf16,
+                                                    a: .matrix(UnsafeRawPointer(uHalf + uOffset), strides: (channels, 1)),
+                                                    b: .matrix(UnsafeRawPointer(vHalf + vOffset), strides: (chunkTiles, 1)),
+                                                    c: product, ldc: chunkTiles, parallel: false)
+                                } catch {
+                                    lock.withLock { if failure == nil { failure = error } }
+                                    return
+                                }
                             }
                             geometry.transformOutput(mm, outChannels: ks, tileRows: row0..<(row0 + rows), bias: bias, into: o)
                         }
@@ -180,6 +210,7 @@ enum Winograd {
                 }
             }
         }
+        if let failure { throw failure }
     }
 
     /// U_ξ[k, c] = (G g Gᵀ)_ξ for every kernel g = weight[k, c], in Double (or Float32 for

@@ -80,7 +80,12 @@ public struct LoRA: @unchecked Sendable {
         let map = LoRAKeyMap(modelKeys: model.keys)
         let peft = PEFTScales(metadata: file.metadata, path: path)
         var layers: [Layer] = []
-        var unmatched: [String] = []
+        // Modules this model has no weight for mean a LoRA for another family: said before any shape is compared
+        // (an SDXL LoRA's UNet modules can share their names with an SD 1.x model's, at other widths).
+        let unmatched = order.filter { module in map.target(of: module).flatMap { model.shape($0) } == nil }
+        guard unmatched.isEmpty else {
+            throw WeightsError.loraUnmatchedKeys(path: path, modules: unmatched, model: model.sourceName)
+        }
         for module in order {
             let parts = modules[module] ?? [:]
             for (part, format) in [("lora_mid.weight", "LoCon with Tucker decomposition (lora_mid)"),
@@ -91,11 +96,7 @@ public struct LoRA: @unchecked Sendable {
                                    ("diff_b", "a bias update (diff_b)")] where parts[part] != nil {
                 throw WeightsError.loraUnsupported(path: path, module: module, format: format)
             }
-            guard let target = map.target(of: module) else {
-                unmatched.append(module)
-                continue
-            }
-            guard let targetShape = model.shape(target) else { unmatched.append(module); continue }
+            guard let target = map.target(of: module), let targetShape = model.shape(target) else { continue }
             let alpha = try parts["alpha"].map { try scalar(file, $0, path: path) }
             let update: Update
             let rank: Int?
@@ -137,9 +138,6 @@ public struct LoRA: @unchecked Sendable {
             let layer = Layer(module: module, target: target, update: update, scale: scale)
             try layer.checkShapes(file, targetShape: targetShape, path: path)
             layers.append(layer)
-        }
-        guard unmatched.isEmpty else {
-            throw WeightsError.loraUnmatchedKeys(path: path, modules: unmatched, model: model.sourceName)
         }
         return LoRA(url: url, layers: layers, file: file)
     }

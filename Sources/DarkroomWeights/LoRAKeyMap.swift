@@ -6,6 +6,8 @@
 ///   (`to_q`, `transformer_blocks`), so the names are matched against the model's own keys written the same
 ///   way, as A1111 (`extensions-builtin/Lora/networks.py`, `network_layer_mapping`) and ComfyUI
 ///   (`comfy/lora.py::model_lora_keys_unet`) do.
+/// - kohya-ss with original LDM names (`lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q`, as its SDXL
+///   LoRAs are written): the module's LDM path (`LDMKeyMap.originalUNetNames`), underscored the same way.
 /// - diffusers / PEFT (`unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`): the canonical path.
 ///
 /// The prefixes are data, per component, so another family (SDXL's `lora_te1_`/`lora_te2_` and
@@ -35,6 +37,13 @@ public struct LoRAKeyMap: Sendable {
             for (prefix, target) in Self.kohyaPrefixes where target == component {
                 kohya[prefix + path] = key
             }
+        }
+        // kohya-ss's SDXL LoRAs (and some SD 1.x ones) name UNet modules by their original LDM names.
+        let unetModules = canonical.compactMap { key -> String? in
+            key.hasPrefix("unet.") ? String(key.dropFirst("unet.".count).dropLast(".weight".count)) : nil
+        }
+        for (module, original) in LDMKeyMap.originalUNetNames(of: unetModules) {
+            kohya["lora_unet_" + original.replacingOccurrences(of: ".", with: "_")] = "unet." + module + ".weight"
         }
         self.kohya = kohya
         self.canonical = canonical

@@ -11,7 +11,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [Kernels.self, Winograd.self, Model.self, Job.self, ControlNet.self, Upscaler.self, Inbox.self, Isolation.self],
+        subcommands: [Kernels.self, Winograd.self, PrecisionError.self, Model.self, Job.self, ControlNet.self, Upscaler.self, Inbox.self, Isolation.self],
         defaultSubcommand: Kernels.self)
 
     struct Kernels: ParsableCommand {
@@ -152,10 +152,16 @@ struct Bench: ParsableCommand {
 
 extension Bench {
     /// The checkpoint a bench measures: the one given, else the cached random-weight SD 1.5 (created once).
-    static func checkpoint(_ path: String?, float32: Bool = false) throws -> URL {
+    static func checkpoint(_ path: String?, float32: Bool = false, random: RandomModel = .sd15) throws -> URL {
         if let path { return URL(fileURLWithPath: path) }
-        return float32 ? try BenchCheckpoint.cachedFloat32() : try BenchCheckpoint.cached()
+        switch random {
+        case .sd15: return float32 ? try BenchCheckpoint.cachedFloat32() : try BenchCheckpoint.cached()
+        case .sdxl: return try BenchCheckpoint.cached(.sdxl)
+        }
     }
+
+    /// The random full-size model a bench writes and uses when no checkpoint is given.
+    enum RandomModel: String, ExpressibleByArgument, CaseIterable { case sd15, sdxl }
 
     static func header() {
         print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
@@ -221,6 +227,9 @@ extension Bench {
         @Flag(help: "Without a checkpoint: the random SD 1.5 with float32 weights instead of float16.")
         var float32Weights = false
 
+        @Option(help: "Without a checkpoint: which random full-size model to write once and use (sd15, sdxl).")
+        var random = RandomModel.sd15
+
         @Option(parsing: .upToNextOption, help: "Image sizes in pixels for the UNet step (latents are 1/8).")
         var sizes: [Int] = [512, 768]
 
@@ -245,13 +254,17 @@ extension Bench {
         @Flag(help: "F(4x4, 3x3) with the points 0, ±1, ±2 and the kernel transform in fp32 (before issue 13, part 2).")
         var winogradIntegerPoints = false
 
+        @Flag(help: "bf16: every Winograd convolution with fp32 products (before bf16 F(2x2, 3x3)).")
+        var fp32Winograd = false
+
         func run() throws {
+            if fp32Winograd { Tensor.bf16WinogradTransforms = [] }
             Tensor.convolutionAlgorithm = convolution
             Tensor.winogradLargePlane = winogradLargeSide * winogradLargeSide
             if winogradIntegerPoints { Tensor.winograd = .f43IntegerFloatKernel }
             Tensor.precision = precision
             Bench.applyOpenMPThreadsOverride()
-            let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
+            let url = try Bench.checkpoint(checkpoint, float32: float32Weights, random: random)
             Bench.header()
             print("precision \(precision.rawValue)\(precision == .bf16 ? ", oneDNN \(OneDNN.version)" : "")")
             var models: StableDiffusionModels?
@@ -287,6 +300,9 @@ extension Bench {
         @Flag(help: "Without a checkpoint: the random SD 1.5 with float32 weights instead of float16.")
         var float32Weights = false
 
+        @Option(help: "Without a checkpoint: which random full-size model to write once and use (sd15, sdxl).")
+        var random = RandomModel.sd15
+
         @Option(help: "Image side in pixels.")
         var size = 512
 
@@ -316,7 +332,7 @@ extension Bench {
 
         func run() throws {
             StableDiffusionPipeline.streamsFP32UNetPages = !keepUNetPages
-            let url = try Bench.checkpoint(checkpoint, float32: float32Weights)
+            let url = try Bench.checkpoint(checkpoint, float32: float32Weights, random: random)
             Bench.header()
             print("precision \(precision.rawValue)\(precision == .bf16 ? ", oneDNN \(OneDNN.version)" : "")")
             let start = DispatchTime.now().uptimeNanoseconds

@@ -9,18 +9,21 @@ import Foundation
 /// Values are drawn so activations stay in a normal range (no overflow, no denormals, which would distort
 /// timings): matrices and kernels ~ N(0, 1/fan_in), norm scales 1, biases 0.
 enum BenchCheckpoint {
-    /// The cache folder (outside any repository): `$XDG_CACHE_HOME/darkroom/bench`, else `~/.cache/darkroom/bench`.
-    static var cacheFolder: URL {
+    /// The cache folder (outside any repository): `$XDG_CACHE_HOME/darkroom/bench`, else `~/.cache/darkroom/bench`;
+    /// this is the SD 1.5 checkpoint's folder inside it.
+    static var cacheFolder: URL { cacheFolder(.sd15) }
+
+    static func cacheFolder(_ architecture: Architecture) -> URL {
         let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return base.appendingPathComponent("darkroom/bench/sd15-random-fp16")
+        return base.appendingPathComponent("darkroom/bench/\(architecture.folderName)")
     }
 
     /// The cached checkpoint, created on first use.
-    static func cached() throws -> URL {
-        let folder = cacheFolder
+    static func cached(_ architecture: Architecture = .sd15) throws -> URL {
+        let folder = cacheFolder(architecture)
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) { return folder }
-        try create(at: folder)
+        try create(at: folder, architecture: architecture)
         return folder
     }
 
@@ -55,19 +58,22 @@ enum BenchCheckpoint {
     /// (name, shape) of every parameter of one component, in diffusers naming.
     typealias Parameters = [(name: String, shape: [Int])]
 
-    static func create(at folder: URL) throws {
+    static func create(at folder: URL, architecture: Architecture = .sd15) throws {
         let start = Date()
-        print("creating a random-weight SD 1.5 checkpoint (diffusers folder, fp16) at \(folder.path) …")
+        print("creating a random-weight \(architecture.name) checkpoint (diffusers folder, fp16) at \(folder.path) …")
         let staging = folder.deletingLastPathComponent().appendingPathComponent(".\(folder.lastPathComponent)-\(getpid())")
         try? FileManager.default.removeItem(at: staging)
         var random = SplitMix64(seed: 20261125)
-        for (component, parameters, config, file) in [
-            ("unet", unetParameters(), unetConfig, "diffusion_pytorch_model.safetensors"),
-            ("vae", vaeParameters(), vaeConfig, "diffusion_pytorch_model.safetensors"),
-            ("text_encoder", textEncoderParameters(), textEncoderConfig, "model.safetensors"),
-        ] {
+        var components: [(String, () -> Parameters, [String: Any], String)] = [
+            ("unet", { unetParameters(architecture) }, architecture.unetConfig, "diffusion_pytorch_model.safetensors"),
+            ("vae", { vaeParameters() }, architecture.vaeConfig, "diffusion_pytorch_model.safetensors"),
+        ]
+        for encoder in architecture.textEncoders {
+            components.append((encoder.folder, { textEncoderParameters(encoder) }, encoder.config, "model.safetensors"))
+        }
+        for (component, parameters, config, file) in components {
             var writer = SafetensorsWriter()
-            for (name, shape) in parameters {
+            for (name, shape) in parameters() {
                 try writer.add(name, shape: shape, floats: randomValues(name: name, shape: shape, random: &random), as: .f16)
             }
             let sub = staging.appendingPathComponent(component)
@@ -78,9 +84,9 @@ enum BenchCheckpoint {
         }
         let scheduler = staging.appendingPathComponent("scheduler")
         try FileManager.default.createDirectory(at: scheduler, withIntermediateDirectories: true)
-        try JSONSerialization.data(withJSONObject: schedulerConfig, options: [.prettyPrinted, .sortedKeys])
+        try JSONSerialization.data(withJSONObject: architecture.schedulerConfig, options: [.prettyPrinted, .sortedKeys])
             .write(to: scheduler.appendingPathComponent("scheduler_config.json"))
-        try JSONSerialization.data(withJSONObject: modelIndex, options: [.prettyPrinted, .sortedKeys])
+        try JSONSerialization.data(withJSONObject: architecture.modelIndex, options: [.prettyPrinted, .sortedKeys])
             .write(to: staging.appendingPathComponent("model_index.json"))
         try FileManager.default.createDirectory(at: folder.deletingLastPathComponent(), withIntermediateDirectories: true)
         try? FileManager.default.removeItem(at: folder)
@@ -100,7 +106,7 @@ enum BenchCheckpoint {
 
     // MARK: - Architecture (diffusers names)
 
-    static let unetChannels = [320, 640, 1280, 1280], layersPerBlock = 2, context = 768, timeWidth = 1280
+    static let unetChannels = Architecture.sd15.unetChannels, layersPerBlock = 2, context = 768
 
     static func resnet(_ p: String, in cin: Int, out cout: Int, time: Int?) -> Parameters {
         var list: Parameters = [("\(p).norm1.weight", [cin]), ("\(p).norm1.bias", [cin]),
@@ -122,44 +128,56 @@ enum BenchCheckpoint {
         [("\(p).weight", [o, i, kernel, kernel]), ("\(p).bias", [o])]
     }
 
-    /// Transformer2DModel with conv projections (SD 1.x) and one BasicTransformerBlock.
-    static func transformer(_ p: String, _ c: Int) -> Parameters {
-        let b = "\(p).transformer_blocks.0"
-        return norm("\(p).norm", c) + conv("\(p).proj_in", in: c, out: c, kernel: 1)
-            + norm("\(b).norm1", c) + linear("\(b).attn1.to_q", in: c, out: c, bias: false)
-            + linear("\(b).attn1.to_k", in: c, out: c, bias: false) + linear("\(b).attn1.to_v", in: c, out: c, bias: false)
-            + linear("\(b).attn1.to_out.0", in: c, out: c)
-            + norm("\(b).norm2", c) + linear("\(b).attn2.to_q", in: c, out: c, bias: false)
-            + linear("\(b).attn2.to_k", in: context, out: c, bias: false) + linear("\(b).attn2.to_v", in: context, out: c, bias: false)
-            + linear("\(b).attn2.to_out.0", in: c, out: c)
-            + norm("\(b).norm3", c) + linear("\(b).ff.net.0.proj", in: c, out: 8 * c) + linear("\(b).ff.net.2", in: 4 * c, out: c)
-            + conv("\(p).proj_out", in: c, out: c, kernel: 1)
+    /// Transformer2DModel: conv (SD 1.x) or linear (SD 2.x, SDXL) projections around `depth` BasicTransformerBlocks.
+    static func transformer(_ p: String, _ c: Int, depth: Int = 1, linearProjection: Bool = false, context: Int = context) -> Parameters {
+        func projection(_ name: String) -> Parameters {
+            linearProjection ? linear(name, in: c, out: c) : conv(name, in: c, out: c, kernel: 1)
+        }
+        var list = norm("\(p).norm", c) + projection("\(p).proj_in")
+        for index in 0..<depth {
+            let b = "\(p).transformer_blocks.\(index)"
+            list += norm("\(b).norm1", c) + linear("\(b).attn1.to_q", in: c, out: c, bias: false)
+                + linear("\(b).attn1.to_k", in: c, out: c, bias: false) + linear("\(b).attn1.to_v", in: c, out: c, bias: false)
+                + linear("\(b).attn1.to_out.0", in: c, out: c)
+                + norm("\(b).norm2", c) + linear("\(b).attn2.to_q", in: c, out: c, bias: false)
+                + linear("\(b).attn2.to_k", in: context, out: c, bias: false) + linear("\(b).attn2.to_v", in: context, out: c, bias: false)
+                + linear("\(b).attn2.to_out.0", in: c, out: c)
+                + norm("\(b).norm3", c) + linear("\(b).ff.net.0.proj", in: c, out: 8 * c) + linear("\(b).ff.net.2", in: 4 * c, out: c)
+        }
+        return list + projection("\(p).proj_out")
     }
 
-    static func unetParameters() -> Parameters {
-        let ch = unetChannels, levels = ch.count
+    static func unetParameters(_ architecture: Architecture = .sd15) -> Parameters {
+        let ch = architecture.unetChannels, levels = ch.count, depth = architecture.transformerDepth
+        let layersPerBlock = architecture.layersPerBlock, timeWidth = 4 * ch[0]
+        func attention(_ p: String, _ c: Int, _ depth: Int) -> Parameters {
+            transformer(p, c, depth: depth, linearProjection: architecture.linearProjection, context: architecture.context)
+        }
         var list = conv("conv_in", in: 4, out: ch[0], kernel: 3)
             + linear("time_embedding.linear_1", in: ch[0], out: timeWidth) + linear("time_embedding.linear_2", in: timeWidth, out: timeWidth)
+        if let added = architecture.addedConditioning {
+            list += linear("add_embedding.linear_1", in: added.input, out: timeWidth) + linear("add_embedding.linear_2", in: timeWidth, out: timeWidth)
+        }
         var cin = ch[0]
         for (i, c) in ch.enumerated() {
             for j in 0..<layersPerBlock {
                 list += resnet("down_blocks.\(i).resnets.\(j)", in: j == 0 ? cin : c, out: c, time: timeWidth)
-                if i < levels - 1 { list += transformer("down_blocks.\(i).attentions.\(j)", c) }
+                if depth[i] > 0 { list += attention("down_blocks.\(i).attentions.\(j)", c, depth[i]) }
             }
             if i < levels - 1 { list += conv("down_blocks.\(i).downsamplers.0.conv", in: c, out: c, kernel: 3) }
             cin = c
         }
         let mid = ch[levels - 1]
-        list += resnet("mid_block.resnets.0", in: mid, out: mid, time: timeWidth) + transformer("mid_block.attentions.0", mid)
+        list += resnet("mid_block.resnets.0", in: mid, out: mid, time: timeWidth) + attention("mid_block.attentions.0", mid, max(depth[levels - 1], 1))
             + resnet("mid_block.resnets.1", in: mid, out: mid, time: timeWidth)
-        let reversed = Array(ch.reversed())
+        let reversed = Array(ch.reversed()), reversedDepth = Array(depth.reversed())
         var previous = reversed[0]
         for (i, c) in reversed.enumerated() {
             let input = reversed[min(i + 1, levels - 1)]
             for j in 0...layersPerBlock {
                 let skip = j == layersPerBlock ? input : c
                 list += resnet("up_blocks.\(i).resnets.\(j)", in: (j == 0 ? previous : c) + skip, out: c, time: timeWidth)
-                if i > 0 { list += transformer("up_blocks.\(i).attentions.\(j)", c) }
+                if reversedDepth[i] > 0 { list += attention("up_blocks.\(i).attentions.\(j)", c, reversedDepth[i]) }
             }
             if i < levels - 1 { list += conv("up_blocks.\(i).upsamplers.0.conv", in: c, out: c, kernel: 3) }
             previous = c
@@ -194,22 +212,26 @@ enum BenchCheckpoint {
         return list + norm("decoder.conv_norm_out", ch[0]) + conv("decoder.conv_out", in: ch[0], out: 3, kernel: 3)
     }
 
-    static func textEncoderParameters() -> Parameters {
-        let width = 768, inner = 3072
+    static func textEncoderParameters(_ shape: TextEncoderShape = .clipL) -> Parameters {
+        let width = shape.width
         var list: Parameters = [("text_model.embeddings.token_embedding.weight", [49408, width]),
                                 ("text_model.embeddings.position_embedding.weight", [77, width])]
-        for i in 0..<12 {
+        for i in 0..<shape.layers {
             let p = "text_model.encoder.layers.\(i)"
             list += norm("\(p).layer_norm1", width)
             for projection in ["q_proj", "k_proj", "v_proj", "out_proj"] { list += linear("\(p).self_attn.\(projection)", in: width, out: width) }
-            list += norm("\(p).layer_norm2", width) + linear("\(p).mlp.fc1", in: width, out: inner) + linear("\(p).mlp.fc2", in: inner, out: width)
+            list += norm("\(p).layer_norm2", width) + linear("\(p).mlp.fc1", in: width, out: shape.inner)
+                + linear("\(p).mlp.fc2", in: shape.inner, out: width)
         }
-        return list + norm("text_model.final_layer_norm", width)
+        list += norm("text_model.final_layer_norm", width)
+        if let projection = shape.projection { list += linear("text_projection", in: width, out: projection, bias: false) }
+        return list
     }
 
     // MARK: - Configs (diffusers' SD 1.5 values)
 
-    static var unetConfig: [String: Any] { [
+    static var unetConfig: [String: Any] { Architecture.sd15.unetConfig }
+    static var sd15UNetConfig: [String: Any] { [
         "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
         "block_out_channels": unetChannels, "center_input_sample": false, "cross_attention_dim": context,
         "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
@@ -224,18 +246,18 @@ enum BenchCheckpoint {
         "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3, "sample_size": 512, "scaling_factor": 0.18215,
         "up_block_types": Array(repeating: "UpDecoderBlock2D", count: 4),
     ] }
-    static var textEncoderConfig: [String: Any] { [
+    static var clipLConfig: [String: Any] { [
         "architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "hidden_act": "quick_gelu", "hidden_size": 768,
         "intermediate_size": 3072, "layer_norm_eps": 1e-5, "max_position_embeddings": 77, "num_attention_heads": 12,
         "num_hidden_layers": 12, "vocab_size": 49408, "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1,
         "projection_dim": 768, "torch_dtype": "float16",
     ] }
-    static var schedulerConfig: [String: Any] { [
+    static var sd15SchedulerConfig: [String: Any] { [
         "_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
         "num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": false, "skip_prk_steps": true,
         "steps_offset": 1,
     ] }
-    static var modelIndex: [String: Any] { [
+    static var sd15ModelIndex: [String: Any] { [
         "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
         "scheduler": ["diffusers", "PNDMScheduler"],

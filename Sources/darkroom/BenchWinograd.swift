@@ -33,6 +33,9 @@ extension Bench {
         @Flag(help: "Time only (no float64 references): for more --repeats on a busy machine.")
         var speedOnly = false
 
+        @Flag(inversion: .prefixedNo, help: "Also bf16 products (oneDNN): im2col as autocast runs it, and Winograd.")
+        var bf16 = true
+
         enum InputKind: String, CaseIterable { case gaussian, silu, outliers, smooth }
 
         func run() throws {
@@ -55,6 +58,12 @@ extension Bench {
                 + WinogradTransform.all.map { transform in
                     (transform.name, { x, w, bias in x.winogradConvolution(weight: w, bias: bias, transform: transform) })
                 }
+                + (bf16 ? [("bf16 im2col (as autocast)", { x, w, bias in Bench.Winograd.im2colBF16(x, w, bias) })]
+                    + [WinogradTransform.f23, .f43].map { transform in
+                        ("bf16 " + transform.name, { x, w, bias in
+                            (try? x.winogradConvolution(weight: w, bias: bias, transform: transform, products: .bf16))
+                                ?? Tensor(zeros: x.shape) })
+                    } : [])
             var random = TorchRandomSource(seed: 1302)
             for (name, channels, size, batch) in cases {
                 let w = Tensor(shape: [channels, channels, 3, 3],
@@ -94,6 +103,15 @@ extension Bench {
             defer { Tensor.convolutionAlgorithm = saved }
             Tensor.convolutionAlgorithm = .im2col
             return x.conv2d(weight: w, bias: bias, padding: .uniform(1))
+        }
+
+        /// bf16 im2col with Float32 accumulation: the products of `torch.autocast`'s bf16 convolution (whose output
+        /// is rounded to bf16 besides; this is not).
+        static func im2colBF16(_ x: Tensor, _ w: Tensor, _ bias: Tensor) -> Tensor {
+            let (savedAlgorithm, savedPrecision) = (Tensor.convolutionAlgorithm, Tensor.precision)
+            defer { (Tensor.convolutionAlgorithm, Tensor.precision) = (savedAlgorithm, savedPrecision) }
+            (Tensor.convolutionAlgorithm, Tensor.precision) = (.im2col, .bf16)
+            return x.conv2d(weight: Weight(w), bias: bias, padding: .uniform(1))
         }
 
         func best(_ body: () -> Void) -> Double { Bench.bestSeconds(repeats: repeats, body) }

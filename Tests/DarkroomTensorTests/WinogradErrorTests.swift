@@ -112,6 +112,51 @@ final class WinogradErrorTests: XCTestCase {
         XCTAssertGreaterThan(before.max, winograd.max)
     }
 
+    /// bf16 products (`Tensor.bf16WinogradTransforms`): U and V rounded to bfloat16 (u_b = 2⁻⁹, round to nearest)
+    /// and multiplied with Float32 accumulation. Element by element the error stays within (2 u_b + γ) · Ŷ (the two
+    /// roundings of each product's operands, then the Float32 bound above), and on the UNet-like input of the test
+    /// above F(2×2, 3×3)'s RMS error stays within 2 × bf16 im2col's (measured 1.4–1.7× at SD shapes, `darkroom bench
+    /// winograd`), while F(4×4, 3×3)'s bf16 products measure well above it (why they stay Float32).
+    func testBF16WinogradErrorAgainstBF16Im2col() {
+        let (channels, size) = (64, 32)
+        var rng = NormalSource(seed: 2)
+        let plane = size * size
+        var x = (0..<(channels * plane)).map { _ in Float(rng.normal()) }
+        let gain = (0..<channels).map { _ in 1 + 0.3 * rng.normal() }, offset = (0..<channels).map { _ in rng.normal() }
+        for i in x.indices {
+            let c = i / plane, v = Double(x[i]) * gain[c] + offset[c]
+            x[i] = Float(v / (1 + exp(-v))) * (c % 16 == 5 ? 30 : 1) + 5
+        }
+        let w = (0..<(channels * channels * 9)).map { _ in Float(rng.normal() / (9.0 * Double(channels)).squareRoot()) }
+        let bias = (0..<channels).map { _ in Float(0.1 * rng.normal()) }
+        let reference = Self.direct64(x, w, bias, channels: channels, outChannels: channels, size: size, absolute: false)
+        let input = Tensor(shape: [1, channels, size, size], scalars: x)
+        let weight = Tensor(shape: [channels, channels, 3, 3], scalars: w), b = Tensor(shape: [channels], scalars: bias)
+
+        let saved = (Tensor.convolutionAlgorithm, Tensor.precision)
+        defer { (Tensor.convolutionAlgorithm, Tensor.precision) = saved }
+        (Tensor.convolutionAlgorithm, Tensor.precision) = (.im2col, .bf16)
+        let im2col = Self.error(input.conv2d(weight: Weight(weight), bias: b, padding: .uniform(1)), reference)
+        Tensor.precision = .fp32
+        var results: [String: (max: Double, rms: Double)] = [:]
+        for transform in [WinogradTransform.f23, .f43] {
+            guard let y = try? input.winogradConvolution(weight: weight, bias: b, transform: transform, products: .bf16) else {
+                return XCTFail("oneDNN bf16 products failed: \(Precision.fallbackReasons)")
+            }
+            results[transform.name] = Self.error(y, reference)
+            let bound = Self.absoluteBound(x, w, bias, channels: channels, outChannels: channels, size: size, transform)
+            let steps = Double(channels + 24), u = 0x1p-24
+            let allowed = 2 * 0x1p-9 + steps * u / (1 - steps * u)
+            let worst = zip(y.scalars, zip(reference, bound)).map { abs(Double($0) - $1.0) / (allowed * $1.1) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 1, "\(transform) bf16: error exceeds (2 u_b + γ)·Ŷ")
+        }
+        let f23 = results[WinogradTransform.f23.name]!, f43 = results[WinogradTransform.f43.name]!
+        print(String(format: "  bf16 im2col rms %.2e; bf16 F(2x2) rms %.2e; bf16 F(4x4) rms %.2e", im2col.rms, f23.rms, f43.rms))
+        XCTAssertGreaterThan(im2col.rms, 1e-4, "the bf16 products ran")
+        XCTAssertLessThanOrEqual(f23.rms, 2 * im2col.rms)
+        XCTAssertGreaterThan(f43.rms, 2 * im2col.rms)
+    }
+
     // MARK: - Independent float64 helpers
 
     /// (max |y − ref|, RMS(y − ref)) / RMS(ref).
