@@ -134,4 +134,30 @@ final class SDXLParityTests: XCTestCase {
         XCTAssertTrue(models.forceZerosForEmptyPrompt)
         XCTAssertEqual(models.sdxlPromptEncoder?.contextWidth, 12)
     }
+
+    /// A kohya SDXL LoRA (`lora_te1_`, `lora_te2_`, `lora_unet_` with LDM module names; sdxl/lora_kohya.safetensors)
+    /// patches both text encoders and the UNet: encode_prompt and the UNet against the reference's merged models.
+    func testKohyaSDXLLoRAPatchesBothTextEncodersAndTheUNet() throws {
+        let e = try ModelFixtures.expected("sdxl")
+        let tokenizer = try CLIPTokenizer.bundled()
+        let prompts = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(e.metadata["prompts"]).utf8)) as? [String])
+        let negative = try XCTUnwrap(e.metadata["negative_prompt"])
+        let added = UNetAddedConditioning(textEmbeds: try e.tensor("unet.text_embeds"), timeIDs: try e.tensor("unet.time_ids"))
+        for layout in ModelFixtures.Layout.allCases {
+            let base = try ModelFixtures.load("sdxl", layout)
+            let lora = try LoRA.open(ModelFixtures.folder("sdxl").appendingPathComponent("lora_kohya.safetensors"), model: base.checkpoint)
+            let patched = try base.applying([(lora, 1)])
+            let (positive, negativeEmbeddings) = try XCTUnwrap(patched.sdxlPromptEncoder)
+                .encodePrompt(prompts[0], negativePrompt: negative, tokenizer: tokenizer)
+            check(positive.promptEmbeds, try e.tensor("lora.prompt_embeds"), "\(layout) lora.prompt_embeds")
+            check(negativeEmbeddings.promptEmbeds, try e.tensor("lora.negative_prompt_embeds"), "\(layout) lora.negative_prompt_embeds")
+            check(positive.pooled, try e.tensor("lora.pooled_prompt_embeds"), "\(layout) lora.pooled_prompt_embeds")
+            let out = patched.unet(try e.tensor("unet.sample"), timesteps: try e.tensor("unet.t0").scalars,
+                                   context: try e.tensor("unet.context"), added: added)
+            check(out, try e.tensor("lora.unet.out0"), "\(layout) lora.unet.out0")
+            // The receiver keeps its weights.
+            check(base.unet(try e.tensor("unet.sample"), timesteps: try e.tensor("unet.t0").scalars,
+                            context: try e.tensor("unet.context"), added: added), try e.tensor("unet.out0"), "\(layout) base after LoRA")
+        }
+    }
 }

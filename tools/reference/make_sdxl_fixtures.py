@@ -252,6 +252,55 @@ def build_refiner(te2, vae, scheduler, tok2) -> None:
             print(f"  {m.rel(p)}  {p.stat().st_size} bytes")
 
 
+LORA_MODULES = [
+    # kohya name, diffusers module (for the shapes), rank, alpha
+    ("lora_te1_text_model_encoder_layers_0_self_attn_q_proj", "text_encoder", "text_model.encoder.layers.0.self_attn.q_proj", 2, 1.0),
+    ("lora_te2_text_model_encoder_layers_1_self_attn_k_proj", "text_encoder_2", "text_model.encoder.layers.1.self_attn.k_proj", 2, 2.0),
+    ("lora_te2_text_model_encoder_layers_2_mlp_fc1", "text_encoder_2", "text_model.encoder.layers.2.mlp.fc1", 4, 4.0),
+    # input_blocks.3.1 = down_blocks.1.attentions.0 (layers_per_block 1), as kohya names SDXL UNet modules.
+    ("lora_unet_input_blocks_3_1_transformer_blocks_1_attn2_to_k", "unet", "down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k", 2, 1.5),
+    ("lora_unet_output_blocks_0_1_proj_in", "unet", "up_blocks.0.attentions.0.proj_in", 2, 2.0),
+]
+
+
+@torch.no_grad()
+def lora_refs(pipe, put, sample, t0, context, text_embeds, time_ids) -> None:
+    """sdxl/lora_kohya.safetensors (kohya layout: lora_te1_/lora_te2_, lora_unet_ with LDM names, fp16) and the
+    patched models' outputs."""
+    import copy
+    g = m.gen(f"{VARIANT}/lora")
+    modules = {"text_encoder": pipe.text_encoder, "text_encoder_2": pipe.text_encoder_2, "unet": pipe.unet}
+    lora = {}
+    for name, component, path, rank, alpha in LORA_MODULES:
+        model = modules[component]
+        weight = model.get_submodule(path.removeprefix("text_model.") if not hasattr(model, "text_model") else path).weight
+        out_features, in_features = weight.shape[0], weight.shape[1]
+        lora[f"{name}.lora_down.weight"] = (m.randn(g, rank, in_features) / math.sqrt(in_features)).half()
+        lora[f"{name}.lora_up.weight"] = (m.randn(g, out_features, rank) * 0.5).half()
+        lora[f"{name}.alpha"] = torch.tensor(alpha).half()
+    path = OUT / "lora_kohya.safetensors"
+    m.write_safetensors(path, lora)
+    # diffusers 0.42.1's load_lora_weights refuses this file's text-encoder part ("Could not automatically infer
+    # state dict type": its CLIPTextModel has no text_model. prefix under transformers 5), so the reference merges
+    # kohya's rule by hand in float64, W + (alpha / rank) · up @ down, on the modules LORA_MODULES names (the LDM
+    # UNet names map as diffusers' single-file conversion, checked above, maps them).
+    patched = copy.deepcopy(pipe)
+    for name, component, module_path, rank, alpha in LORA_MODULES:
+        model = getattr(patched, component)
+        if component == "text_encoder" and not hasattr(model, "text_model"):
+            module_path = module_path.removeprefix("text_model.")
+        weight = model.get_submodule(module_path).weight
+        up, down = lora[f"{name}.lora_up.weight"].double(), lora[f"{name}.lora_down.weight"].double()
+        weight.copy_((weight.double() + (float(lora[f"{name}.alpha"]) / rank) * (up @ down)).float())
+    pe, npe, ppe, nppe = patched.encode_prompt(PROMPTS[0], device="cpu", num_images_per_prompt=1,
+                                               do_classifier_free_guidance=True, negative_prompt=NEGATIVE)
+    put("lora.prompt_embeds", pe)
+    put("lora.negative_prompt_embeds", npe)
+    put("lora.pooled_prompt_embeds", ppe)
+    put("lora.unet.out0", patched.unet(sample, t0, encoder_hidden_states=context,
+                                       added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample)
+
+
 @torch.no_grad()
 def main() -> None:
     tok1 = CLIPTokenizer.from_pretrained(str(TOKENIZER))
@@ -368,6 +417,9 @@ def main() -> None:
 
     # Whole img2img runs of StableDiffusionXLImg2ImgPipeline (fp32, the folder's EulerDiscreteScheduler).
     cases = img2img_cases(pipe, put)
+
+    # A kohya SDXL LoRA (lora_te1_, lora_te2_, lora_unet_ with LDM names), loaded by diffusers' own converter.
+    lora_refs(pipe, put, sample, t0, context, text_embeds, time_ids)
 
     meta = {"generator": "tools/reference/make_sdxl_fixtures.py", "prompts": json.dumps(PROMPTS),
             "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2, "img2img": json.dumps(cases, sort_keys=True)}
