@@ -30,7 +30,7 @@ extension StableDiffusionPipeline {
                         maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],
                         progress: Progress? = nil) throws -> GenerationResult {
         if models.unet.config.addedConditioning != nil {
-            throw PipelineError.invalidValue(field: "mode", value: "inpaint on a \(models.checkpoint.family.name) checkpoint",
+            throw PipelineError.invalidValue(field: "mode", value: "inpaint on an \(models.checkpoint.family.name) checkpoint",
                                              expected: "img2img: SDXL inpainting is not implemented yet")
         }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.

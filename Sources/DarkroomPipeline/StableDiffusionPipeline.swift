@@ -231,7 +231,7 @@ public struct StableDiffusionPipeline: Sendable {
         }
         try checkControlNets(controlNets, height: image.shape[2], width: image.shape[3])
         if models.sdxlPromptEncoder != nil, !controlNets.isEmpty {
-            throw PipelineError.invalidValue(field: "controlnet", value: "\(controlNets.count) unit(s) on a \(models.checkpoint.family.name) checkpoint",
+            throw PipelineError.invalidValue(field: "controlnet", value: "\(controlNets.count) unit(s) on an \(models.checkpoint.family.name) checkpoint",
                                              expected: "no ControlNet: SDXL ControlNets are not implemented yet")
         }
         let (embeddings, added) = try encodePrompt(settings, height: image.shape[2], width: image.shape[3])
@@ -256,7 +256,7 @@ public struct StableDiffusionPipeline: Sendable {
             return (embeddings, nil)
         }
         if let first = settings.embeddings.first {
-            throw PipelineError.invalidValue(field: "prompt", value: "the embedding '\(first.name)' on a \(models.checkpoint.family.name) checkpoint",
+            throw PipelineError.invalidValue(field: "prompt", value: "the embedding '\(first.name)' on an \(models.checkpoint.family.name) checkpoint",
                                              expected: "no textual-inversion embedding: SDXL prompts do not apply embeddings yet")
         }
         let clipSkip = settings.clipSkip > 0 ? settings.clipSkip : nil

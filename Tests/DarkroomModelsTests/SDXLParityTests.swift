@@ -160,4 +160,15 @@ final class SDXLParityTests: XCTestCase {
                             context: try e.tensor("unet.context"), added: added), try e.tensor("unet.out0"), "\(layout) base after LoRA")
         }
     }
+
+    /// An SD 1.x LoRA (the LoRA fixtures' kohya_a) on SDXL: its UNet modules match nothing (SDXL's first level has
+    /// no attention), so it is refused listing them, before any weight is patched.
+    func testSD1LoRAOnSDXLIsRefused() throws {
+        let base = try ModelFixtures.load("sdxl", .diffusers)
+        XCTAssertThrowsError(try LoRA.open(LoRATests.url("kohya_a"), model: base.checkpoint)) { error in
+            guard case WeightsError.loraUnmatchedKeys(_, let modules, _)? = error as? WeightsError else { return XCTFail("\(error)") }
+            XCTAssertTrue(modules.contains { $0.hasPrefix("lora_unet_down_blocks_0_attentions_") }, "\(modules)")
+            XCTAssertTrue("\(error)".contains("another model family"), "\(error)")
+        }
+    }
 }
