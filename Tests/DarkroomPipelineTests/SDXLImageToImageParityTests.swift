@@ -9,8 +9,9 @@ import XCTest
 
 /// SDXL img2img against diffusers' StableDiffusionXLImg2ImgPipeline on the sdxl model fixture (cases `xl_*` in the
 /// `img2img` metadata of models/sdxl/expected.safetensors, tools/reference/make_sdxl_fixtures.py): guidance with the
-/// zeroed negative prompt, a negative prompt on a non-square image, no guidance, and given micro-conditioning with
-/// `prompt_2`; from the diffusers folder and from the single file. The decoded image within 1e-3, as the SD cases.
+/// zeroed negative prompt, a negative prompt on a non-square image, no guidance, given micro-conditioning with
+/// `prompt_2`, and every sampler at strength 0.6 (`xl_sampler_*`); from the diffusers folder and from the single file.
+/// The decoded image within 1e-3, as the SD cases.
 final class SDXLImageToImageParityTests: XCTestCase {
     struct Case: Decodable {
         let name: String, sampler: String, prompt: String, strength: Double, seed: UInt64
@@ -46,7 +47,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
         let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
         let expected = try SafetensorsFile(url: models.appendingPathComponent("expected.safetensors"))
         let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["img2img"]).utf8))
-        XCTAssertEqual(cases.count, 4)
+        XCTAssertEqual(cases.count, 22)
         let folder = models.appendingPathComponent("diffusers")
         for (layout, url) in [("diffusers", folder), ("single file", models.appendingPathComponent("sdxl.safetensors"))] {
             let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: folder),

@@ -175,19 +175,51 @@ IMG2IMG = [
 ]
 
 
+# Every Darkroom sampler at one strength (make_pipeline_fixtures.py's table: recipe name → diffusers scheduler class
+# and from_config arguments, applied to the folder's scheduler config as there).
+SAMPLER_CASES = [(f"xl_sampler_{recipe}", "astronaut", 32, 32,
+                  dict(prompt=PROMPTS[0], negative_prompt=NEGATIVE, strength=0.6, guidance_scale=5.0,
+                       num_inference_steps=6, seed=2024, sampler=recipe))
+                 for recipe in ["ddim", "pndm", "lms", "euler", "euler_a", "dpmpp_2m", "euler_karras", "lms_karras",
+                                "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "unipc", "heun", "dpm2",
+                                "dpm2_karras", "dpm2_a", "dpm2_a_karras", "lcm"]]
+
+
+# Keys of stabilityai/stable-diffusion-xl-base-1.0's scheduler_config.json that EulerDiscreteScheduler itself does not
+# write but other schedulers built from_config read (PNDM: skip_prk_steps; DDIM: set_alpha_to_one, clip_sample).
+REAL_SCHEDULER_KEYS = {"skip_prk_steps": True, "set_alpha_to_one": False, "clip_sample": False, "sample_max_value": 1.0}
+
+
+def finish_scheduler_config(folder: Path) -> dict:
+    """Adds REAL_SCHEDULER_KEYS to the folder's scheduler config, as the real SDXL file has them; returns the config."""
+    path = folder / "scheduler" / "scheduler_config.json"
+    config = dict(json.loads(path.read_text()), **REAL_SCHEDULER_KEYS)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return config
+
+
 @torch.no_grad()
-def img2img_cases(pipe, put, table=IMG2IMG) -> list[dict]:
+def img2img_cases(pipe, put, table=IMG2IMG, folder_config=None) -> list[dict]:
+    import make_pipeline_fixtures as pf   # its RECIPES table (imported here: it configures diffusers' logging)
     cases = []
+    original = pipe.scheduler
     for name, photo, width, height, settings in table:
         image = m.photo(photo, width, height)                  # [1, 3, H, W] in [-1, 1]
         assert torch.equal(pipe.image_processor.preprocess(image), image)
-        kw = {k: v for k, v in settings.items() if k != "seed"}
-        out = pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np", **kw)
-        again = pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np", **kw)
-        assert (out.images == again.images).all(), name
+        sampler = settings.get("sampler", "euler")
+        cls, kwargs = pf.RECIPES[sampler]
+        kw = {k: v for k, v in settings.items() if k not in ("seed", "sampler")}
+        outputs = []
+        for _ in range(2):   # a fresh scheduler and generator each time: the same image
+            pipe.scheduler = cls.from_config(folder_config, **kwargs)
+            outputs.append(pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np",
+                                **kw).images[0])
+        pipe.scheduler = original
+        assert (outputs[0] == outputs[1]).all(), name
         put(f"{name}.input", image)
-        put(f"{name}.image", torch.from_numpy(out.images[0]))   # [H, W, 3] float in [0, 1]
-        cases.append(dict(name=name, sampler="euler", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}))
+        put(f"{name}.image", torch.from_numpy(outputs[0]))      # [H, W, 3] float in [0, 1]
+        cases.append(dict(name=name, sampler=sampler,
+                          **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items() if k != "sampler"}))
     return cases
 
 
@@ -234,7 +266,7 @@ def build_refiner(te2, vae, scheduler, tok2) -> None:
     def put(name: str, t: torch.Tensor) -> None:
         assert name not in refs, name
         refs[name] = t.detach().float().contiguous()
-    cases = img2img_cases(pipe, put, REFINER_IMG2IMG)
+    cases = img2img_cases(pipe, put, REFINER_IMG2IMG, folder_config=finish_scheduler_config(out / "diffusers"))
     # The scores must visibly matter.
     _, photo, width, height, settings = REFINER_IMG2IMG[0]
     image = m.photo(photo, width, height)
@@ -344,6 +376,7 @@ def main() -> None:
         cfg = json.loads(f.read_text())
         cfg.pop("_name_or_path", None)
         f.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    scheduler_config = finish_scheduler_config(folder)
 
     single = {}
     single.update(m.unet_to_ldm(unet))
@@ -416,7 +449,7 @@ def main() -> None:
     print(f"  sdxl: mean |out(time_ids) - out(time_ids swapped)| = {effect:.3f}", flush=True)
 
     # Whole img2img runs of StableDiffusionXLImg2ImgPipeline (fp32, the folder's EulerDiscreteScheduler).
-    cases = img2img_cases(pipe, put)
+    cases = img2img_cases(pipe, put, IMG2IMG + SAMPLER_CASES, folder_config=scheduler_config)
 
     # A kohya SDXL LoRA (lora_te1_, lora_te2_, lora_unet_ with LDM names), loaded by diffusers' own converter.
     lora_refs(pipe, put, sample, t0, context, text_embeds, time_ids)
