@@ -97,15 +97,36 @@ final class SDXLImageToImageParityTests: XCTestCase {
         }
     }
 
-    /// Inpainting and embeddings on SDXL are refused naming the field until they exist.
-    func testInpaintingIsRefusedForNow() throws {
+    /// Inpainting with the 4-channel base UNet (the latent blend) against StableDiffusionXLInpaintPipeline (cases in
+    /// the `inpaint` metadata): strength 0.75, and 1.0 (from noise) on a non-square image with a negative prompt;
+    /// both layouts, the image within 1e-3 (no paste-back, as diffusers).
+    func testInpaintAsDiffusers() throws {
+        let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
+        let expected = try SafetensorsFile(url: models.appendingPathComponent("expected.safetensors"))
+        let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["inpaint"]).utf8))
+        XCTAssertEqual(cases.count, 2)
+        let folder = models.appendingPathComponent("diffusers")
+        for (layout, url) in [("diffusers", folder), ("single file", models.appendingPathComponent("sdxl.safetensors"))] {
+            let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: folder),
+                                                   tokenizer: try CLIPTokenizer.bundled())
+            for c in cases {
+                let result = try pipeline.inpaint(try expected.tensor("\(c.name).input"), mask: try expected.tensor("\(c.name).mask"),
+                                                  settings: c.settings, pasteBack: false)
+                let want = try expected.tensor("\(c.name).image")
+                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                print("SDXL inpaint parity \(c.name) \(layout): max |error| = \(error)")
+                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+            }
+        }
+    }
+
+    /// Embeddings on SDXL are refused naming the field until they are applied.
+    func testEmbeddingsAreRefusedForNow() throws {
         let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
         let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(models.appendingPathComponent("diffusers")),
                                                tokenizer: try CLIPTokenizer.bundled())
         let image = Tensor(zeros: [1, 3, 32, 32])
-        XCTAssertThrowsError(try pipeline.inpaint(image, mask: Tensor(shape: [1, 1, 32, 32], repeating: 1), settings: GenerationSettings())) {
-            XCTAssert("\($0)".contains("SDXL inpainting is not implemented yet"), "\($0)")
-        }
         // A prompt naming an embedding is refused rather than run without it.
         var settings = GenerationSettings()
         settings.embeddings = [try TextualInversionEmbedding(name: "style", file: "embeddings/style.safetensors", count: 1, width: 4,

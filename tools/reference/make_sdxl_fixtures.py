@@ -223,6 +223,42 @@ def img2img_cases(pipe, put, table=IMG2IMG, folder_config=None) -> list[dict]:
     return cases
 
 
+INPAINT = [
+    # StableDiffusionXLInpaintPipeline on the 4-channel base UNet (the latent blend), a centre rectangle repainted.
+    ("xl_inpaint_s075", "astronaut", 32, 32, dict(prompt=PROMPTS[0], strength=0.75, guidance_scale=5.0,
+                                                  num_inference_steps=6, seed=3)),
+    ("xl_inpaint_s100_ns", "coffee", 32, 24, dict(prompt=PROMPTS[0], negative_prompt=NEGATIVE, strength=1.0,
+                                                  guidance_scale=7.5, num_inference_steps=5, seed=8)),
+]
+
+
+@torch.no_grad()
+def inpaint_cases(pipe, put, folder_config) -> list[dict]:
+    from diffusers import StableDiffusionXLInpaintPipeline
+    inpaint = StableDiffusionXLInpaintPipeline(**{k: v for k, v in pipe.components.items() if k in (
+        "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler")},
+        requires_aesthetics_score=False, force_zeros_for_empty_prompt=True, add_watermarker=False)
+    cases = []
+    for name, photo, width, height, settings in INPAINT:
+        image = m.photo(photo, width, height)
+        mask = torch.zeros(1, 1, height, width)
+        mask[:, :, height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1.0
+        assert torch.equal(inpaint.image_processor.preprocess(image, height=height, width=width), image)
+        assert torch.equal(inpaint.mask_processor.preprocess(mask, height=height, width=width), mask)
+        kw = {k: v for k, v in settings.items() if k != "seed"}
+        outputs = []
+        for _ in range(2):
+            inpaint.scheduler = EulerDiscreteScheduler.from_config(folder_config)
+            outputs.append(inpaint(image=image, mask_image=mask, height=height, width=width, output_type="np",
+                                   generator=torch.Generator().manual_seed(settings["seed"]), **kw).images[0])
+        assert (outputs[0] == outputs[1]).all(), name
+        put(f"{name}.input", image)
+        put(f"{name}.mask", mask)
+        put(f"{name}.image", torch.from_numpy(outputs[0]))
+        cases.append(dict(name=name, sampler="euler", **settings))
+    return cases
+
+
 REFINER_UNET = dict(UNET, transformer_layers_per_block=(1, 1), cross_attention_dim=TEXT_2["hidden_size"],
                     projection_class_embeddings_input_dim=TEXT_2["projection_dim"] + 5 * ADD_TIME_DIM)
 REFINER_IMG2IMG = [
@@ -450,12 +486,14 @@ def main() -> None:
 
     # Whole img2img runs of StableDiffusionXLImg2ImgPipeline (fp32, the folder's EulerDiscreteScheduler).
     cases = img2img_cases(pipe, put, IMG2IMG + SAMPLER_CASES, folder_config=scheduler_config)
+    inpaints = inpaint_cases(pipe, put, scheduler_config)
 
     # A kohya SDXL LoRA (lora_te1_, lora_te2_, lora_unet_ with LDM names), loaded by diffusers' own converter.
     lora_refs(pipe, put, sample, t0, context, text_embeds, time_ids)
 
     meta = {"generator": "tools/reference/make_sdxl_fixtures.py", "prompts": json.dumps(PROMPTS),
-            "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2, "img2img": json.dumps(cases, sort_keys=True)}
+            "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2, "img2img": json.dumps(cases, sort_keys=True),
+            "inpaint": json.dumps(inpaints, sort_keys=True)}
     m.write_safetensors(OUT / "expected.safetensors", refs, metadata=meta)
     for p in sorted(OUT.rglob("*")):
         if p.is_file():
