@@ -181,22 +181,34 @@ extension CLIPTextModel {
     /// from `embeddings` (by name; a name not there keeps the placeholder id's embedding).
     public func callAsFunction(_ prompt: WeightedPrompt, embeddings: [String: TextualInversionEmbedding] = [:],
                                skipLastLayers: Int = 0) -> Tensor {
+        encode(prompt, output: .lastHiddenState, embeddings: embeddings, skipLastLayers: skipLastLayers).hiddenStates
+    }
+
+    /// The same for any `output` (SDXL's towers: `.penultimateHiddenState`, as A1111's SDXL embedders encode each
+    /// chunk), with the pooled output of the first chunk, unweighted (A1111 `sd_hijack_clip.py`: `zs[0].pooled`),
+    /// when the tower has a projection.
+    public func encode(_ prompt: WeightedPrompt, output: ModelFamily.TextEncoder.Output,
+                       embeddings: [String: TextualInversionEmbedding] = [:],
+                       skipLastLayers: Int = 0) -> (hiddenStates: Tensor, pooled: Tensor?) {
+        var pooled: Tensor?
         let chunks = prompt.chunks.enumerated().map { index, ids -> Tensor in
             let fixes = index < prompt.fixes.count ? prompt.fixes[index] : []
             let overrides = fixes.compactMap { fix in embeddings[fix.name].map { (position: fix.position, vectors: $0.vectors) } }
-            var z = self([ids], overrides: [overrides], skipLastLayers: skipLastLayers)   // [1, 77, W]
-            let weights = prompt.weights[index]
+            let encoded = encode([ids], output: output, skipLastLayers: skipLastLayers, overrides: [overrides])
+            if index == 0 { pooled = encoded.pooled }
+            var z = encoded.hiddenStates                                         // [1, 77, W]
+            let weights = index < prompt.weights.count ? prompt.weights[index] : []
             guard weights.contains(where: { $0 != 1 }) else { return z }
-            let width = z.shape[2]
+            let (tokens, width) = (z.shape[1], z.shape[2])
             let originalMean = z.scalars.reduce(0.0) { $0 + Double($1) } / Double(z.count)
             z.withUnsafeMutableBufferPointer { p in
-                for (token, weight) in weights.enumerated() {
+                for (token, weight) in weights.prefix(tokens).enumerated() {
                     for k in 0..<width { p[token * width + k] *= weight }
                 }
             }
             let newMean = z.scalars.reduce(0.0) { $0 + Double($1) } / Double(z.count)
             return z * Float(originalMean / newMean)
         }
-        return Tensor.concatenate(chunks, axis: 1)
+        return (Tensor.concatenate(chunks, axis: 1), pooled)
     }
 }

@@ -19,7 +19,8 @@ import Foundation
 ///                encoded as above
 ///
 /// An empty `negativePrompt` ("") is encoded, not zeroed: only an absent one is. The refiner's single encoder
-/// gets `prompt` (zip pairs the first prompt with the first tokenizer).
+/// gets `prompt` (zip pairs the first prompt with the first tokenizer). Prompts take A1111's syntax (see `encode`);
+/// where diffusers would truncate a prompt past 75 tokens, it continues in further chunks, as in A1111.
 public struct SDXLPromptEncoder: Sendable {
     public struct Encoder: Sendable {
         public let description: ModelFamily.TextEncoder
@@ -61,14 +62,27 @@ public struct SDXLPromptEncoder: Sendable {
 
     /// One prompt pair through every encoder (`prompt2` nil or empty: `prompt`). `clipSkip` as diffusers'
     /// `clip_skip` (nil: the penultimate layer).
+    ///
+    /// Prompts go through A1111's syntax (`(word:1.3)`, `[word]`, `BREAK`, 75-token chunks) on each tower as A1111's
+    /// SDXL conditioner does (`sd_hijack_clip.py::process_tokens` per embedder: chunks weighted and rescaled to their
+    /// mean, concatenated; the pooled output the first chunk's). A plain prompt of up to 75 tokens is one chunk of
+    /// the same ids as diffusers' tokenizer call, so its embeddings are diffusers'.
     public func encode(_ prompt: String, prompt2: String? = nil, tokenizer: CLIPTokenizer, clipSkip: Int? = nil) -> Embeddings {
         let prompts = [prompt, Self.orElse(prompt2, prompt)]
         var embeds: [Tensor] = [], pooled: Tensor?
         for (text, encoder) in zip(prompts, encoders) {
-            let ids = tokenizer.tokenize(text, padToken: encoder.model.config.padToken)
-            let out = encoder.model.encode([ids], output: encoder.description.output, skipLastLayers: clipSkip ?? 0)
+            let weighted = tokenizer.weightedChunks(text, padToken: encoder.model.config.padToken)
+            let out = encoder.model.encode(weighted, output: encoder.description.output, skipLastLayers: clipSkip ?? 0)
             if pooled == nil { pooled = out.pooled }
             embeds.append(out.hiddenStates)
+        }
+        // Towers of one prompt chunk alike (the same tokenizer); a second prompt may need more chunks than the first:
+        // the shorter is extended with the empty prompt's chunks, as A1111's `pad_cond_uncond` does for cond and uncond.
+        let longest = embeds.map { $0.shape[1] }.max() ?? 0
+        for (index, encoder) in zip(embeds.indices, encoders) where embeds[index].shape[1] < longest {
+            let empty = encoder.model.encode(tokenizer.weightedChunks("", padToken: encoder.model.config.padToken),
+                                             output: encoder.description.output, skipLastLayers: clipSkip ?? 0).hiddenStates
+            while embeds[index].shape[1] < longest { embeds[index] = Tensor.concatenate([embeds[index], empty], axis: 1) }
         }
         // `init` checked that one encoder has a projection.
         return Embeddings(promptEmbeds: Tensor.concatenate(embeds, axis: 2), pooled: pooled ?? Tensor(zeros: [1, 0]))
@@ -83,7 +97,21 @@ public struct SDXLPromptEncoder: Sendable {
             return (positive, Embeddings(promptEmbeds: Tensor(zeros: positive.promptEmbeds.shape), pooled: Tensor(zeros: positive.pooled.shape)))
         }
         let negative = negativePrompt ?? ""
-        return (positive, encode(negative, prompt2: Self.orElse(negativePrompt2, negative), tokenizer: tokenizer, clipSkip: clipSkip))
+        var unconditional = encode(negative, prompt2: Self.orElse(negativePrompt2, negative), tokenizer: tokenizer, clipSkip: clipSkip)
+        var conditional = positive
+        // Prompts of different chunk counts: the shorter extended with the empty prompt's chunks (A1111 `pad_cond_uncond`).
+        if conditional.promptEmbeds.shape[1] != unconditional.promptEmbeds.shape[1] {
+            let empty = encode("", tokenizer: tokenizer, clipSkip: clipSkip).promptEmbeds
+            func extend(_ e: Embeddings, to length: Int) -> Embeddings {
+                var embeds = e.promptEmbeds
+                while embeds.shape[1] < length { embeds = Tensor.concatenate([embeds, empty], axis: 1) }
+                return Embeddings(promptEmbeds: embeds, pooled: e.pooled)
+            }
+            let length = max(conditional.promptEmbeds.shape[1], unconditional.promptEmbeds.shape[1])
+            conditional = extend(conditional, to: length)
+            unconditional = extend(unconditional, to: length)
+        }
+        return (conditional, unconditional)
     }
 
     /// Python's `a or b` for an optional string: `b` when `a` is nil or empty.

@@ -243,8 +243,7 @@ public struct StableDiffusionPipeline: Sendable {
     }
 
     /// Step 2, encode the prompt: SD 1.x/2.x through `PromptEncoder` (A1111 syntax); SDXL as diffusers'
-    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: plain prompts, no A1111 weighting yet; embeddings are
-    /// refused),
+    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: A1111's syntax on both towers; embeddings are refused),
     /// where an empty negative prompt is diffusers' `negative_prompt=None` (zeros when the checkpoint forces them),
     /// with the added conditioning: the pooled embeddings and the time ids of `addTimeIDs`.
     func encodePrompt(_ settings: GenerationSettings, height: Int, width: Int) throws -> (Tensor, UNetAddedConditioning?) {

@@ -171,4 +171,22 @@ final class SDXLParityTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("another model family"), "\(error)")
         }
     }
+
+    /// A1111's prompt syntax on both towers (`weighted<i>.*`: the reference's port of A1111's `tokenize_line` and
+    /// `process_tokens` per SDXL embedder): a weighted prompt, and a 3-chunk one with `BREAK`.
+    func testA1111WeightedPromptsOnBothTowers() throws {
+        let e = try ModelFixtures.expected("sdxl")
+        let tokenizer = try CLIPTokenizer.bundled()
+        let prompts = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(e.metadata["weighted_prompts"]).utf8)) as? [String])
+        XCTAssertEqual(prompts.count, 2)
+        for layout in ModelFixtures.Layout.allCases {
+            let (checkpoint, config) = try checkpoint(layout)
+            let encoder = try SDXLPromptEncoder.load(checkpoint, configFolder: config)
+            for (index, prompt) in prompts.enumerated() {
+                let embeddings = encoder.encode(prompt, tokenizer: tokenizer)
+                check(embeddings.promptEmbeds, try e.tensor("weighted\(index).prompt_embeds"), "\(layout) weighted\(index).prompt_embeds")
+                check(embeddings.pooled, try e.tensor("weighted\(index).pooled"), "\(layout) weighted\(index).pooled")
+            }
+        }
+    }
 }

@@ -223,6 +223,53 @@ def img2img_cases(pipe, put, table=IMG2IMG, folder_config=None) -> list[dict]:
     return cases
 
 
+WEIGHTED = [
+    "a (photograph:1.3) of an [astronaut] riding a ((horse)), oil painting",
+    "masterpiece, " + ", ".join(f"detail {i}" for i in range(40)) + ", (sharp focus:1.4) BREAK a red (fox:0.7)",
+]
+
+
+def a1111_tokenize_line():
+    """make_tokenizer_fixtures.py's port of A1111's `tokenize_line` (open_clip stubbed when absent: only its prompt
+    parser is used, as make_embedding_fixtures.py does)."""
+    try:
+        import open_clip.tokenizer  # noqa: F401
+    except ImportError:
+        import types
+        stub = types.ModuleType("open_clip.tokenizer")
+        stub.SimpleTokenizer = stub.bytes_to_unicode = stub.default_bpe = None
+        sys.modules["open_clip"] = types.ModuleType("open_clip")
+        sys.modules["open_clip.tokenizer"] = stub
+    from make_tokenizer_fixtures import tokenize_line
+    return tokenize_line
+
+
+@torch.no_grad()
+def weighted_refs(pipe, put, tok1, tok2) -> None:
+    """A1111's SDXL conditioning for weighted, chunked prompts (`sd_hijack_clip.py::process_tokens` on each embedder
+    of `sd_models_xl.py`'s conditioner): per tower, each 75-token chunk (A1111's `tokenize_line`, padded with the
+    tower's pad id: 49407 for CLIP ViT-L, 0 for OpenCLIP) encoded to `hidden_states[-2]`, multiplied by its token
+    weights and rescaled to the chunk's original mean, chunks concatenated; the towers concatenated along channels;
+    the pooled output the bigG tower's for the first chunk, unweighted."""
+    tokenize_line = a1111_tokenize_line()
+    for index, prompt in enumerate(WEIGHTED):
+        towers, pooled = [], None
+        for encoder, tok, pad in [(pipe.text_encoder, tok1, 49407), (pipe.text_encoder_2, tok2, 0)]:
+            pairs = tokenize_line(tok, prompt, pad_token=pad)
+            parts = []
+            for chunk, (ids, weights) in enumerate(pairs):
+                out = encoder(torch.tensor([list(ids)]), output_hidden_states=True)
+                if chunk == 0 and hasattr(out, "text_embeds"):
+                    pooled = out.text_embeds
+                z = out.hidden_states[-2]
+                original_mean = z.mean()
+                z = z * torch.tensor(list(weights), dtype=z.dtype)[None, :, None]
+                parts.append(z * (original_mean / z.mean()))
+            towers.append(torch.cat(parts, dim=1))
+        put(f"weighted{index}.prompt_embeds", torch.cat(towers, dim=-1))
+        put(f"weighted{index}.pooled", pooled)
+
+
 INPAINT = [
     # StableDiffusionXLInpaintPipeline on the 4-channel base UNet (the latent blend), a centre rectangle repainted.
     ("xl_inpaint_s075", "astronaut", 32, 32, dict(prompt=PROMPTS[0], strength=0.75, guidance_scale=5.0,
@@ -373,7 +420,7 @@ def lora_refs(pipe, put, sample, t0, context, text_embeds, time_ids) -> None:
 def main() -> None:
     tok1 = CLIPTokenizer.from_pretrained(str(TOKENIZER))
     tok2 = CLIPTokenizer.from_pretrained(str(TOKENIZER), pad_token="!")   # SDXL's tokenizer_2 pads with "!" (id 0)
-    ids = used_ids([tok1, tok2], PROMPTS + [NEGATIVE, PROMPT_2])
+    ids = used_ids([tok1, tok2], PROMPTS + [NEGATIVE, PROMPT_2] + WEIGHTED)
 
     # Real SDXL text-encoder configs carry the legacy eos_token_id 2: the pooled token is argmax(ids), the first
     # end token.
@@ -487,13 +534,14 @@ def main() -> None:
     # Whole img2img runs of StableDiffusionXLImg2ImgPipeline (fp32, the folder's EulerDiscreteScheduler).
     cases = img2img_cases(pipe, put, IMG2IMG + SAMPLER_CASES, folder_config=scheduler_config)
     inpaints = inpaint_cases(pipe, put, scheduler_config)
+    weighted_refs(pipe, put, tok1, tok2)
 
     # A kohya SDXL LoRA (lora_te1_, lora_te2_, lora_unet_ with LDM names), loaded by diffusers' own converter.
     lora_refs(pipe, put, sample, t0, context, text_embeds, time_ids)
 
     meta = {"generator": "tools/reference/make_sdxl_fixtures.py", "prompts": json.dumps(PROMPTS),
             "negative_prompt": NEGATIVE, "prompt_2": PROMPT_2, "img2img": json.dumps(cases, sort_keys=True),
-            "inpaint": json.dumps(inpaints, sort_keys=True)}
+            "inpaint": json.dumps(inpaints, sort_keys=True), "weighted_prompts": json.dumps(WEIGHTED)}
     m.write_safetensors(OUT / "expected.safetensors", refs, metadata=meta)
     for p in sorted(OUT.rglob("*")):
         if p.is_file():
