@@ -230,7 +230,7 @@ public struct StableDiffusionPipeline: Sendable {
                                              expected: "multiples of \(factor) (resize, crop or pad first)")
         }
         try checkControlNets(controlNets, height: image.shape[2], width: image.shape[3])
-        if models.sdxlPromptEncoder != nil, !controlNets.isEmpty {
+        if models.unet.config.addedConditioning != nil, !controlNets.isEmpty {
             throw PipelineError.invalidValue(field: "controlnet", value: "\(controlNets.count) unit(s) on an \(models.checkpoint.family.name) checkpoint",
                                              expected: "no ControlNet: SDXL ControlNets are not implemented yet")
         }
@@ -248,11 +248,16 @@ public struct StableDiffusionPipeline: Sendable {
     /// with the added conditioning: the pooled embeddings and the time ids of `addTimeIDs`.
     func encodePrompt(_ settings: GenerationSettings, height: Int, width: Int) throws -> (Tensor, UNetAddedConditioning?) {
         let guided = settings.guidance > 1
-        guard let sdxl = models.sdxlPromptEncoder else {
+        guard models.unet.config.addedConditioning != nil else {
             let embeddings = try PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip,
                                                embeddings: settings.embeddings)
                 .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
             return (embeddings, nil)
+        }
+        // `StableDiffusionModels.load` only pairs a UNet with added conditioning with text encoders that pool.
+        guard let sdxl = models.sdxlPromptEncoder else {
+            throw PipelineError.invalidValue(field: "model", value: "a UNet with added conditioning (add_embedding)",
+                                             expected: "a text encoder with a text_projection for its pooled embedding")
         }
         if let first = settings.embeddings.first {
             throw PipelineError.invalidValue(field: "prompt", value: "the embedding '\(first.name)' on an \(models.checkpoint.family.name) checkpoint",
