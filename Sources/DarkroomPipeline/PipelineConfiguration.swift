@@ -47,9 +47,10 @@ public struct PipelineConfiguration: Sendable, Equatable {
     public var colorize = false
     /// Find scratches, dust and tears (`ImageOps.detectDefects`: long lines lighter or darker than both sides,
     /// isolated spots, long winding bright ridges) and inpaint them before the img2img pass. Off by default: on
-    /// issue 15's evaluation set it finds 85 % of the damage (precision 0.81), but on some clean photos it still
-    /// marks long thin real structures (the camera photo's tripod legs: 1.7 % of that photo), which the repaint
-    /// would redraw (see the README).
+    /// issue 15's evaluation set it finds 83 % of the damage (precision 0.83) and marks at most 0.58 % of a clean
+    /// photo, but on held-out photos it marks real structure that looks like damage in every local respect (a star
+    /// field's stars, ruled lines and handwriting, brick mortar, grass blades: 1–30 % of such a photo), which the
+    /// repaint would redraw (see the README).
     public var repairDefects = false
     /// The contrast, in [0, 1] of the luminance range, a line must have against both of its sides to be a
     /// defect (0.07 ≈ 18 levels; spots need 5/3 of it). Lower finds fainter damage and more detail.

@@ -42,7 +42,7 @@ extension BenchCheckpoint {
         let unetConfig: [String: Any], vaeConfig: [String: Any], schedulerConfig: [String: Any], modelIndex: [String: Any]
 
         static var sd15: Architecture { Architecture(
-            name: "SD 1.5", folderName: "sd15-random-fp16", unetChannels: [320, 640, 1280, 1280], layersPerBlock: 2,
+            name: "SD 1.5", folderName: "sd15-random-fp16", unetChannels: BenchCheckpoint.unetChannels, layersPerBlock: 2,
             context: 768, transformerDepth: [1, 1, 1, 0], linearProjection: false, addedConditioning: nil,
             textEncoders: [.clipL], unetConfig: BenchCheckpoint.sd15UNetConfig, vaeConfig: BenchCheckpoint.vaeConfig,
             schedulerConfig: BenchCheckpoint.sd15SchedulerConfig, modelIndex: BenchCheckpoint.sd15ModelIndex) }

