@@ -29,12 +29,20 @@ extension StableDiffusionModels {
         if patches.keys.contains(where: { $0.hasPrefix("unet.") }) {
             models.unet = try UNet2DConditionModel(WeightScope(source, prefix: "unet"), config: unet.config)
         }
-        let text = patches.keys.filter { $0.hasPrefix("text_encoder.") }
-        if !text.isEmpty {
-            let scope = WeightScope(source, prefix: "text_encoder.text_model")
-            models.textEncoder = text.allSatisfy({ $0.hasPrefix("text_encoder.text_model.encoder.layers.") })
-                ? try textEncoder.replacingLayers(scope)
-                : try CLIPTextModel(scope, config: textEncoder.config)
+        // Each of the family's text encoders (SDXL: `text_encoder` and `text_encoder_2`) whose weights a LoRA patches.
+        func patched(_ model: CLIPTextModel, component: String) throws -> CLIPTextModel {
+            let text = patches.keys.filter { $0.hasPrefix(component + ".") }
+            guard !text.isEmpty else { return model }
+            let scope = WeightScope(source, prefix: "\(component).text_model")
+            return text.allSatisfy({ $0.hasPrefix("\(component).text_model.encoder.layers.") })
+                ? try model.replacingLayers(scope)
+                : try CLIPTextModel(scope, config: model.config,
+                                    projection: model.textProjection == nil ? nil : WeightScope(source, prefix: "\(component).text_projection"))
+        }
+        let components = checkpoint.family.textEncoders.map(\.component)
+        models.textEncoder = try patched(textEncoder, component: components[0])
+        if let second = textEncoder2, components.count > 1 {
+            models.textEncoder2 = try patched(second, component: components[1])
         }
         // The replaced weights' mapped pages are not read by the patched models: out of the resident set until
         // a job without the LoRA reads them again (from the page cache).

@@ -1,9 +1,10 @@
 import DarkroomTensor
 import DarkroomWeights
 
-/// diffusers `UNet2DConditionModel` as Stable Diffusion 1.x/2.x configure it (4- or 9-channel input):
+/// diffusers `UNet2DConditionModel` as Stable Diffusion 1.x/2.x and SDXL configure it (4- or 9-channel input):
 ///
 ///     emb = linear_2(silu(linear_1(timestep_embedding(t))))
+///     SDXL: emb += add_embedding(concat(text_embeds, add_time_proj(time_ids)))   # "text_time"
 ///     x = conv_in(sample); skips = [x]
 ///     down blocks (resnets + transformers, downsample) → skips
 ///     mid block (resnet, transformer, resnet)
@@ -17,7 +18,8 @@ public struct UNet2DConditionModel: Sendable {
     let midBlock: UNetMidBlock2DCrossAttn
     let upBlocks: [UNetUpBlock]
     let convNormOut: GroupNorm, convOut: Conv2d
-
+    /// SDXL's `add_embedding` (a TimestepEmbedding: linear_1, SiLU, linear_2); nil for SD 1.x/2.x.
+    let addEmbedding: (linear1: Linear, linear2: Linear)?
 
     /// Loads the weights under `w` (diffusers names) for `config`, checking every shape.
     public init(_ w: WeightScope, config: UNetConfig) throws {
@@ -26,6 +28,10 @@ public struct UNet2DConditionModel: Sendable {
         timeLinear1 = try Linear(w["time_embedding.linear_1"], in: c0, out: config.timeEmbeddingWidth)
         timeLinear2 = try Linear(w["time_embedding.linear_2"], in: config.timeEmbeddingWidth, out: config.timeEmbeddingWidth)
         convIn = try Conv2d(w["conv_in"], in: config.inChannels, out: c0, kernel: 3)
+        addEmbedding = try config.addedConditioning.map {
+            (try Linear(w["add_embedding.linear_1"], in: $0.inputWidth, out: config.timeEmbeddingWidth),
+             try Linear(w["add_embedding.linear_2"], in: config.timeEmbeddingWidth, out: config.timeEmbeddingWidth))
+        }
 
         var downs: [UNetDownBlock] = [], skipChannels = [c0], channels = c0
         for (i, level) in config.levels.enumerated() {
@@ -60,10 +66,20 @@ public struct UNet2DConditionModel: Sendable {
     ///
     /// `afterEncoder` runs once the down blocks and the mid block are done (their weights are not needed again this
     /// call): the pipeline hands their mapped pages back there for fp32 checkpoints (`UNetPageStreaming`).
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor,
+    ///
+    /// `added` is SDXL's added conditioning (diffusers `added_cond_kwargs`): `textEmbeds` [B, pooled] and `timeIDs`
+    /// [B, n] (original size, crop top-left, target size; the refiner's aesthetic score in place of the target
+    /// size). A UNet with `add_embedding` needs it; others ignore it.
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, added: UNetAddedConditioning? = nil,
                                residuals: ControlNetResiduals? = nil, afterEncoder: (() -> Void)? = nil) -> Tensor {
+        var augmented: Tensor?
+        if let addEmbedding, let dims = config.addedConditioning {
+            guard let added else { preconditionFailure("UNet: this UNet has add_embedding (SDXL) and needs text_embeds and time_ids") }
+            augmented = added.embedding(timeEmbedDim: dims.timeEmbedDim, flipSinToCos: config.flipSinToCos,
+                                        frequencyShift: config.frequencyShift, linear1: addEmbedding.linear1, linear2: addEmbedding.linear2)
+        }
         let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], linear1: timeLinear1,
-                                                              linear2: timeLinear2, config: config),
+                                                              linear2: timeLinear2, config: config, augmented: augmented),
                                  context: context)
         var x = convIn(sample)
         var skips = [x]
@@ -95,12 +111,44 @@ extension UNet2DConditionModel {
     public var isBorrowingWeights: Bool { convIn.weight.isBorrowed }
 }
 
-/// `silu(linear_2(silu(linear_1(timestep_embedding(t)))))` for a batch: diffusers' `time_proj` + `time_embedding`, with
-/// the SiLU every ResnetBlock2D applies to it first (shared by the UNet and the ControlNet's encoder copy).
-func timeEmbedding(_ timesteps: [Float], batch: Int, linear1: Linear, linear2: Linear, config: UNetConfig) -> Tensor {
+/// `silu(linear_2(silu(linear_1(timestep_embedding(t)))) + augmented)` for a batch: diffusers' `time_proj` +
+/// `time_embedding`, plus SDXL's `aug_emb` when given, with the SiLU every ResnetBlock2D applies to it first
+/// (shared by the UNet and the ControlNet's encoder copy).
+func timeEmbedding(_ timesteps: [Float], batch: Int, linear1: Linear, linear2: Linear, config: UNetConfig,
+                   augmented: Tensor? = nil) -> Tensor {
     let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: batch) : timesteps
     precondition(t.count == batch, "UNet: \(timesteps.count) timesteps for batch \(batch)")
     let projected = Tensor.timestepEmbedding(t, dimension: config.levels[0].channels, flipSinToCos: config.flipSinToCos,
                                              downscaleFrequencyShift: config.frequencyShift)
-    return linear2(linear1(projected).silu()).silu()
+    let emb = linear2(linear1(projected).silu())                               // [B, 4·C0]
+    guard let augmented else { return emb.silu() }
+    precondition(augmented.shape == emb.shape, "UNet: added conditioning \(augmented.shape) for a time embedding \(emb.shape)")
+    return (emb + augmented).silu()
+}
+
+/// SDXL's added conditioning for one UNet call (diffusers `added_cond_kwargs`).
+public struct UNetAddedConditioning: Sendable {
+    /// The pooled, projected text embedding [B, pooled] (`text_embeds`).
+    public var textEmbeds: Tensor
+    /// The micro-conditioning numbers [B, n] (`time_ids`).
+    public var timeIDs: Tensor
+
+    public init(textEmbeds: Tensor, timeIDs: Tensor) {
+        self.textEmbeds = textEmbeds
+        self.timeIDs = timeIDs
+    }
+
+    /// `add_embedding(concat(text_embeds, add_time_proj(time_ids.flatten()).reshape(B, -1)))` → [B, 4·C0].
+    func embedding(timeEmbedDim: Int, flipSinToCos: Bool, frequencyShift: Float, linear1: Linear, linear2: Linear) -> Tensor {
+        let batch = textEmbeds.shape[0]
+        precondition(timeIDs.shape.count == 2 && timeIDs.shape[0] == batch && textEmbeds.shape.count == 2,
+                     "UNet: time_ids \(timeIDs.shape) and text_embeds \(textEmbeds.shape) must be [B, n] and [B, pooled]")
+        let times = Tensor.timestepEmbedding(timeIDs.scalars, dimension: timeEmbedDim, flipSinToCos: flipSinToCos,
+                                             downscaleFrequencyShift: frequencyShift)
+            .reshaped([batch, timeIDs.shape[1] * timeEmbedDim])                 // [B, n·D]
+        let input = Tensor.concatenate([textEmbeds, times], axis: 1)           // [B, pooled + n·D]
+        precondition(input.shape[1] == linear1.weight.shape[1],
+                     "UNet: add_embedding takes \(linear1.weight.shape[1]) inputs, given \(textEmbeds.shape[1]) + \(timeIDs.shape[1])×\(timeEmbedDim)")
+        return linear2(linear1(input).silu())
+    }
 }

@@ -50,6 +50,21 @@ public struct UNetConfig: Sendable, Equatable {
     public var timeEmbeddingWidth: Int
     public var flipSinToCos = true
     public var frequencyShift: Float = 0
+    /// SDXL's added conditioning (diffusers `addition_embed_type: "text_time"`); nil for SD 1.x/2.x.
+    public var addedConditioning: AddedConditioning?
+
+    /// diffusers `add_time_proj` + `add_embedding`: each time id embedded sinusoidally to `timeEmbedDim`
+    /// (`addition_time_embed_dim`), concatenated after the pooled text embedding, `inputWidth` wide in all
+    /// (`projection_class_embeddings_input_dim`, read from `add_embedding.linear_1.weight`).
+    public struct AddedConditioning: Sendable, Equatable {
+        public var inputWidth: Int
+        public var timeEmbedDim: Int
+
+        public init(inputWidth: Int, timeEmbedDim: Int) {
+            self.inputWidth = inputWidth
+            self.timeEmbedDim = timeEmbedDim
+        }
+    }
 
     /// Reads the configuration from the tensors under `w` (diffusers names, e.g. `conv_in.weight`).
     /// `decoder: false` reads an encoder copy without up blocks (a ControlNet's): `outChannels` is then `inChannels`.
@@ -84,5 +99,29 @@ public struct UNetConfig: Sendable, Equatable {
             middleHeads: heads.heads(channels: last.channels, level: levelCount - 1),
             middleTransformerDepth: w.countIndices("mid_block.attentions.0.transformer_blocks"),
             timeEmbeddingWidth: try w.requireShape("time_embedding.linear_1.weight", rank: 2)[0])
+    }
+
+    /// Reads `add_embedding` (SDXL) when the UNet has one: `timeEmbedDim` from `configured`
+    /// (`addition_time_embed_dim` of `unet/config.json`), else from the shapes: (`add_embedding.linear_1` input −
+    /// `pooledWidth`) / `timeIDCount` (the family's count of time ids), which must divide evenly.
+    /// `source` names where the UNet's settings came from, for the error.
+    public mutating func detectAddedConditioning(from w: WeightScope, configured: Int?, pooledWidth: Int?, timeIDCount: Int?,
+                                                 source: String) throws {
+        guard w.has("add_embedding.linear_1.weight") else { addedConditioning = nil; return }
+        let input = try w.requireShape("add_embedding.linear_1.weight", rank: 2)[1]
+        let timeDim: Int
+        if let configured {
+            timeDim = configured
+        } else if let pooledWidth, let timeIDCount, timeIDCount > 0, input > pooledWidth, (input - pooledWidth) % timeIDCount == 0 {
+            timeDim = (input - pooledWidth) / timeIDCount
+        } else {
+            throw WeightsError.invalidConfig(
+                path: source,
+                detail: "addition_time_embed_dim is not given and cannot be read from \(w.key("add_embedding.linear_1.weight")) (\(input) inputs) with a \(pooledWidth.map(String.init) ?? "missing") pooled text embedding and \(timeIDCount.map(String.init) ?? "no") time ids")
+        }
+        guard timeDim > 0, timeDim % 2 == 0, input > timeDim else {
+            throw WeightsError.invalidConfig(path: source, detail: "addition_time_embed_dim is \(timeDim); it must be even, positive and below add_embedding's \(input) inputs")
+        }
+        addedConditioning = AddedConditioning(inputWidth: input, timeEmbedDim: timeDim)
     }
 }

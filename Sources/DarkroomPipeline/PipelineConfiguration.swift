@@ -37,7 +37,8 @@ public struct PipelineConfiguration: Sendable, Equatable {
     /// Pixels around the mask's bounding box for `inpaintArea: .masked`.
     public var padding = 32
     /// The side the model works at for `inpaintArea: .masked` (the crop is scaled to about this
-    /// squared, at its aspect); nil: 512, or 768 for v-prediction models (SD 2.x 768-v).
+    /// squared, at its aspect); nil: the model's `defaultResolution` (512, or 768 for v-prediction models (SD 2.x
+    /// 768-v); SDXL 1024).
     public var resolution: Int?
     public var pasteBack = true
     public var maskedContent: MaskedContent = .original
@@ -60,7 +61,7 @@ public struct PipelineConfiguration: Sendable, Equatable {
     /// The upscaler model's name (a file in `Models/ESRGAN/`) for `upscale`; nil: Pillow's Lanczos. The model
     /// itself is passed to `run` loaded.
     public var upscaler: String?
-    /// Tile side for the upscale pass (nil: the model resolution, 512 or 768) and the tiles' overlap.
+    /// Tile side for the upscale pass (nil: the model resolution, 512, 768 or 1024) and the tiles' overlap.
     public var tileSize: Int?
     public var tileOverlap = 64
     /// Restoration: levels and colour balance before the diffusion pass (`ImageOps.autoColor`). nil: on for colour
@@ -174,7 +175,7 @@ extension StableDiffusionPipeline {
         var region: CropBox?
         let full = input, fullMask = maskTensor
         if configuration.mode == .inpaint, configuration.inpaintArea == .masked, let m = maskTensor, let painted = diffusionMask {
-            let side = Double(configuration.resolution ?? (models.predictionType == "v_prediction" ? 768 : 512))
+            let side = Double(configuration.resolution ?? models.defaultResolution)
             let aspect = Double(m.shape[3]) / Double(m.shape[2])
             let work = (width: max(factor, Int((side * aspect.squareRoot() / Double(factor)).rounded()) * factor),
                         height: max(factor, Int((side / aspect.squareRoot() / Double(factor)).rounded()) * factor))
@@ -250,7 +251,7 @@ extension StableDiffusionPipeline {
                         enlarged = try ImageOps.resizeLanczos(PlanarImage8(imageTensor: start), width: start.shape[3] * s,
                                                               height: start.shape[2] * s).imageTensor
                     }
-                    let tile = configuration.tileSize ?? (models.predictionType == "v_prediction" ? 768 : 512)
+                    let tile = configuration.tileSize ?? models.defaultResolution
                     let enlargedFulls = s == 1 ? fulls : try controlFulls(height: enlarged.shape[2], width: enlarged.shape[3])
                     let image = try tiledImageToImage(enlarged, settings: settings, tile: tile, overlap: configuration.tileOverlap,
                                                       controlNets: controlNets.isEmpty ? nil : { crop, box in

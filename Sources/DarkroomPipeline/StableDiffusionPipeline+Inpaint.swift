@@ -29,8 +29,13 @@ extension StableDiffusionPipeline {
     public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],
                         progress: Progress? = nil) throws -> GenerationResult {
+        if models.unet.config.addedConditioning != nil, models.unet.config.inChannels != models.vae.config.latentChannels {
+            // The 4-channel blend is checked against StableDiffusionXLInpaintPipeline; a 9-channel SDXL UNet is not yet.
+            throw PipelineError.invalidValue(field: "model", value: "a \(models.unet.config.inChannels)-channel \(models.checkpoint.family.name) inpainting UNet",
+                                             expected: "an SDXL checkpoint with a 4-channel UNet: 9-channel SDXL inpainting models are not supported yet")
+        }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
-        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings, controlNets: controlNets)
+        var (embeddings, scheduler, timesteps, added) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]
         let (height, width) = (image.shape[2], image.shape[3])
         let factor = models.vae.config.downscale
@@ -90,7 +95,7 @@ extension StableDiffusionPipeline {
         let maskInput = Tensor.concatenate(Array(repeating: latentMask, count: cfgCopies), axis: 0)
         let maskedInput = Tensor.concatenate(Array(repeating: maskedImageLatents, count: cfgCopies), axis: 0)
         latents = try denoise(
-            latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
+            latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings, added: added,
             guidance: guided ? settings.guidance : nil, random: &random, controlNets: try prepareControlNets(controlNets),
             progress: progress,
             prepareInput: { scaled in

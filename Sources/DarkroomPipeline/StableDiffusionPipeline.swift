@@ -34,6 +34,30 @@ public struct GenerationSettings: Sendable, Equatable {
     /// The matrix products' arithmetic for this run (`Precision`): fp32 keeps diffusers parity; bf16 is
     /// `torch.autocast("cpu", dtype=torch.bfloat16)`'s, about twice as fast where oneDNN has bf16 kernels.
     public var precision = Precision.fp32
+    /// SDXL: the prompt for the second text encoder (diffusers `prompt_2`; nil or empty: `prompt`).
+    public var prompt2: String?
+    /// SDXL: the negative prompt for the second text encoder (diffusers `negative_prompt_2`; nil or empty: `negativePrompt`).
+    public var negativePrompt2: String?
+    /// SDXL's micro-conditioning (sizes, crop, aesthetic scores).
+    public var microConditioning = MicroConditioning()
+
+    public init() {}
+}
+
+/// SDXL's micro-conditioning, as diffusers `StableDiffusionXLImg2ImgPipeline.__call__` takes it: the sizes are
+/// (height, width) in pixels; nil sizes are the image's own (`original_size or (height, width)`), negative ones
+/// the positive ones. Without aesthetic scores (SDXL base) the negative time ids take the *positive* crop, as
+/// diffusers' `_get_add_time_ids` does; `negativeCropsCoordsTopLeft` is read only with aesthetic scores (refiner).
+public struct MicroConditioning: Sendable, Equatable {
+    public var originalSize: [Int]?
+    public var cropsCoordsTopLeft = [0, 0]
+    public var targetSize: [Int]?
+    public var negativeOriginalSize: [Int]?
+    public var negativeCropsCoordsTopLeft = [0, 0]
+    public var negativeTargetSize: [Int]?
+    /// The refiner's `aesthetic_score` / `negative_aesthetic_score` (diffusers' defaults 6 and 2.5).
+    public var aestheticScore: Float = 6
+    public var negativeAestheticScore: Float = 2.5
 
     public init() {}
 }
@@ -102,7 +126,7 @@ public struct StableDiffusionPipeline: Sendable {
             return try inpaint(image, mask: everywhere, settings: settings, pasteBack: false, controlNets: controlNets, progress: progress)
         }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
-        var (embeddings, scheduler, timesteps) = try prepare(image, settings: settings, controlNets: controlNets)
+        var (embeddings, scheduler, timesteps, added) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]
         // 5. Prepare latents: sample the posterior, then draw the noise, in diffusers' order.
         var random = TorchRandomSource(seed: settings.seed)
@@ -115,7 +139,7 @@ public struct StableDiffusionPipeline: Sendable {
         var latents = scheduler.addNoise(original: initLatents, noise: noise, timestep: first)
         // 6. Denoise.
         releaseEncoderPages()
-        latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings,
+        latents = try denoise(latents, timesteps: timesteps, scheduler: &scheduler, embeddings: embeddings, added: added,
                               guidance: settings.guidance > 1 ? settings.guidance : nil, random: &random,
                               controlNets: try prepareControlNets(controlNets), progress: progress)
         // 7. Decode.
@@ -190,8 +214,10 @@ public struct StableDiffusionPipeline: Sendable {
 
     /// Steps 1–4 shared by img2img and inpainting: check the settings and the image size, encode the
     /// prompt (negative and positive when guidance > 1), and the scheduler positioned for the strength
-    /// (diffusers' `get_timesteps` + `set_begin_index`) with the timesteps to run.
-    func prepare(_ image: Tensor, settings: GenerationSettings, controlNets: [ControlNetUnit] = []) throws -> (Tensor, any Scheduler, [Float]) {
+    /// (diffusers' `get_timesteps` + `set_begin_index`) with the timesteps to run; for SDXL also the UNet's added
+    /// conditioning (negative first, as the embeddings).
+    func prepare(_ image: Tensor, settings: GenerationSettings, controlNets: [ControlNetUnit] = [])
+        throws -> (Tensor, any Scheduler, [Float], UNetAddedConditioning?) {
         // Everything that can be refused is refused before the text encoder runs.
         var (scheduler, start) = try validate(settings)
         let factor = models.vae.config.downscale
@@ -204,14 +230,82 @@ public struct StableDiffusionPipeline: Sendable {
                                              expected: "multiples of \(factor) (resize, crop or pad first)")
         }
         try checkControlNets(controlNets, height: image.shape[2], width: image.shape[3])
-        let embeddings = try PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip,
-                                           embeddings: settings.embeddings)
-            .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: settings.guidance > 1)
+        if models.unet.config.addedConditioning != nil, !controlNets.isEmpty {
+            throw PipelineError.invalidValue(field: "controlnet", value: "\(controlNets.count) unit(s) on an \(models.checkpoint.family.name) checkpoint",
+                                             expected: "no ControlNet: SDXL ControlNets are not implemented yet")
+        }
+        let (embeddings, added) = try encodePrompt(settings, height: image.shape[2], width: image.shape[3])
         try Self.requireFinite(embeddings, .textEncoding)
         // `start` is diffusers' t_start · scheduler.order (order-2 samplers list two evaluations per step).
         let timesteps = Array(scheduler.timesteps[min(start, scheduler.timesteps.count)...])
         scheduler.setBeginIndex(start)
-        return (embeddings, scheduler, timesteps)
+        return (embeddings, scheduler, timesteps, added)
+    }
+
+    /// Step 2, encode the prompt: SD 1.x/2.x through `PromptEncoder` (A1111 syntax); SDXL as diffusers'
+    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: A1111's syntax on both towers; embeddings are refused),
+    /// where an empty negative prompt is diffusers' `negative_prompt=None` (zeros when the checkpoint forces them),
+    /// with the added conditioning: the pooled embeddings and the time ids of `addTimeIDs`.
+    func encodePrompt(_ settings: GenerationSettings, height: Int, width: Int) throws -> (Tensor, UNetAddedConditioning?) {
+        let guided = settings.guidance > 1
+        guard models.unet.config.addedConditioning != nil else {
+            let embeddings = try PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip,
+                                               embeddings: settings.embeddings)
+                .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
+            return (embeddings, nil)
+        }
+        // `StableDiffusionModels.load` only pairs a UNet with added conditioning with text encoders that pool.
+        guard let sdxl = models.sdxlPromptEncoder else {
+            throw PipelineError.invalidValue(field: "model", value: "a UNet with added conditioning (add_embedding)",
+                                             expected: "a text encoder with a text_projection for its pooled embedding")
+        }
+        if let first = settings.embeddings.first {
+            throw PipelineError.invalidValue(field: "prompt", value: "the embedding '\(first.name)' on an \(models.checkpoint.family.name) checkpoint",
+                                             expected: "no textual-inversion embedding: SDXL prompts do not apply embeddings yet")
+        }
+        let clipSkip = settings.clipSkip > 0 ? settings.clipSkip : nil
+        let (timeIDs, negativeTimeIDs) = try addTimeIDs(settings.microConditioning, height: height, width: width)
+        guard guided else {
+            let positive = sdxl.encode(settings.prompt, prompt2: settings.prompt2, tokenizer: tokenizer, clipSkip: clipSkip)
+            return (positive.promptEmbeds, UNetAddedConditioning(textEmbeds: positive.pooled, timeIDs: timeIDs))
+        }
+        let (positive, negative) = sdxl.encodePrompt(settings.prompt, prompt2: settings.prompt2,
+                                                     negativePrompt: settings.negativePrompt.isEmpty ? nil : settings.negativePrompt,
+                                                     negativePrompt2: settings.negativePrompt2, tokenizer: tokenizer, clipSkip: clipSkip)
+        return (Tensor.concatenate([negative.promptEmbeds, positive.promptEmbeds], axis: 0),
+                UNetAddedConditioning(textEmbeds: Tensor.concatenate([negative.pooled, positive.pooled], axis: 0),
+                                      timeIDs: Tensor.concatenate([negativeTimeIDs, timeIDs], axis: 0)))
+    }
+
+    /// diffusers `StableDiffusionXLImg2ImgPipeline._get_add_time_ids` for an image of `height`×`width` pixels:
+    /// (original size, crop top-left, target size), or with aesthetic scores (the refiner's
+    /// `requires_aesthetics_score`) (original size, crop top-left, score); each [1, n]. Their count must fill the
+    /// UNet's `add_embedding` beside the pooled embedding, else the recipe's model is refused, as diffusers does.
+    func addTimeIDs(_ micro: MicroConditioning, height: Int, width: Int) throws -> (positive: Tensor, negative: Tensor) {
+        for (name, value) in [("original_size", micro.originalSize), ("target_size", micro.targetSize),
+                              ("negative_original_size", micro.negativeOriginalSize), ("negative_target_size", micro.negativeTargetSize),
+                              ("crops_coords_top_left", micro.cropsCoordsTopLeft), ("negative_crops_coords_top_left", micro.negativeCropsCoordsTopLeft)] {
+            if let value, value.count != 2 {
+                throw PipelineError.invalidValue(field: name, value: "\(value)", expected: "two numbers (height, width) or (top, left)")
+            }
+        }
+        let original = micro.originalSize ?? [height, width], target = micro.targetSize ?? [height, width]
+        let negativeOriginal = micro.negativeOriginalSize ?? original, negativeTarget = micro.negativeTargetSize ?? target
+        let positive: [Float], negative: [Float]
+        if models.requiresAestheticsScore {
+            positive = (original + micro.cropsCoordsTopLeft).map(Float.init) + [micro.aestheticScore]
+            negative = (negativeOriginal + micro.negativeCropsCoordsTopLeft).map(Float.init) + [micro.negativeAestheticScore]
+        } else {
+            positive = (original + micro.cropsCoordsTopLeft + target).map(Float.init)
+            negative = (negativeOriginal + micro.cropsCoordsTopLeft + negativeTarget).map(Float.init)
+        }
+        if let dims = models.unet.config.addedConditioning, let pooled = models.textEncoder2?.projectionWidth ?? models.textEncoder.projectionWidth,
+           positive.count * dims.timeEmbedDim + pooled != dims.inputWidth {
+            throw PipelineError.invalidValue(
+                field: "model", value: "a UNet whose add_embedding takes \(dims.inputWidth) inputs",
+                expected: "\(pooled) (pooled text) + \(positive.count) time ids × \(dims.timeEmbedDim) = \(pooled + positive.count * dims.timeEmbedDim)\(models.requiresAestheticsScore ? " (with an aesthetic score)" : " (original size, crop, target size)")")
+        }
+        return (Tensor(shape: [1, positive.count], scalars: positive), Tensor(shape: [1, negative.count], scalars: negative))
     }
 
     /// The denoising loop shared by img2img and inpainting. `prepareInput` lets inpainting append the
@@ -219,7 +313,7 @@ public struct StableDiffusionPipeline: Sendable {
     /// stepped) lets it blend the known region back (4-channel models). `controlNets` add their residuals to
     /// the UNet's (they see the scaled latents without the inpainting channels, as in diffusers).
     func denoise(_ latents: Tensor, timesteps: [Float], scheduler: inout any Scheduler, embeddings: Tensor,
-                 guidance: Float?, random: inout TorchRandomSource, controlNets: [PreparedControlNet] = [],
+                 added: UNetAddedConditioning? = nil, guidance: Float?, random: inout TorchRandomSource, controlNets: [PreparedControlNet] = [],
                  progress: Progress?,
                  prepareInput: (Tensor) -> Tensor = { $0 },
                  afterStep: (Tensor, Int, any Scheduler) -> Tensor = { latents, _, _ in latents }) throws -> Tensor {
@@ -229,7 +323,7 @@ public struct StableDiffusionPipeline: Sendable {
             let scaled = scheduler.scaleModelInput(doubled, timestep: t)
             let residuals = controlNetResiduals(controlNets, step: i, of: timesteps.count, scaled: scaled, timestep: t,
                                                 embeddings: embeddings, guided: guidance != nil)
-            var prediction = models.unet(prepareInput(scaled), timesteps: [t], context: embeddings, residuals: residuals,
+            var prediction = models.unet(prepareInput(scaled), timesteps: [t], context: embeddings, added: added, residuals: residuals,
                                          afterEncoder: streamsUNetPages ? { releaseUNetPages(encoder: true) } : nil)
             if streamsUNetPages { releaseUNetPages(encoder: false) }
             if let guidance {

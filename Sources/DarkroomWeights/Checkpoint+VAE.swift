@@ -38,7 +38,9 @@ extension Checkpoint {
             for name in file.tensorNames {
                 original[name.hasPrefix(prefix) ? name : prefix + name] = name
             }
-            let map = LDMKeyMap.canonical(from: original.keys.sorted(), shapes: { original[$0].flatMap { shapes[$0] } })
+            let keys = original.keys.sorted()
+            let shape: (String) -> [Int]? = { key in original[key].flatMap { shapes[$0] } }
+            let map = LDMKeyMap.canonical(from: keys, shapes: shape, family: .sd1)
             for (canonical, entry) in map where canonical.hasPrefix("vae.") {
                 guard let name = original[entry.original], var shape = shapes[name] else { continue }
                 if case .reshape(let s) = entry.transform {

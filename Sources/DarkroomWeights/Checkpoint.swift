@@ -6,8 +6,8 @@ import Foundation
 /// (`unet.*`, `vae.*`, `text_encoder.*`), converted once here; models never see the original names.
 public struct Checkpoint: TensorSource {
     public enum Layout: String, Sendable { case singleFile = "single file", diffusers = "diffusers folder" }
-    /// SD 1.x (OpenAI CLIP ViT-L text encoder) or SD 2.x (OpenCLIP ViT-H text encoder).
-    public enum Family: String, Sendable { case sd1 = "SD 1.x", sd2 = "SD 2.x" }
+    /// The model family (`ModelFamily`: SD 1.x, SD 2.x, SDXL, the SDXL refiner), as data.
+    public typealias Family = ModelFamily
 
     public let url: URL
     public let layout: Layout
@@ -91,6 +91,8 @@ public struct Checkpoint: TensorSource {
         case .rows(let part, let parts):
             let rows = info.shape[0] / parts
             return stored.slice((part * rows)..<((part + 1) * rows), axis: 0)
+        case .transpose:
+            return stored.permuted([1, 0])
         }
     }
 
@@ -102,6 +104,7 @@ public struct Checkpoint: TensorSource {
         switch entry.transform {
         case .none: return stored
         case .reshape(let shape): return stored.reshaped(shape)
+        case .transpose: return Weight(try tensor(key))
         case .rows(let part, let parts):
             // `open` checked that the rows split evenly and that there are some.
             let rows = stored.shape[0] / parts, rowElements = stored.count / max(stored.shape[0], 1)
@@ -121,8 +124,9 @@ public struct Checkpoint: TensorSource {
     }
 
     /// Opens `url`: a `.safetensors` file or a diffusers folder (with `model_index.json` or `unet/`).
-    /// `components` limits which diffusers subfolders must be present (e.g. `["unet"]` for a lone UNet).
-    public static func open(_ url: URL, components: [String] = diffusersComponents) throws -> Checkpoint {
+    /// `components` limits which diffusers subfolders must be present (e.g. `["unet"]` for a lone UNet); by
+    /// default, every component of the folder's family (`ModelFamily.components`).
+    public static func open(_ url: URL, components: [String]? = nil) throws -> Checkpoint {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw WeightsError.fileNotFound(path: url.path)
@@ -137,22 +141,12 @@ public struct Checkpoint: TensorSource {
         let file = try SafetensorsFile(url: url)
         let originalKeys = file.tensorNames
         let shapes = Dictionary(uniqueKeysWithValues: file.tensorInfos.map { ($0.name, $0.shape) })
-        if originalKeys.contains(where: { $0.hasPrefix("conditioner.embedders.") }) {
-            throw WeightsError.unknownModelFamily(path: url.path, detail: "it looks like SDXL (conditioner.embedders.*), which is not supported")
-        }
-        let family: Family
-        if originalKeys.contains(where: { $0.hasPrefix("cond_stage_model.model.") }) {
-            family = .sd2
-        } else if originalKeys.contains(where: { $0.hasPrefix("cond_stage_model.transformer.") }) {
-            family = .sd1
-        } else {
-            throw WeightsError.unknownModelFamily(path: url.path, detail: "no text encoder (cond_stage_model.*) found")
-        }
+        let family = try ModelFamily.detect(singleFileKeys: originalKeys, path: url.path)
         guard originalKeys.contains(where: { $0.hasPrefix("model.diffusion_model.") }),
               originalKeys.contains(where: { $0.hasPrefix("first_stage_model.") }) else {
             throw WeightsError.unknownModelFamily(path: url.path, detail: "no UNet (model.diffusion_model.*) or VAE (first_stage_model.*) found")
         }
-        let map = LDMKeyMap.canonical(from: originalKeys, shapes: { shapes[$0] })
+        let map = LDMKeyMap.canonical(from: originalKeys, shapes: { shapes[$0] }, family: family)
         // Every UNet key must convert: one that matches no rule is malformed (e.g. `model.diffusion_model.time_embed`).
         let converted = Set(map.values.map(\.original))
         if let stray = originalKeys.sorted().first(where: { $0.hasPrefix("model.diffusion_model.") && !converted.contains($0) }) {
@@ -163,6 +157,11 @@ public struct Checkpoint: TensorSource {
             guard var shape = shapes[entry.original] else { continue }
             switch entry.transform {
             case .none: break
+            case .transpose:
+                guard shape.count == 2 else {
+                    throw WeightsError.unexpectedShape(key: entry.original, expected: "a matrix (2 dimensions)", found: shape, source: url.path)
+                }
+                shape.reverse()
             case .reshape(let s):
                 guard Tensor.elementCount(s) == Tensor.elementCount(shape) else {
                     throw WeightsError.unexpectedShape(key: entry.original, expected: "\(s) as stored", found: shape, source: url.path)
@@ -183,19 +182,14 @@ public struct Checkpoint: TensorSource {
                           sidecarYAML: FileManager.default.fileExists(atPath: yaml.path) ? yaml : nil, entries: entries)
     }
 
-    /// The components Darkroom loads from a diffusers folder, with the canonical prefix of each.
-    public static let diffusersComponents = ["unet", "vae", "text_encoder"]
-
-    static func openDiffusersFolder(_ url: URL, components: [String]) throws -> Checkpoint {
+    static func openDiffusersFolder(_ url: URL, components: [String]?) throws -> Checkpoint {
+        let family = try ModelFamily.detect(diffusersFolder: url)
         var entries: [String: StoredTensor] = [:]
         var infos: [TensorInfo] = []
-        for component in components {
+        for component in components ?? family.components {
             try readComponent(url.appendingPathComponent(component), as: component, entries: &entries, infos: &infos,
                               missing: WeightsError.unknownModelFamily(path: url.path, detail: "no \(component)/*.safetensors weights in the diffusers folder"))
         }
-        let textConfig = try jsonObject(url.appendingPathComponent("text_encoder/config.json"))
-        let activation = textConfig?["hidden_act"] as? String
-        let family: Family = activation == "gelu" ? .sd2 : .sd1
         return Checkpoint(url: url, layout: .diffusers, family: family, keys: entries.keys.sorted(),
                           dtypes: countDTypes(infos), sidecarYAML: nil, entries: entries)
     }

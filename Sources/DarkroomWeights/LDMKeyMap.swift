@@ -8,9 +8,13 @@
 ///   transformer names are the same in both.
 /// - VAE `first_stage_model.*`: `down.i.block.j` → `down_blocks.i.resnets.j`, `up.i` → `up_blocks.(n−1−i)`,
 ///   `mid.attn_1.{q,k,v,proj_out}` (1×1 convs) → `to_q/to_k/to_v/to_out.0` (linear: reshaped), `nin_shortcut` → `conv_shortcut`.
-/// - SD 1.x text encoder `cond_stage_model.transformer.*` → `text_encoder.*` (already transformers names).
-/// - SD 2.x OpenCLIP `cond_stage_model.model.*` → transformers names, `in_proj` split into q/k/v, and the
-///   last residual block dropped (SD 2 conditions on the penultimate layer, as diffusers' converted model does).
+///   SDXL's `label_emb.0.0` / `label_emb.0.2` → `add_embedding.linear_1` / `linear_2`.
+/// - Text encoders where the family (`ModelFamily.TextEncoder`) says they are, under its component
+///   (`text_encoder`, `text_encoder_2`): OpenAI CLIP towers (`cond_stage_model.transformer.*`,
+///   `conditioner.embedders.0.transformer.*`) are already transformers names; OpenCLIP towers
+///   (`cond_stage_model.model.*`, `conditioner.embedders.{0,1}.model.*`) get transformers names, `in_proj` split
+///   into q/k/v, `text_projection` transposed (SDXL), and for SD 2.x the last residual block dropped (SD 2
+///   conditions on the penultimate layer, as diffusers' converted model does).
 public enum LDMKeyMap {
     /// How a canonical tensor is made from the stored one.
     public enum Transform: Sendable, Equatable {
@@ -18,6 +22,9 @@ public enum LDMKeyMap {
         case reshape([Int])
         /// Rows `part·n/parts ..< (part+1)·n/parts` of the first dimension (q/k/v of a fused projection).
         case rows(part: Int, of: Int)
+        /// The matrix transposed (OpenCLIP's `text_projection` [width, projection], applied as `x @ P`, is
+        /// transformers' `text_projection.weight` [projection, width]).
+        case transpose
     }
 
     public struct Entry: Sendable, Equatable {
@@ -25,9 +32,12 @@ public enum LDMKeyMap {
         public let transform: Transform
     }
 
-    /// Canonical key → original key (and transform) for every tensor of a single-file checkpoint.
-    /// Keys that belong to no component Darkroom uses (EMA copies, `model_ema.*`, `text_projection`, …) are left out.
-    public static func canonical(from keys: [String], shapes: (String) -> [Int]?) -> [String: Entry] {
+    /// Canonical key → original key (and transform) for every tensor of a single-file checkpoint of `family`
+    /// (whose text encoders say where each tower is and how it is named; nil: every family's towers, whose
+    /// prefixes differ).
+    /// Keys that belong to no component Darkroom uses (EMA copies, `model_ema.*`, SD 2.x's `text_projection`, …)
+    /// are left out.
+    public static func canonical(from keys: [String], shapes: (String) -> [Int]?, family: ModelFamily? = nil) -> [String: Entry] {
         var map: [String: Entry] = [:]
         let unet = keys.filter { $0.hasPrefix("model.diffusion_model.") }
         for (canonical, entry) in unetMap(unet, prefix: "model.diffusion_model.") { map["unet." + canonical] = entry }
@@ -36,14 +46,21 @@ public enum LDMKeyMap {
                 map["vae." + name] = Entry(original: key, transform: transform)
             }
         }
-        for key in keys where key.hasPrefix("cond_stage_model.transformer.") {
-            var name = String(key.dropFirst("cond_stage_model.transformer.".count))
-            if name.hasSuffix("position_ids") { continue }
-            if !name.hasPrefix("text_model.") { name = "text_model." + name }   // pre-2022 layout
-            map["text_encoder." + name] = Entry(original: key, transform: .none)
-        }
-        for (canonical, entry) in openCLIPMap(keys.filter { $0.hasPrefix("cond_stage_model.model.") }) {
-            map["text_encoder." + canonical] = entry
+        for encoder in family.map(\.textEncoders) ?? ModelFamily.all.flatMap(\.textEncoders) {
+            let prefix = encoder.singleFilePrefix
+            switch encoder.keyLayout {
+            case .transformers:
+                for key in keys where key.hasPrefix(prefix) {
+                    var name = String(key.dropFirst(prefix.count))
+                    if name.hasSuffix("position_ids") { continue }
+                    if !name.hasPrefix("text_model.") { name = "text_model." + name }   // pre-2022 layout
+                    map["\(encoder.component).\(name)"] = Entry(original: key, transform: .none)
+                }
+            case .openCLIP:
+                let tower = openCLIPMap(keys.filter { $0.hasPrefix(prefix) }, prefix: prefix,
+                                        dropLastBlock: encoder.dropsLastBlock, projection: encoder.hasProjection)
+                for (canonical, entry) in tower { map["\(encoder.component).\(canonical)"] = entry }
+            }
         }
         return map
     }
@@ -79,6 +96,9 @@ public enum LDMKeyMap {
             switch parts.first {
             case "time_embed":
                 canonical = ["0": "time_embedding.linear_1", "2": "time_embedding.linear_2"][part(1)].map { ([$0] + tail(2)).joined(separator: ".") }
+            case "label_emb" where part(1) == "0":
+                // SDXL's added conditioning (diffusers `add_embedding`, a TimestepEmbedding): `label_emb.0.{0,2}`.
+                canonical = ["0": "add_embedding.linear_1", "2": "add_embedding.linear_2"][part(2)].map { ([$0] + tail(3)).joined(separator: ".") }
             case "input_blocks":
                 guard let i = blockIndex(part(1)) else { break }
                 if i == 0 { canonical = (["conv_in"] + tail(3)).joined(separator: ".") ; break }
@@ -246,12 +266,15 @@ public enum LDMKeyMap {
         }
     }
 
-    // MARK: OpenCLIP (SD 2.x)
+    // MARK: OpenCLIP (SD 2.x ViT-H, SDXL ViT-bigG)
 
-    static func openCLIPMap(_ keys: [String]) -> [String: Entry] {
-        let prefix = "cond_stage_model.model."
+    /// The OpenCLIP tower under `prefix` in transformers names. `dropLastBlock`: SD 2.x's unused last residual
+    /// block is left out. `projection`: `text_projection` [width, projection] becomes `text_projection.weight`
+    /// [projection, width] (diffusers `convert_open_clip_checkpoint` transposes it).
+    static func openCLIPMap(_ keys: [String], prefix: String, dropLastBlock: Bool, projection: Bool) -> [String: Entry] {
         let blocks = Set(keys.compactMap { index(after: prefix + "transformer.resblocks.", in: $0) })
-        guard let lastBlock = blocks.max() else { return [:] }
+        guard let maxBlock = blocks.max() else { return [:] }
+        let lastBlock = dropLastBlock ? maxBlock : nil
         var map: [String: Entry] = [:]
         let names = ["ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
                      "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"]
@@ -262,6 +285,8 @@ public enum LDMKeyMap {
             case "positional_embedding": map["text_model.embeddings.position_embedding.weight"] = Entry(original: key, transform: .none)
             case "ln_final.weight", "ln_final.bias":
                 map["text_model.final_layer_norm." + (name.hasSuffix("weight") ? "weight" : "bias")] = Entry(original: key, transform: .none)
+            case "text_projection" where projection:
+                map["text_projection.weight"] = Entry(original: key, transform: .transpose)
             default:
                 guard let i = index(after: prefix + "transformer.resblocks.", in: key), i != lastBlock else { continue }
                 let rest = String(name.dropFirst("transformer.resblocks.\(i).".count))

@@ -188,7 +188,7 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .unexpectedShape(key, expected, found, source):
             return "Tensor '\(key)' in checkpoint '\(source)' has shape \(found); expected \(expected)."
         case let .unknownModelFamily(path, detail):
-            return "'\(path)' is not a Stable Diffusion 1.x or 2.x checkpoint Darkroom can run: \(detail)."
+            return "'\(path)' is not a Stable Diffusion checkpoint Darkroom can run (SD 1.x, 2.x, SDXL): \(detail)."
         case let .pickleCheckpoint(path):
             return "'\(path)' is a pickled checkpoint, which Darkroom refuses to open because unpickling can run arbitrary code. Convert it to .safetensors first, e.g. with Python: `import torch, safetensors.torch; sd = torch.load(PATH, map_location='cpu', weights_only=True); safetensors.torch.save_file(sd.get('state_dict', sd), OUT)`."
         case let .invalidConfig(path, detail):
@@ -211,7 +211,7 @@ public enum WeightsError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .loraMalformed(path, key, detail):
             return "LoRA '\(path)'" + (key.isEmpty ? "" : ", '\(key)'") + ": \(detail)."
         case let .unrecognizedKey(key, path):
-            return "Tensor '\(key)' in checkpoint '\(path)' matches no known Stable Diffusion 1.x/2.x key layout; the file is malformed or not a model Darkroom can run."
+            return "Tensor '\(key)' in checkpoint '\(path)' matches no known Stable Diffusion (1.x, 2.x, SDXL) key layout; the file is malformed or not a model Darkroom can run."
         case let .incompatibleComponents(source, detail):
             return "The components of checkpoint '\(source)' do not fit together: \(detail)."
         case let .controlNetMismatch(path, model, detail):

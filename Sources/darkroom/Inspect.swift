@@ -31,9 +31,16 @@ struct Inspect: ParsableCommand {
             print("  level \(i)    \(level.channels) channels, \(attention)")
         }
         print("  mid        \(u.middleHeads) heads, depth \(u.middleTransformerDepth)")
-        let t = models.textEncoder.config
-        print("text         width \(t.width), \(t.layers) layers, \(t.heads) heads, mlp \(t.intermediateWidth), \(t.activation.rawValue), "
-              + "vocab \(t.vocabularySize), \(t.maxPositions) positions, pad id \(t.padToken)")
+        if let added = u.addedConditioning {
+            print("  added      text_time: \(added.inputWidth) inputs, \(added.timeEmbedDim) per time id")
+        }
+        for (index, (encoder, model)) in zip(c.family.textEncoders, [models.textEncoder] + (models.textEncoder2.map { [$0] } ?? [])).enumerated() {
+            let t = model.config
+            let label = (index == 0 ? "text" : "text \(index + 1)").padding(toLength: 13, withPad: " ", startingAt: 0)
+            print("\(label)\(encoder.name) (\(encoder.component)), width \(t.width), \(t.layers) layers, \(t.heads) heads, mlp \(t.intermediateWidth), \(t.activation.rawValue), "
+                  + "vocab \(t.vocabularySize), \(t.maxPositions) positions, pad id \(t.padToken)"
+                  + (model.projectionWidth.map { ", projection \($0)" } ?? ""))
+        }
         let v = models.vae.config
         print("vae          channels \(v.blockChannels), \(v.layersPerBlock) layers/block, latent \(v.latentChannels), "
               + "scale 1/\(v.downscale), scaling factor \(v.scalingFactor)")

@@ -454,6 +454,10 @@ def unet_to_ldm(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
                  ("conv_in", "input_blocks.0.0"), ("conv_norm_out", "out.0"), ("conv_out", "out.2")]:
         for s in ("weight", "bias"):
             put(f"{b}.{s}", f"{a}.{s}")
+    if "add_embedding.linear_1.weight" in sd:   # SDXL's added conditioning (addition_embed_type "text_time")
+        for a, b in [("add_embedding.linear_1", "label_emb.0.0"), ("add_embedding.linear_2", "label_emb.0.2")]:
+            for s in ("weight", "bias"):
+                put(f"{b}.{s}", f"{a}.{s}")
 
     n_levels = len(cfg.block_out_channels)
     i = 1
