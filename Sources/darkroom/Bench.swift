@@ -278,14 +278,28 @@ extension Bench {
             var models: StableDiffusionModels?
             try Bench.measure("load", repeats: 1) { models = try StableDiffusionModels.load(url) }
             guard let models else { return }
-            let ids = Array(repeating: Array(repeating: 49407, count: 77), count: 2)
             var context = Tensor(zeros: [0])
-            Bench.measure("text encoder, batch 2", repeats: repeats) { context = models.textEncoder(ids) }
+            var added: UNetAddedConditioning?
+            if let encoder = models.sdxlPromptEncoder {
+                // SDXL: both towers on a prompt and an empty negative prompt, as a guided step's conditioning.
+                let tokenizer = try CLIPTokenizer.bundled()
+                Bench.measure("text encoders, batch 2", repeats: repeats) {
+                    let prompt = encoder.encode("a photograph of a lighthouse", tokenizer: tokenizer)
+                    let negative = encoder.encode("", tokenizer: tokenizer)
+                    context = Tensor.concatenate([negative.promptEmbeds, prompt.promptEmbeds], axis: 0)
+                    let pooled = Tensor.concatenate([negative.pooled, prompt.pooled], axis: 0)
+                    let count = (models.unet.config.addedConditioning.map { ($0.inputWidth - pooled.dim(1)) / max($0.timeEmbedDim, 1) }) ?? 6
+                    added = UNetAddedConditioning(textEmbeds: pooled, timeIDs: Tensor(shape: [2, count], repeating: 1024))
+                }
+            } else {
+                let ids = Array(repeating: Array(repeating: 49407, count: 77), count: 2)
+                Bench.measure("text encoder, batch 2", repeats: repeats) { context = models.textEncoder(ids) }
+            }
             for size in sizes {
                 let latent = size / models.vae.config.downscale
                 let sample = Tensor(shape: [2, models.unet.config.inChannels, latent, latent], repeating: 0.1)
                 Bench.measure("UNet step \(size)px, batch 2", repeats: repeats) {
-                    _ = models.unet(sample, timesteps: [500], context: context)
+                    _ = models.unet(sample, timesteps: [500], context: context, added: added)
                 }
             }
             if !noVAE {

@@ -1,0 +1,75 @@
+"""SDXL stages side by side: diffusers (PyTorch, CPU fp32) and Darkroom on the same full-size random SDXL base 1.0
+folder that `darkroom bench model --random sdxl` writes (~/.cache/darkroom/bench/sdxl-random-fp16), one after the
+other in one invocation, 2 threads each: load, a guided 1024 px UNet step (batch 2, with SDXL's added
+conditioning), VAE decode at 1024 px, and each process's peak RSS. Run by hand, never by CI:
+
+    swift build -c release -j 2
+    .build/release/darkroom bench model --random sdxl --repeats 1 --sizes 1024 --vae-size 1024   # writes the folder once
+    ~/venv/bin/python tools/bench/diffusers_sdxl_bench.py
+"""
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDER = Path.home() / ".cache/darkroom/bench/sdxl-random-fp16"
+
+
+def child(size: int) -> None:
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    unet = UNet2DConditionModel.from_pretrained(FOLDER / "unet", torch_dtype=torch.float32).eval()
+    print(f"load UNet\t{time.perf_counter() - start}", flush=True)
+    latent = size // 8
+    sample = torch.full((2, 4, latent, latent), 0.1)
+    context = torch.randn(2, 77, 2048, generator=torch.Generator().manual_seed(0))
+    added = {"text_embeds": torch.randn(2, 1280, generator=torch.Generator().manual_seed(1)),
+             "time_ids": torch.full((2, 6), float(size))}
+    with torch.no_grad():
+        start = time.perf_counter()
+        unet(sample, 500, encoder_hidden_states=context, added_cond_kwargs=added)
+        print(f"UNet step {size}px, batch 2\t{time.perf_counter() - start}", flush=True)
+    del unet
+    vae = AutoencoderKL.from_pretrained(FOLDER / "vae", torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        vae.decode(torch.full((1, 4, latent, latent), 0.1))
+        print(f"VAE decode {size}px\t{time.perf_counter() - start}", flush=True)
+    print(f"peak RSS\t{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--darkroom", default=str(ROOT / ".build/release/darkroom"))
+    args = parser.parse_args()
+    if args.child:
+        return child(args.size)
+    theirs = subprocess.run([sys.executable, __file__, "--child", "--size", str(args.size)], capture_output=True,
+                            text=True, check=True).stdout
+    ours = subprocess.run([args.darkroom, "bench", "model", "--random", "sdxl", "--repeats", "1", "--sizes", str(args.size),
+                           "--vae-size", str(args.size)], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, DARKROOM_BLAS_CORE=os.environ.get("DARKROOM_BLAS_CORE", "auto"))).stdout
+    print(ours)
+    print(theirs)
+    d = {k: float(v) for k, v in (line.split("\t") for line in theirs.splitlines() if "\t" in line)}
+    for stage in [f"UNet step {args.size}px, batch 2", f"VAE decode {args.size}px"]:
+        m = re.search(re.escape(stage) + r"\s+([\d.]+) s", ours)
+        if m and stage in d:
+            print(f"{stage}: Darkroom {float(m[1]):.2f} s, diffusers {d[stage]:.2f} s, ratio {float(m[1]) / d[stage]:.2f}x")
+    rss = re.findall(r"peak RSS ([\d.]+) GiB", ours)
+    if rss and "peak RSS" in d:
+        print(f"peak RSS: Darkroom {float(rss[-1]):.2f} GiB, diffusers {d['peak RSS']:.2f} GiB, "
+              f"ratio {float(rss[-1]) / d['peak RSS']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
