@@ -122,6 +122,12 @@ public struct UNetConfig: Sendable, Equatable {
         guard timeDim > 0, timeDim % 2 == 0, input > timeDim else {
             throw WeightsError.invalidConfig(path: source, detail: "addition_time_embed_dim is \(timeDim); it must be even, positive and below add_embedding's \(input) inputs")
         }
+        // Every UNet call concatenates the pooled text embedding and the embedded time ids: they must fill the input.
+        if let pooledWidth, let timeIDCount, pooledWidth + timeIDCount * timeDim != input {
+            throw WeightsError.invalidConfig(
+                path: source,
+                detail: "\(w.key("add_embedding.linear_1.weight")) takes \(input) inputs, but the pooled text embedding (\(pooledWidth)) and \(timeIDCount) time ids of \(timeDim) (addition_time_embed_dim) make \(pooledWidth + timeIDCount * timeDim)")
+        }
         addedConditioning = AddedConditioning(inputWidth: input, timeEmbedDim: timeDim)
     }
 }

@@ -90,6 +90,24 @@ final class ModelFamilyTests: XCTestCase {
         }
     }
 
+    /// A config whose `addition_time_embed_dim` does not fill add_embedding's input with the pooled embedding and the
+    /// time ids is refused at load, naming the file and the widths (every UNet call would otherwise stop on it).
+    func testAddedConditioningWidthThatDoesNotFitIsRefusedAtLoad() throws {
+        let folder = directory.appendingPathComponent("sdxl")
+        try FileManager.default.copyItem(at: ModelFixtures.folder("sdxl").appendingPathComponent("diffusers"), to: folder)
+        let config = folder.appendingPathComponent("unet/config.json")
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: config)) as? [String: Any])
+        XCTAssertEqual(json["addition_time_embed_dim"] as? Int, 8)   // make_sdxl_fixtures.py: 6 pooled + 6 ids × 8 = 54
+        json["addition_time_embed_dim"] = 4
+        try JSONSerialization.data(withJSONObject: json).write(to: config)
+        XCTAssertThrowsError(try StableDiffusionModels.load(folder)) { error in
+            let text = "\(error)"
+            for fragment in [config.path, "54 inputs", "addition_time_embed_dim", "make 30"] {
+                XCTAssert(text.contains(fragment), "'\(text)' lacks '\(fragment)'")
+            }
+        }
+    }
+
     /// A UNet key of the SDXL layout that matches no rule is named, as for SD 1.x.
     func testStrayUNetKeyIsNamed() throws {
         let url = try rewrite("stray.safetensors") { $0 == "model.diffusion_model.label_emb.0.2.bias" ? "model.diffusion_model.label_emb.0.3.bias" : $0 }
