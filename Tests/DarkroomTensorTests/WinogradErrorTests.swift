@@ -80,20 +80,7 @@ final class WinogradErrorTests: XCTestCase {
     /// - F(4×4, 3×3) 0, ±1, ½, −2 (the default): RMS ≤ 4 × im2col's, max ≤ 8 × im2col's max.
     ///   The points 0, ±1, ±2 measure above both (checked below), so the test tells the two apart.
     func testDefaultWinogradErrorAgainstIm2col() {
-        let (channels, size) = (64, 32)
-        var rng = NormalSource(seed: 2)
-        let plane = size * size
-        var x = (0..<(channels * plane)).map { _ in Float(rng.normal()) }
-        let gain = (0..<channels).map { _ in 1 + 0.3 * rng.normal() }, offset = (0..<channels).map { _ in rng.normal() }
-        for i in x.indices {
-            let c = i / plane, v = Double(x[i]) * gain[c] + offset[c]
-            x[i] = Float(v / (1 + exp(-v))) * (c % 16 == 5 ? 30 : 1) + 5
-        }
-        let w = (0..<(channels * channels * 9)).map { _ in Float(rng.normal() / (9.0 * Double(channels)).squareRoot()) }
-        let bias = (0..<channels).map { _ in Float(0.1 * rng.normal()) }
-        let reference = Self.direct64(x, w, bias, channels: channels, outChannels: channels, size: size, absolute: false)
-        let input = Tensor(shape: [1, channels, size, size], scalars: x)
-        let weight = Tensor(shape: [channels, channels, 3, 3], scalars: w), b = Tensor(shape: [channels], scalars: bias)
+        let (_, _, _, _, _, reference, input, weight, b) = Self.unetLikeCase()
 
         let saved = Tensor.convolutionAlgorithm
         defer { Tensor.convolutionAlgorithm = saved }
@@ -118,20 +105,7 @@ final class WinogradErrorTests: XCTestCase {
     /// above F(2×2, 3×3)'s RMS error stays within 2 × bf16 im2col's (measured 1.4–1.7× at SD shapes, `darkroom bench
     /// winograd`), while F(4×4, 3×3)'s bf16 products measure well above it (why they stay Float32).
     func testBF16WinogradErrorAgainstBF16Im2col() {
-        let (channels, size) = (64, 32)
-        var rng = NormalSource(seed: 2)
-        let plane = size * size
-        var x = (0..<(channels * plane)).map { _ in Float(rng.normal()) }
-        let gain = (0..<channels).map { _ in 1 + 0.3 * rng.normal() }, offset = (0..<channels).map { _ in rng.normal() }
-        for i in x.indices {
-            let c = i / plane, v = Double(x[i]) * gain[c] + offset[c]
-            x[i] = Float(v / (1 + exp(-v))) * (c % 16 == 5 ? 30 : 1) + 5
-        }
-        let w = (0..<(channels * channels * 9)).map { _ in Float(rng.normal() / (9.0 * Double(channels)).squareRoot()) }
-        let bias = (0..<channels).map { _ in Float(0.1 * rng.normal()) }
-        let reference = Self.direct64(x, w, bias, channels: channels, outChannels: channels, size: size, absolute: false)
-        let input = Tensor(shape: [1, channels, size, size], scalars: x)
-        let weight = Tensor(shape: [channels, channels, 3, 3], scalars: w), b = Tensor(shape: [channels], scalars: bias)
+        let (channels, size, x, w, bias, reference, input, weight, b) = Self.unetLikeCase()
 
         let saved = (Tensor.convolutionAlgorithm, Tensor.precision)
         defer { (Tensor.convolutionAlgorithm, Tensor.precision) = saved }
@@ -158,6 +132,26 @@ final class WinogradErrorTests: XCTestCase {
     }
 
     // MARK: - Independent float64 helpers
+
+    /// The UNet-like case of the tests above: 64 → 64 channels on a 32×32 plane, GroupNorm + SiLU-like activations
+    /// with a DC offset of 5 and 1 channel in 16 scaled by 30; its float64 direct convolution.
+    static func unetLikeCase() -> (channels: Int, size: Int, x: [Float], w: [Float], bias: [Float], reference: [Double],
+                                   input: Tensor, weight: Tensor, b: Tensor) {
+        let (channels, size) = (64, 32)
+        var rng = NormalSource(seed: 2)
+        let plane = size * size
+        var x = (0..<(channels * plane)).map { _ in Float(rng.normal()) }
+        let gain = (0..<channels).map { _ in 1 + 0.3 * rng.normal() }, offset = (0..<channels).map { _ in rng.normal() }
+        for i in x.indices {
+            let c = i / plane, v = Double(x[i]) * gain[c] + offset[c]
+            x[i] = Float(v / (1 + exp(-v))) * (c % 16 == 5 ? 30 : 1) + 5
+        }
+        let w = (0..<(channels * channels * 9)).map { _ in Float(rng.normal() / (9.0 * Double(channels)).squareRoot()) }
+        let bias = (0..<channels).map { _ in Float(0.1 * rng.normal()) }
+        let reference = direct64(x, w, bias, channels: channels, outChannels: channels, size: size, absolute: false)
+        return (channels, size, x, w, bias, reference, Tensor(shape: [1, channels, size, size], scalars: x),
+                Tensor(shape: [channels, channels, 3, 3], scalars: w), Tensor(shape: [channels], scalars: bias))
+    }
 
     /// (max |y − ref|, RMS(y − ref)) / RMS(ref).
     static func error(_ y: Tensor, _ reference: [Double]) -> (max: Double, rms: Double) {
