@@ -121,15 +121,7 @@ final class PackedMatrix: @unchecked Sendable {
         let engine = try OneDNN.engine.get()
         descriptor = target
         bytes = dnnl_memory_desc_get_size(&descriptor)
-        // Large ones on transparent huge pages, as large tensors (TensorStorage): packing an SD 1.5 UNet's 1.7 GB
-        // faults it in 2 MiB at a time instead of 4 KiB.
-        let large = bytes >= LargeBlockCache.minimumBytes
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, large ? 2 << 20 : 64, max(bytes, 64)) == 0, let raw else {
-            throw OneDNNError(call: "allocating \(bytes) bytes for a packed weight", status: dnnl_out_of_memory)
-        }
-        if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
-        data = raw
+        data = try PackedMatrix.allocate(bytes: bytes)
         do {
             var sourceMD = try matrixDescriptor(rows, columns, .f32, strides: strides)
             OneDNN.setOpenMPThreads(OneDNN.openMPThreads)
@@ -150,9 +142,29 @@ final class PackedMatrix: @unchecked Sendable {
                 }
             }
         } catch {
-            free(raw)
+            free(data)
             throw error
         }
+    }
+
+    /// `descriptor`'s memory, written by `fill`.
+    init(descriptor: dnnl_memory_desc_t, fill: (UnsafeMutableRawPointer) -> Void) throws(OneDNNError) {
+        self.descriptor = descriptor
+        bytes = dnnl_memory_desc_get_size(&self.descriptor)
+        data = try PackedMatrix.allocate(bytes: bytes)
+        fill(data)
+    }
+
+    /// Large ones on transparent huge pages, as large tensors (TensorStorage): packing an SD 1.5 UNet's 1.7 GB
+    /// faults it in 2 MiB at a time instead of 4 KiB.
+    private static func allocate(bytes: Int) throws(OneDNNError) -> UnsafeMutableRawPointer {
+        let large = bytes >= LargeBlockCache.minimumBytes
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, large ? 2 << 20 : 64, max(bytes, 64)) == 0, let raw else {
+            throw OneDNNError(call: "allocating \(bytes) bytes for a packed weight", status: dnnl_out_of_memory)
+        }
+        if large { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
+        return raw
     }
 
     deinit { free(data) }
@@ -172,21 +184,27 @@ func withMemory<R>(_ md: dnnl_memory_desc_t, _ pointer: UnsafeMutableRawPointer?
 
 /// Weights converted for oneDNN, one entry per layout a primitive asked for (usually one). Lives on a `Weight`.
 final class PackedWeightCache: @unchecked Sendable {
-    private let lock = Mutex()
-    private var entries: [(transposed: Bool, matrix: PackedMatrix)] = []
+    /// What an entry holds: the weight's matrix [rows, rest] or its transpose, or a Winograd transformed kernel.
+    enum Content: Equatable {
+        case matrix(transposed: Bool)
+        case winogradKernel(WinogradTransform)
+    }
 
-    /// The entry laid out as `descriptor` (of the weight's matrix or its transpose), made by `make` the first time.
-    func packed(_ descriptor: dnnl_memory_desc_t, transposed: Bool,
+    private let lock = Mutex()
+    private var entries: [(content: Content, matrix: PackedMatrix)] = []
+
+    /// The entry of `content` laid out as `descriptor`, made by `make` the first time.
+    func packed(_ descriptor: dnnl_memory_desc_t, content: Content,
                 make: () throws(OneDNNError) -> PackedMatrix) throws(OneDNNError) -> PackedMatrix {
         var wanted = descriptor
         // Made under the lock: the parts of one split product ask at the same time, and must share one copy.
         let result: Result<PackedMatrix, OneDNNError> = lock.withLock {
             if let found = entries.first(where: {
-                $0.transposed == transposed && dnnl_memory_desc_equal(&$0.matrix.descriptor, &wanted) != 0
+                $0.content == content && dnnl_memory_desc_equal(&$0.matrix.descriptor, &wanted) != 0
             }) { return .success(found.matrix) }
             do throws(OneDNNError) {
                 let made = try make()
-                entries.append((transposed, made))
+                entries.append((content, made))
                 return .success(made)
             } catch { return .failure(error) }
         }

@@ -154,6 +154,22 @@ extension Tensor {
         return out
     }
 
+    /// The bf16 Winograd convolution with the kernel already transformed and rounded (`Weight.winogradKernelBFloat16`).
+    func winogradConvolutionBF16(kernel: PackedMatrix, outChannels: Int, bias: Tensor?,
+                                 transform: WinogradTransform) throws(OneDNNError) -> Tensor {
+        precondition(rank == 4, "winogradConvolution: input \(shape) is not [N, C, H, W]")
+        let (batch, inChannels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        var out = Tensor(uninitialized: [batch, outChannels, height, width])
+        let o = out.withUnsafeMutableBufferPointer { $0.baseAddress! }  // uniquely owned: stays valid below
+        let x = withUnsafeBufferPointer { $0.baseAddress! }
+        let b = bias.map { bias in bias.withUnsafeBufferPointer { UnsafePointer($0.baseAddress!) } }
+        let u = UnsafePointer(kernel.data.bindMemory(to: UInt16.self, capacity: kernel.bytes / 2))
+        defer { withExtendedLifetime((self, kernel, bias)) {} }
+        try Winograd.convolve(input: x, batch: batch, channels: inChannels, height: height, width: width,
+                              kernel: .bf16(u), bias: b, outChannels: outChannels, transform: transform, output: o)
+        return out
+    }
+
     /// The Winograd algorithm `conv2d` runs a convolution of this geometry with (`convolutionAlgorithm`), or nil
     /// for im2col / GEMM.
     static func winogradTransform(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> WinogradTransform? {

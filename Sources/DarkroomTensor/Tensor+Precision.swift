@@ -19,15 +19,10 @@ extension Tensor {
             if let transform = Tensor.winogradTransform(kh: weight.shape[2], kw: weight.shape[3], stride: stride,
                                                         padding: padding, outPlane: outPlane),
                Tensor.bf16WinogradTransforms.contains(transform) {
-                let result = weight.withFloat32 { w in
-                    Result { () throws(OneDNNError) -> Tensor in
-                        try winogradConvolution(weight: w, bias: bias, transform: transform, products: .bf16)
-                    }
-                }
-                switch result {
-                case .success(let y): return y
-                case .failure(let error): Precision.reportFallback(error)
-                }
+                do throws(OneDNNError) {
+                    return try winogradConvolutionBF16(kernel: weight.winogradKernelBFloat16(transform), outChannels: weight.shape[0],
+                                                       bias: bias, transform: transform)
+                } catch { Precision.reportFallback(error) }
             } else if !Tensor.usesWinograd(kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding,
                                            outPlane: outPlane) {
                 do throws(OneDNNError) {

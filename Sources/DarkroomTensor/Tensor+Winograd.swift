@@ -149,6 +149,45 @@ enum Winograd {
                          weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int,
                          transform: WinogradTransform, products: Precision = .fp32,
                          output o: UnsafeMutablePointer<Float>) throws(OneDNNError) {
+        let uCount = transform.inputTile * transform.inputTile * outChannels * channels
+        guard products == .bf16 else {
+            return Tensor.withScratch(count: uCount) { u in
+                transformKernel(w, outChannels: outChannels, channels: channels, transform: transform, into: u)
+                // Float32 products run on OpenBLAS, which does not throw.
+                try? convolve(input: x, batch: batch, channels: channels, height: height, width: width,
+                              kernel: .fp32(UnsafePointer(u)), bias: bias, outChannels: outChannels,
+                              transform: transform, output: o)
+            }
+        }
+        try Tensor.withBFloat16Scratch(count: uCount) { (uHalf) throws(OneDNNError) in
+            transformKernelBFloat16(w, outChannels: outChannels, channels: channels, transform: transform, into: uHalf)
+            try convolve(input: x, batch: batch, channels: channels, height: height, width: width,
+                         kernel: .bf16(UnsafePointer(uHalf)), bias: bias, outChannels: outChannels,
+                         transform: transform, output: o)
+        }
+    }
+
+    /// The transformed kernel U (n² matrices [out × in]) a convolution multiplies by: Float32 (products on
+    /// OpenBLAS) or rounded to bfloat16 (products on oneDNN).
+    enum Kernel {
+        case fp32(UnsafePointer<Float>)
+        case bf16(UnsafePointer<UInt16>)
+    }
+
+    /// U rounded to bfloat16, as the bf16 products use it (`Weight` keeps one per convolution).
+    static func transformKernelBFloat16(_ w: UnsafePointer<Float>, outChannels: Int, channels: Int,
+                                        transform: WinogradTransform, into uHalf: UnsafeMutablePointer<UInt16>) {
+        let count = transform.inputTile * transform.inputTile * outChannels * channels
+        Tensor.withScratch(count: count) { u in
+            transformKernel(w, outChannels: outChannels, channels: channels, transform: transform, into: u)
+            HalfConversion.encodeBFloat16(from: u, into: uHalf, count: count)
+        }
+    }
+
+    /// The same with U already transformed (`kernel`).
+    static func convolve(input x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
+                         kernel: Kernel, bias: UnsafePointer<Float>?, outChannels: Int, transform: WinogradTransform,
+                         output o: UnsafeMutablePointer<Float>) throws(OneDNNError) {
         let m = transform.outputTile, n = transform.inputTile, nn = n * n
         let tilesX = (width + m - 1) / m, tilesY = (height + m - 1) / m
         let tileRows = batch * tilesY
@@ -156,58 +195,60 @@ enum Winograd {
         let chunkTiles = rowsPerChunk * tilesX
         let geometry = Geometry(transform: transform, channels: channels, outChannels: outChannels, height: height,
                                 width: width, tilesX: tilesX, tilesY: tilesY, ld: chunkTiles)
-        let halves = products == .bf16 ? nn * outChannels * channels + nn * channels * chunkTiles : 0
         var failure: OneDNNError?
         let lock = Mutex()
+        let (u, uHalf): (UnsafePointer<Float>?, UnsafePointer<UInt16>?)
+        switch kernel {
+        case .fp32(let pointer): (u, uHalf) = (pointer, nil)
+        case .bf16(let pointer): (u, uHalf) = (nil, pointer)
+        }
+        let products: Precision = uHalf == nil ? .fp32 : .bf16
+        // bf16: each chunk's V rounded, after the scratch's Float32 V and M.
+        let halves = products == .bf16 ? nn * channels * chunkTiles : 0
 
-        Tensor.withScratch(count: nn * outChannels * channels + (halves + 1) / 2) { u in
-            transformKernel(w, outChannels: outChannels, channels: channels, transform: transform, into: u)
-            // bf16: U and each chunk's V rounded, after U's Float32 values.
-            let uHalf = UnsafeMutableRawPointer(u + nn * outChannels * channels).bindMemory(to: UInt16.self, capacity: max(halves, 1))
-            let vHalf = uHalf + nn * outChannels * channels
-            if products == .bf16 { HalfConversion.encodeBFloat16(from: u, into: uHalf, count: nn * outChannels * channels) }
-            Tensor.withScratch(count: nn * (channels + outChannels) * chunkTiles) { scratch in
-                let v = scratch, mm = scratch + nn * channels * chunkTiles
-                var row0 = 0
-                while row0 < tileRows && failure == nil {
-                    let rows = min(rowsPerChunk, tileRows - row0)
-                    // 1. V = Bᵀ d B for every channel and tile of the chunk.
-                    Parallel.forEachRange(channels, grain: 1) { range in
-                        geometry.transformInput(x, channels: range, tileRows: row0..<(row0 + rows), into: v)
-                        if products == .bf16 {
-                            for xi in 0..<nn {
-                                let offset = (xi * channels + range.lowerBound) * chunkTiles
-                                HalfConversion.encodeBFloat16Serial(from: v + offset, into: vHalf + offset, count: range.count * chunkTiles)
-                            }
+        Tensor.withScratch(count: nn * (channels + outChannels) * chunkTiles + (halves + 1) / 2) { scratch in
+            let v = scratch, mm = scratch + nn * channels * chunkTiles
+            let vHalf = UnsafeMutableRawPointer(mm + nn * outChannels * chunkTiles)
+                .bindMemory(to: UInt16.self, capacity: max(halves, 1))
+            var row0 = 0
+            while row0 < tileRows && failure == nil {
+                let rows = min(rowsPerChunk, tileRows - row0)
+                // 1. V = Bᵀ d B for every channel and tile of the chunk.
+                Parallel.forEachRange(channels, grain: 1) { range in
+                    geometry.transformInput(x, channels: range, tileRows: row0..<(row0 + rows), into: v)
+                    if products == .bf16 {
+                        for xi in 0..<nn {
+                            let offset = (xi * channels + range.lowerBound) * chunkTiles
+                            HalfConversion.encodeBFloat16Serial(from: v + offset, into: vHalf + offset, count: range.count * chunkTiles)
                         }
                     }
-                    // 2. M_ξ = U_ξ · V_ξ, then 3. Y = Aᵀ M A, per worker over its output channels.
-                    let tiles = rows * tilesX
-                    BLAS.withThreadCount(1) {
-                        Parallel.forEachRange(outChannels, grain: 16) { ks in
-                            for xi in 0..<nn {
-                                let uOffset = (xi * outChannels + ks.lowerBound) * channels, vOffset = xi * channels * chunkTiles
-                                let product = mm + (xi * outChannels + ks.lowerBound) * chunkTiles
-                                guard products == .bf16 else {
-                                    BLAS.sgemm(m: ks.count, n: tiles, k: channels, a: u + uOffset, lda: channels,
-                                               b: v + vOffset, ldb: chunkTiles, c: product, ldc: chunkTiles)
-                                    continue
-                                }
-                                do throws(OneDNNError) {
-                                    try OneDNN.gemm(m: ks.count, n: tiles, k: channels, type: .bf16,
-                                                    a: .matrix(UnsafeRawPointer(uHalf + uOffset), strides: (channels, 1)),
-                                                    b: .matrix(UnsafeRawPointer(vHalf + vOffset), strides: (chunkTiles, 1)),
-                                                    c: product, ldc: chunkTiles, parallel: false)
-                                } catch {
-                                    lock.withLock { if failure == nil { failure = error } }
-                                    return
-                                }
-                            }
-                            geometry.transformOutput(mm, outChannels: ks, tileRows: row0..<(row0 + rows), bias: bias, into: o)
-                        }
-                    }
-                    row0 += rows
                 }
+                // 2. M_ξ = U_ξ · V_ξ, then 3. Y = Aᵀ M A, per worker over its output channels.
+                let tiles = rows * tilesX
+                BLAS.withThreadCount(1) {
+                    Parallel.forEachRange(outChannels, grain: 16) { ks in
+                        for xi in 0..<nn {
+                            let uOffset = (xi * outChannels + ks.lowerBound) * channels, vOffset = xi * channels * chunkTiles
+                            let product = mm + (xi * outChannels + ks.lowerBound) * chunkTiles
+                            guard let uHalf else {
+                                BLAS.sgemm(m: ks.count, n: tiles, k: channels, a: u! + uOffset, lda: channels,
+                                           b: v + vOffset, ldb: chunkTiles, c: product, ldc: chunkTiles)
+                                continue
+                            }
+                            do throws(OneDNNError) {
+                                try OneDNN.gemm(m: ks.count, n: tiles, k: channels, type: .bf16,
+                                                a: .matrix(UnsafeRawPointer(uHalf + uOffset), strides: (channels, 1)),
+                                                b: .matrix(UnsafeRawPointer(vHalf + vOffset), strides: (chunkTiles, 1)),
+                                                c: product, ldc: chunkTiles, parallel: false)
+                            } catch {
+                                lock.withLock { if failure == nil { failure = error } }
+                                return
+                            }
+                        }
+                        geometry.transformOutput(mm, outChannels: ks, tileRows: row0..<(row0 + rows), bias: bias, into: o)
+                    }
+                }
+                row0 += rows
             }
         }
         if let failure { throw failure }

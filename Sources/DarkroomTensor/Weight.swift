@@ -82,7 +82,30 @@ public struct Weight: @unchecked Sendable {
     /// The weight as the matrix [shape[0], rest] (or its transpose), converted to `type` and reordered into the
     /// layout `descriptor` (a primitive's chosen weights layout), once.
     func packed(for descriptor: dnnl_memory_desc_t, type: OneDNN.DataType, transposed: Bool) throws(OneDNNError) -> PackedMatrix {
-        try packedCache.packed(descriptor, transposed: transposed) { () throws(OneDNNError) in try pack(into: descriptor, transposed: transposed) }
+        try packedCache.packed(descriptor, content: .matrix(transposed: transposed)) { () throws(OneDNNError) in
+            try pack(into: descriptor, transposed: transposed)
+        }
+    }
+
+    /// This 3×3 kernel [out, in, 3, 3] through `transform`'s kernel transform and rounded to bfloat16: U, the n²
+    /// matrices [out × in] of the bf16 Winograd products, made once (it was remade on every call: 2–4 % of a bf16
+    /// UNet step). The weight's own pages then leave the resident set, as after packing.
+    func winogradKernelBFloat16(_ transform: WinogradTransform) throws(OneDNNError) -> PackedMatrix {
+        precondition(shape.count == 4 && shape[2] == 3 && shape[3] == 3, "winogradKernelBFloat16: weight \(shape) is not 3×3")
+        let (outChannels, channels) = (shape[0], shape[1])
+        let nn = transform.inputTile * transform.inputTile
+        let descriptor = try matrixDescriptor(nn * outChannels, channels, .bf16, strides: (channels, 1))
+        return try packedCache.packed(descriptor, content: .winogradKernel(transform)) { () throws(OneDNNError) in
+            defer { releaseSourcePages() }
+            return try PackedMatrix(descriptor: descriptor) { data in
+                withFloat32 { w in
+                    w.withUnsafeBufferPointer { w in
+                        Winograd.transformKernelBFloat16(w.baseAddress!, outChannels: outChannels, channels: channels,
+                                                         transform: transform, into: data.bindMemory(to: UInt16.self, capacity: nn * outChannels * channels))
+                    }
+                }
+            }
+        }
     }
 
     /// The weight as the plain row-major matrix [shape[0], rest] (or its transpose) in `type`, once.

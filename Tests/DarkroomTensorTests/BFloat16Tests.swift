@@ -73,6 +73,25 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    func testWinogradKernelIsTransformedOnceAndMatchesThePerCallPath() {
+        // A plane that the automatic policy runs through bf16 F(2×2, 3×3) (32×32 and more, below 128).
+        let x = random([2, 24, 40, 36]), w = random([16, 24, 3, 3]), b = random([16])
+        let transform = WinogradTransform.f23
+        XCTAssertTrue(Tensor.bf16WinogradTransforms.contains(transform))
+        let perCall = try? x.winogradConvolution(weight: w, bias: b, transform: transform, products: .bf16)
+        Tensor.precision = .bf16
+        let weight = Weight(w)
+        let first = x.conv2d(weight: weight, bias: b, padding: .uniform(1))
+        let kept = weight.packedBytes
+        XCTAssertEqual(kept, 16 * 16 * 24 * 2, "U: 16 matrices [16 × 24] in bf16, kept on the weight")
+        let second = x.conv2d(weight: weight, bias: b, padding: .uniform(1))
+        XCTAssertEqual(weight.packedBytes, kept, "transformed once, reused")
+        XCTAssertEqual(first.scalars, perCall?.scalars, "the kept U is the one each call made before")
+        XCTAssertEqual(second.scalars, first.scalars)
+        Tensor.precision = .fp32
+        assertBF16(first, x.conv2d(weight: w, bias: b, padding: .uniform(1)), "bf16 F(2x2) against fp32")
+    }
+
     func testAttentionBothPaths() {
         let savedWorkers = Parallel.workers
         defer { Parallel.workers = savedWorkers }
