@@ -121,6 +121,34 @@ final class SDXLImageToImageParityTests: XCTestCase {
         }
     }
 
+    /// A 9-channel SDXL inpainting UNet (sdxl_inpaint, assembled by `SDXLInpaintFixture`) against
+    /// StableDiffusionXLInpaintPipeline (cases in the `inpaint` metadata of models/sdxl_inpaint/expected.safetensors,
+    /// tools/reference/make_sdxl_more_fixtures.py `INPAINT9`): the UNet sees [latents, mask, masked-image latents].
+    /// Euler from noise and at diffusers' default strength 0.9999, DPM++ 2M Karras, Euler a without guidance, Heun with
+    /// `prompt_2`, UniPC with micro-conditioning; non-square sizes and masks with odd edges (diffusers' nearest
+    /// downsampling). Both layouts, the image within 1e-3 (no paste-back, as diffusers).
+    func testNineChannelInpaintAsDiffusers() throws {
+        let expected = try SafetensorsFile(url: SDXLInpaintFixture.overlay.appendingPathComponent("expected.safetensors"))
+        let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["inpaint"]).utf8))
+        XCTAssertEqual(cases.count, 6)
+        let (folder, singleFile) = try SDXLInpaintFixture.layouts()
+        for (layout, url) in [("diffusers", folder), ("single file", singleFile)] {
+            let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: folder),
+                                                   tokenizer: try CLIPTokenizer.bundled())
+            XCTAssertEqual(pipeline.models.checkpoint.family, .sdxl)
+            XCTAssertEqual(pipeline.models.unet.config.inChannels, 9)
+            for c in cases {
+                let result = try pipeline.inpaint(try expected.tensor("\(c.name).input"), mask: try expected.tensor("\(c.name).mask"),
+                                                  settings: c.settings, pasteBack: false)
+                let want = try expected.tensor("\(c.name).image")
+                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                print("SDXL 9-channel inpaint parity \(c.name) \(layout): max |error| = \(error)")
+                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+            }
+        }
+    }
+
     /// Embeddings on SDXL are refused naming the field until they are applied.
     func testEmbeddingsAreRefusedForNow() throws {
         let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
