@@ -149,18 +149,20 @@ final class SDXLImageToImageParityTests: XCTestCase {
         }
     }
 
-    /// Embeddings on SDXL are refused naming the field until they are applied.
-    func testEmbeddingsAreRefusedForNow() throws {
+    /// A one-tensor (SD 1.x-style) embedding in an SDXL prompt is refused, naming the file and the widths SDXL takes.
+    func testOneTensorEmbeddingIsRefusedOnSDXL() throws {
         let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
         let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(models.appendingPathComponent("diffusers")),
                                                tokenizer: try CLIPTokenizer.bundled())
         let image = Tensor(zeros: [1, 3, 32, 32])
-        // A prompt naming an embedding is refused rather than run without it.
         var settings = GenerationSettings()
+        settings.prompt = "a style photo"
         settings.embeddings = [try TextualInversionEmbedding(name: "style", file: "embeddings/style.safetensors", count: 1, width: 4,
                                                              vectors: [0.1, 0.2, 0.3, 0.4])]
         XCTAssertThrowsError(try pipeline.imageToImage(image, settings: settings)) {
-            XCTAssert("\($0)".contains("'prompt'") && "\($0)".contains("style"), "\($0)")
+            guard case .embedding(let error)? = $0 as? PipelineError else { return XCTFail("\($0)") }
+            XCTAssertEqual(error.file, "embeddings/style.safetensors")
+            XCTAssert("\($0)".contains("width 4") && "\($0)".contains("clip_l (width 4) and clip_g (width 8)"), "\($0)")
         }
     }
 }

@@ -8,6 +8,8 @@ holds exactly the values the in-memory model there had) and writes, each folder 
     models/sdxl_inpaint/   a 9-channel SDXL inpainting UNet as an overlay on the sdxl fixture (see inpaint9()):
                            diffusers/model_index.json, diffusers/unet/config.json, conv_in.safetensors,
                            expected.safetensors (StableDiffusionXLInpaintPipeline runs)
+    models/sdxl_embeddings/ SDXL textual-inversion embeddings (clip_l + clip_g, see embeddings()), and
+                           expected.safetensors (encode_prompt after diffusers' load_textual_inversion per encoder)
 
 Run from the repo root, after make_sdxl_fixtures.py:
 
@@ -208,7 +210,104 @@ def inpaint9() -> None:
     listing(out)
 
 
-PARTS = {"inpaint": inpaint9}
+# --------------------------------------------------------------------------------------------------------------------
+# textual-inversion embeddings with clip_l and clip_g
+# --------------------------------------------------------------------------------------------------------------------
+
+# name → vector count; each file holds clip_l [n, text_encoder width] and clip_g [n, text_encoder_2 width]
+SDXL_EMBEDDINGS = {"xlemb": 1, "xltrio": 3, "xlpt": 2}
+EMBEDDING_CASES = [
+    # name, prompt, negative prompt (None: diffusers' zeros, force_zeros_for_empty_prompt)
+    ("te0", "a photograph of xlemb riding a horse", None),
+    ("te1", "xltrio, an astronaut riding a horse", "blurry, xlemb, low quality"),
+    ("te2", "an oil painting of xlpt and xlemb", "xltrio"),
+]
+
+
+@torch.no_grad()
+def embeddings() -> None:
+    """models/sdxl_embeddings/: A1111 / ComfyUI SDXL embedding files and diffusers' prompt embeddings with them.
+
+    Files (tiny widths: clip_l 4 = text_encoder's, clip_g 8 = text_encoder_2's):
+        xlemb.safetensors   {clip_l: [1, 4] F32, clip_g: [1, 8] F32}
+        xltrio.safetensors  {clip_g: [3, 8] F16, clip_l: [3, 4] F16}
+        xlpt.pt             torch.save({"clip_g": [2, 8], "clip_l": [2, 4]}) float32
+        hostile/uneven.safetensors  clip_l [2, 4], clip_g [1, 8] (vector counts differ)
+        hostile/xlsd1.safetensors   {emb_params: [1, 4]}: an SD 1.x-style embedding whose width is clip_l's
+
+    diffusers (as its docs load SDXL embeddings): pipe.load_textual_inversion(sd["clip_l"], token=name,
+    text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer) and the same with clip_g, text_encoder_2, tokenizer_2;
+    then encode_prompt(prompt, negative_prompt) with guidance. Per case <te>:
+        <te>.prompt_embeds, <te>.negative_prompt_embeds  [1, 77, 12]  diffusers' encode_prompt
+        <te>.pooled_diffusers                            [1, 6]       diffusers' pooled_prompt_embeds
+        <te>.pooled, <te>.negative_pooled                [1, 6]       text_encoder_2 on diffusers' ids, pooled at the
+                                                                      first end token (49407), text_projection
+    The pooled output differs: the SDXL text encoders' configs carry the legacy eos_token_id 2, so transformers pools
+    at argmax(ids), which with an added token (id >= 49408) is the embedding's last token instead of the end token.
+    A1111 (whose embedding positions hold id 0) and Darkroom pool at the end token; `<te>.pooled` is that rule on
+    diffusers' own hidden states.
+    """
+    out = fresh(m.OUT_DIR / "sdxl_embeddings")
+    tok1, tok2 = tokenizers()
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(SDXL / "diffusers"), tokenizer=tok1, tokenizer_2=tok2,
+                                                            torch_dtype=torch.float32, add_watermarker=False)
+    widths = {"clip_l": pipe.text_encoder.config.hidden_size, "clip_g": pipe.text_encoder_2.config.hidden_size}
+    g = m.gen("sdxl_embeddings")
+    files = {}
+    for name, count in SDXL_EMBEDDINGS.items():
+        files[name] = {key: m.randn(g, count, width) for key, width in widths.items()}
+    m.write_safetensors(out / "xlemb.safetensors", files["xlemb"])
+    files["xltrio"] = {k: v.half().float() for k, v in files["xltrio"].items()}
+    m.write_safetensors(out / "xltrio.safetensors", m.to_dtype(files["xltrio"], torch.float16))
+    torch.save(files["xlpt"], str(out / "xlpt.pt"))
+    m.write_safetensors(out / "hostile" / "uneven.safetensors",
+                        {"clip_l": m.randn(g, 2, widths["clip_l"]), "clip_g": m.randn(g, 1, widths["clip_g"])})
+    m.write_safetensors(out / "hostile" / "xlsd1.safetensors", {"emb_params": m.randn(g, 1, widths["clip_l"])})
+
+    for name, parts in files.items():
+        pipe.load_textual_inversion(parts["clip_l"], token=name, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+        pipe.load_textual_inversion(parts["clip_g"], token=name, text_encoder=pipe.text_encoder_2,
+                                    tokenizer=pipe.tokenizer_2)
+
+    refs: dict[str, torch.Tensor] = {}
+
+    def put(key: str, t: torch.Tensor) -> None:
+        assert key not in refs, key
+        refs[key] = t.detach().float().contiguous()
+
+    def pooled_at_end_token(prompt: str) -> torch.Tensor:
+        ids = pipe.tokenizer_2(pipe.maybe_convert_prompt(prompt, pipe.tokenizer_2), padding="max_length",
+                               max_length=77, truncation=True, return_tensors="pt").input_ids
+        hidden = pipe.text_encoder_2(ids).last_hidden_state
+        end = int((ids[0] == 49407).int().argmax())
+        return pipe.text_encoder_2.text_projection(hidden[:, end])
+
+    cases = []
+    for case, prompt, negative in EMBEDDING_CASES:
+        pe, npe, ppe, nppe = pipe.encode_prompt(prompt, device="cpu", num_images_per_prompt=1,
+                                                do_classifier_free_guidance=True, negative_prompt=negative)
+        put(f"{case}.prompt_embeds", pe)
+        put(f"{case}.negative_prompt_embeds", npe)
+        put(f"{case}.pooled_diffusers", ppe)
+        put(f"{case}.pooled", pooled_at_end_token(prompt))
+        put(f"{case}.negative_pooled", pooled_at_end_token(negative) if negative is not None else nppe)
+        difference = (refs[f"{case}.pooled"] - ppe).abs().max().item()
+        print(f"  sdxl_embeddings {case}: max |pooled at the end token - diffusers' pooled| = {difference:.3f}")
+        cases.append(dict(name=case, prompt=prompt, negative_prompt=negative))
+    # The embeddings must matter: the first prompt with the name as plain text.
+    plain = pipe.__class__.from_pretrained(str(SDXL / "diffusers"), *(), **dict(zip(("tokenizer", "tokenizer_2"), tokenizers())),
+                                           torch_dtype=torch.float32, add_watermarker=False)
+    effect = (plain.encode_prompt(EMBEDDING_CASES[0][1], device="cpu", num_images_per_prompt=1,
+                                  do_classifier_free_guidance=False)[0] - refs["te0.prompt_embeds"]).abs().max().item()
+    assert effect > 0.01, effect
+    m.write_safetensors(out / "expected.safetensors", refs,
+                        metadata={"generator": GENERATOR, "cases": json.dumps(cases, sort_keys=True),
+                                  "embeddings": json.dumps(SDXL_EMBEDDINGS, sort_keys=True)})
+    listing(out)
+
+
+PARTS = {"inpaint": inpaint9, "embeddings": embeddings}
 
 
 
