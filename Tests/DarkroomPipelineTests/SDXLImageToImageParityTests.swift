@@ -20,6 +20,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
         let original_size: [Int]?, crops_coords_top_left: [Int]?, target_size: [Int]?
         let negative_original_size: [Int]?, negative_crops_coords_top_left: [Int]?, negative_target_size: [Int]?
         let aesthetic_score: Float?, negative_aesthetic_score: Float?
+        let timestep_spacing: String?
 
         var settings: GenerationSettings {
             var s = GenerationSettings()
@@ -31,6 +32,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
             s.steps = num_inference_steps
             s.seed = seed
             s.sampler = sampler
+            s.timestepSpacing = timestep_spacing
             s.microConditioning.originalSize = original_size
             s.microConditioning.targetSize = target_size
             s.microConditioning.negativeOriginalSize = negative_original_size
@@ -144,6 +146,31 @@ final class SDXLImageToImageParityTests: XCTestCase {
                 let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
                 let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
                 print("SDXL 9-channel inpaint parity \(c.name) \(layout): max |error| = \(error)")
+                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+            }
+        }
+    }
+
+    /// SDXL-Turbo's settings against StableDiffusionXLImg2ImgPipeline (models/sdxl_turbo/expected.safetensors,
+    /// tools/reference/make_sdxl_more_fixtures.py `TURBO`): `euler_a` with `timestep_spacing` "trailing", guidance 0 or 1
+    /// (no unconditional pass; a negative prompt unused), 2 steps at strength 0.5 (timestep 499), 4 at 0.5 (499, 249),
+    /// 1 at strength 1 (999); non-square sizes. Both layouts, the image within 1e-3.
+    func testTurboSettingsAsDiffusers() throws {
+        let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
+        let expected = try SafetensorsFile(url: PipelineFixtures.modelsRoot.appendingPathComponent("sdxl_turbo/expected.safetensors"))
+        let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["img2img"]).utf8))
+        XCTAssertEqual(cases.count, 3)
+        let folder = models.appendingPathComponent("diffusers")
+        for (layout, url) in [("diffusers", folder), ("single file", models.appendingPathComponent("sdxl.safetensors"))] {
+            let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: folder),
+                                                   tokenizer: try CLIPTokenizer.bundled())
+            for c in cases {
+                XCTAssertLessThanOrEqual(c.guidance_scale, 1)
+                let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings)
+                let want = try expected.tensor("\(c.name).image")
+                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                print("SDXL turbo parity \(c.name) \(layout): max |error| = \(error)")
                 assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
             }
         }

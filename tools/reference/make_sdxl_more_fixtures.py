@@ -10,6 +10,7 @@ holds exactly the values the in-memory model there had) and writes, each folder 
                            expected.safetensors (StableDiffusionXLInpaintPipeline runs)
     models/sdxl_embeddings/ SDXL textual-inversion embeddings (clip_l + clip_g, see embeddings()), and
                            expected.safetensors (encode_prompt after diffusers' load_textual_inversion per encoder)
+    models/sdxl_turbo/     expected.safetensors: SDXL-Turbo-style img2img runs (see turbo())
 
 Run from the repo root, after make_sdxl_fixtures.py:
 
@@ -307,8 +308,58 @@ def embeddings() -> None:
     listing(out)
 
 
-PARTS = {"inpaint": inpaint9, "embeddings": embeddings}
+# --------------------------------------------------------------------------------------------------------------------
+# Turbo-style settings
+# --------------------------------------------------------------------------------------------------------------------
 
+TURBO = [
+    # name, photo, width, height, settings. SDXL-Turbo's documented img2img: EulerAncestralDiscreteScheduler with
+    # timestep_spacing "trailing" (its scheduler_config.json), guidance_scale 0.0, 2 steps at strength 0.5 (1 run).
+    ("turbo_2x050", "astronaut", 32, 32, dict(prompt=xl.PROMPTS[0], strength=0.5, guidance_scale=0.0,
+                                              num_inference_steps=2, seed=1)),
+    # 4 steps at 0.5 (2 run), guidance 1 with a negative prompt: no unconditional pass, the negative prompt unused.
+    ("turbo_4x050_negative_ns", "coffee", 32, 24, dict(prompt=xl.PROMPTS[0], negative_prompt=xl.NEGATIVE, strength=0.5,
+                                                       guidance_scale=1.0, num_inference_steps=4, seed=2)),
+    # 1 step from noise (strength 1): the first and only timestep is 999.
+    ("turbo_1x100", "astronaut", 24, 32, dict(prompt=xl.PROMPTS[0], strength=1.0, guidance_scale=0.0,
+                                              num_inference_steps=1, seed=3)),
+]
+
+
+@torch.no_grad()
+def turbo() -> None:
+    """models/sdxl_turbo/: StableDiffusionXLImg2ImgPipeline on the sdxl fixture with SDXL-Turbo's settings: the
+    folder's scheduler config as EulerAncestralDiscreteScheduler with timestep_spacing "trailing", guidance <= 1.
+    expected.safetensors (metadata `img2img`): <case>.input [1, 3, H, W], <case>.image [H, W, 3], <case>.timesteps
+    (the scheduler's timesteps after the strength cut)."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLImg2ImgPipeline
+    out = fresh(m.OUT_DIR / "sdxl_turbo")
+    tok1, tok2 = tokenizers()
+    pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(SDXL / "diffusers"), tokenizer=tok1, tokenizer_2=tok2,
+                                                            torch_dtype=torch.float32, add_watermarker=False)
+    refs: dict[str, torch.Tensor] = {}
+    cases = []
+    for name, photo, width, height, settings in TURBO:
+        image = m.photo(photo, width, height)
+        kw = {k: v for k, v in settings.items() if k != "seed"}
+        outputs = []
+        for _ in range(2):
+            pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(scheduler_config(), timestep_spacing="trailing")
+            outputs.append(pipe(image=image, generator=torch.Generator().manual_seed(settings["seed"]), output_type="np",
+                                **kw).images[0])
+        assert (outputs[0] == outputs[1]).all(), name
+        assert not pipe.do_classifier_free_guidance, name
+        refs[f"{name}.input"] = image.contiguous()
+        refs[f"{name}.image"] = torch.from_numpy(outputs[0]).contiguous()
+        refs[f"{name}.timesteps"] = pipe.scheduler.timesteps[-pipe.num_timesteps:].float().contiguous()
+        print(f"  sdxl_turbo {name}: timesteps {refs[f'{name}.timesteps'].tolist()}", flush=True)
+        cases.append(dict(name=name, sampler="euler_a", timestep_spacing="trailing", **settings))
+    m.write_safetensors(out / "expected.safetensors", refs,
+                        metadata={"generator": GENERATOR, "img2img": json.dumps(cases, sort_keys=True)})
+    listing(out)
+
+
+PARTS = {"inpaint": inpaint9, "embeddings": embeddings, "turbo": turbo}
 
 
 def main() -> None:
