@@ -56,6 +56,27 @@ final class EmbeddingLibraryTests: XCTestCase {
         }
     }
 
+    /// An SDXL file (clip_l + clip_g, models/sdxl_embeddings/xlemb.safetensors from make_sdxl_more_fixtures.py) is
+    /// taken by an SDXL checkpoint's two encoders and refused on SD 1.x, naming the file and the widths; a one-tensor
+    /// embedding is refused on SDXL.
+    func testSDXLEmbeddingsByFamily() throws {
+        let sdxlFixtures = Self.fixtures.deletingLastPathComponent().appendingPathComponent("models/sdxl_embeddings")
+        try FileManager.default.copyItem(at: sdxlFixtures.appendingPathComponent("xlemb.safetensors"), to: folder.appendingPathComponent("xlemb.safetensors"))
+        let library = EmbeddingLibrary(models: models)
+        let tokenizer = try CLIPTokenizer.bundled()
+        let sdxl = zip(ModelFamily.sdxl.textEncoders, [4, 8]).map { (description: $0, width: $1) }
+        XCTAssertEqual(try library.used(by: ["an xlemb photo"], tokenizer: tokenizer, textEncoders: sdxl, family: "SDXL").map(\.embedding.count), [1])
+        for (prompt, encoders, family, file, fragment) in [("an xlemb photo", sd1, "SD 1.x", "embeddings/xlemb.safetensors", "SDXL embedding"),
+                                                          ("a xqzone photo", sdxl, "SDXL", "embeddings/xqzone.safetensors", "one-tensor")] {
+            XCTAssertThrowsError(try library.used(by: [prompt], tokenizer: tokenizer, textEncoders: encoders, family: family)) { error in
+                let failure = error as? JobFailure
+                XCTAssertEqual(failure?.code, "embedding")
+                XCTAssertEqual(failure?.file, file)
+                XCTAssert(failure?.message.contains(fragment) == true && failure?.message.contains("width 4") == true, "\(error)")
+            }
+        }
+    }
+
     func testNamesAreConfinedToTheFolder() throws {
         let library = EmbeddingLibrary(models: models)
         for name in ["../xqzone", "sub/xqzone", "..", ".hidden", "/etc/passwd"] {
