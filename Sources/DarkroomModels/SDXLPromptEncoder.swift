@@ -57,6 +57,26 @@ public struct SDXLPromptEncoder: Sendable {
         return try SDXLPromptEncoder(encoders: encoders, forceZerosForEmptyPrompt: forceZeros, source: checkpoint.sourceName)
     }
 
+    /// Textual-inversion embeddings as the encoders take them: vector counts by name (the tokenizer's, alike for every
+    /// encoder) and, per encoder in order, its vectors by name (SDXL files: `clip_l` for CLIP ViT-L, `clip_g` for bigG).
+    public struct EmbeddingTables: Sendable {
+        public let counts: [String: Int]
+        public let vectors: [[String: TextualInversionEmbedding]]
+    }
+
+    /// `embeddings` split per encoder (`TextualInversionEmbedding.perTextEncoder`); one made for another family (a
+    /// one-tensor SD 1.x/2.x embedding, or widths that differ) is refused, naming its file and widths.
+    public func embeddingTables(_ embeddings: [TextualInversionEmbedding], family: String) throws -> EmbeddingTables {
+        var counts: [String: Int] = [:]
+        var vectors = [[String: TextualInversionEmbedding]](repeating: [:], count: encoders.count)
+        for embedding in embeddings {
+            let parts = try embedding.perTextEncoder(encoders.map { ($0.description, $0.model.config.width) }, family: family)
+            for (index, part) in parts.enumerated() { vectors[index][embedding.name] = part }
+            counts[embedding.name] = embedding.count
+        }
+        return EmbeddingTables(counts: counts, vectors: vectors)
+    }
+
     /// The width of `promptEmbeds` (the UNet's cross-attention width).
     public var contextWidth: Int { encoders.reduce(0) { $0 + $1.model.config.width } }
 
@@ -67,12 +87,19 @@ public struct SDXLPromptEncoder: Sendable {
     /// SDXL conditioner does (`sd_hijack_clip.py::process_tokens` per embedder: chunks weighted and rescaled to their
     /// mean, concatenated; the pooled output the first chunk's). A plain prompt of up to 75 tokens is one chunk of
     /// the same ids as diffusers' tokenizer call, so its embeddings are diffusers'.
-    public func encode(_ prompt: String, prompt2: String? = nil, tokenizer: CLIPTokenizer, clipSkip: Int? = nil) -> Embeddings {
+    ///
+    /// A word naming one of `embeddings` takes its vectors on each tower (A1111's `EmbeddingsWithFixes` per embedder;
+    /// diffusers' `load_textual_inversion` into each encoder gives the same hidden states). The pooled output is taken at
+    /// the end token, as A1111's: the embedding's positions hold id 0. (diffusers pools at argmax(ids) under the SDXL
+    /// configs' legacy `eos_token_id` 2, which with an added token is the embedding's position.)
+    public func encode(_ prompt: String, prompt2: String? = nil, tokenizer: CLIPTokenizer, clipSkip: Int? = nil,
+                       embeddings: EmbeddingTables? = nil) -> Embeddings {
         let prompts = [prompt, Self.orElse(prompt2, prompt)]
         var embeds: [Tensor] = [], pooled: Tensor?
-        for (text, encoder) in zip(prompts, encoders) {
-            let weighted = tokenizer.weightedChunks(text, padToken: encoder.model.config.padToken)
-            let out = encoder.model.encode(weighted, output: encoder.description.output, skipLastLayers: clipSkip ?? 0)
+        for (index, (text, encoder)) in zip(prompts, encoders).enumerated() {
+            let weighted = tokenizer.weightedChunks(text, padToken: encoder.model.config.padToken, embeddings: embeddings?.counts ?? [:])
+            let out = encoder.model.encode(weighted, output: encoder.description.output, embeddings: embeddings?.vectors[index] ?? [:],
+                                           skipLastLayers: clipSkip ?? 0)
             if pooled == nil { pooled = out.pooled }
             embeds.append(out.hiddenStates)
         }
@@ -91,13 +118,15 @@ public struct SDXLPromptEncoder: Sendable {
     /// `encode_prompt` with classifier-free guidance: the prompt's embeddings and the negative ones (zeros when
     /// `negativePrompt` is nil and `forceZerosForEmptyPrompt`).
     public func encodePrompt(_ prompt: String, prompt2: String? = nil, negativePrompt: String?, negativePrompt2: String? = nil,
-                             tokenizer: CLIPTokenizer, clipSkip: Int? = nil) -> (positive: Embeddings, negative: Embeddings) {
-        let positive = encode(prompt, prompt2: prompt2, tokenizer: tokenizer, clipSkip: clipSkip)
+                             tokenizer: CLIPTokenizer, clipSkip: Int? = nil,
+                             embeddings: EmbeddingTables? = nil) -> (positive: Embeddings, negative: Embeddings) {
+        let positive = encode(prompt, prompt2: prompt2, tokenizer: tokenizer, clipSkip: clipSkip, embeddings: embeddings)
         if negativePrompt == nil, forceZerosForEmptyPrompt {
             return (positive, Embeddings(promptEmbeds: Tensor(zeros: positive.promptEmbeds.shape), pooled: Tensor(zeros: positive.pooled.shape)))
         }
         let negative = negativePrompt ?? ""
-        var unconditional = encode(negative, prompt2: Self.orElse(negativePrompt2, negative), tokenizer: tokenizer, clipSkip: clipSkip)
+        var unconditional = encode(negative, prompt2: Self.orElse(negativePrompt2, negative), tokenizer: tokenizer, clipSkip: clipSkip,
+                                   embeddings: embeddings)
         var conditional = positive
         // Prompts of different chunk counts: the shorter extended with the empty prompt's chunks (A1111 `pad_cond_uncond`).
         if conditional.promptEmbeds.shape[1] != unconditional.promptEmbeds.shape[1] {

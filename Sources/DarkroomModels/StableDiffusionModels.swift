@@ -142,6 +142,13 @@ public struct StableDiffusionModels: Sendable {
         predictionType == "v_prediction" ? checkpoint.family.vPredictionResolution : checkpoint.family.defaultResolution
     }
 
+    /// The loaded text encoders in the family's order, each with its description (what a textual-inversion embedding's
+    /// `perTextEncoder` needs).
+    public var textEncoders: [(description: ModelFamily.TextEncoder, width: Int)] {
+        let models = [textEncoder] + (textEncoder2.map { [$0] } ?? [])
+        return zip(checkpoint.family.textEncoders, models).map { ($0, $1.config.width) }
+    }
+
     /// SDXL's text conditioning over the loaded towers (`SDXLPromptEncoder`); nil when the family has no
     /// pooled text embedding (SD 1.x/2.x).
     public var sdxlPromptEncoder: SDXLPromptEncoder? {

@@ -1,3 +1,5 @@
+import DarkroomWeights
+
 /// Why a pipeline run cannot start or did not finish. Each case names the recipe field or file at fault.
 public enum PipelineError: Error, CustomStringConvertible, Equatable {
     case invalidValue(field: String, value: String, expected: String)
@@ -10,6 +12,8 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
     /// The model's scheduler config (`file`: its `scheduler/scheduler_config.json`, or the built-in SD 1.x
     /// config) cannot drive the recipe's sampler; `detail` is the scheduler's own message naming the key.
     case invalidSchedulerConfig(file: String, detail: String)
+    /// A textual-inversion embedding the checkpoint cannot take (made for another family); the error names the file.
+    case embedding(TextualInversionEmbedding.Error)
 
     public var description: String {
         switch self {
@@ -27,6 +31,8 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
             return "The \(stage) produced NaN or infinite values, so there is no image to save. Likely causes: \(stage.likelyCauses)."
         case let .invalidSchedulerConfig(file, detail):
             return "Scheduler config '\(file)' cannot be used: \(detail)."
+        case let .embedding(error):
+            return "\(error)."
         }
     }
 }

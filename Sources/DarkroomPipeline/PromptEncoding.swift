@@ -17,6 +17,8 @@ struct PromptEncoder {
     let tokenizer: CLIPTokenizer
     let textEncoder: CLIPTextModel
     let clipSkip: Int
+    /// The checkpoint's family: which embeddings its text encoder takes.
+    let family: ModelFamily
     var embeddings: [TextualInversionEmbedding] = []
 
     func encode(prompt: String, negativePrompt: String, guidance: Bool) throws -> Tensor {

@@ -5,8 +5,9 @@ import DarkroomTensor
 extension StableDiffusionPipeline {
     /// Inpainting: repaint where `mask` is white (≥ 0.5 after diffusers' binarisation), keep the rest.
     ///
-    /// This implementation matches: diffusers `pipeline_stable_diffusion_inpaint.py` (0.42.1), both paths
-    /// chosen by the UNet's input channels:
+    /// This implementation matches: diffusers `pipeline_stable_diffusion_inpaint.py` and, for SDXL (the added
+    /// conditioning comes from `prepare`), `pipeline_stable_diffusion_xl_inpaint.py` (0.42.1), both paths chosen by
+    /// the UNet's input channels:
     /// - 9-channel inpainting models: the UNet sees [latents, mask, masked-image latents];
     /// - 4-channel models: after every step the known region is replaced by the original latents,
     ///   re-noised to the next timestep (`(1 − m)·add_noise(x₀, noise, t_next) + m·latents`).
@@ -29,11 +30,6 @@ extension StableDiffusionPipeline {
     public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],
                         progress: Progress? = nil) throws -> GenerationResult {
-        if models.unet.config.addedConditioning != nil, models.unet.config.inChannels != models.vae.config.latentChannels {
-            // The 4-channel blend is checked against StableDiffusionXLInpaintPipeline; a 9-channel SDXL UNet is not yet.
-            throw PipelineError.invalidValue(field: "model", value: "a \(models.unet.config.inChannels)-channel \(models.checkpoint.family.name) inpainting UNet",
-                                             expected: "an SDXL checkpoint with a 4-channel UNet: 9-channel SDXL inpainting models are not supported yet")
-        }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
         var (embeddings, scheduler, timesteps, added) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]

@@ -243,14 +243,14 @@ public struct StableDiffusionPipeline: Sendable {
     }
 
     /// Step 2, encode the prompt: SD 1.x/2.x through `PromptEncoder` (A1111 syntax); SDXL as diffusers'
-    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: A1111's syntax on both towers; embeddings are refused),
+    /// `StableDiffusionXLImg2ImgPipeline` (`SDXLPromptEncoder`: A1111's syntax and `clip_l`/`clip_g` embeddings on both towers),
     /// where an empty negative prompt is diffusers' `negative_prompt=None` (zeros when the checkpoint forces them),
     /// with the added conditioning: the pooled embeddings and the time ids of `addTimeIDs`.
     func encodePrompt(_ settings: GenerationSettings, height: Int, width: Int) throws -> (Tensor, UNetAddedConditioning?) {
         let guided = settings.guidance > 1
         guard models.unet.config.addedConditioning != nil else {
             let embeddings = try PromptEncoder(tokenizer: tokenizer, textEncoder: models.textEncoder, clipSkip: settings.clipSkip,
-                                               embeddings: settings.embeddings)
+                                               family: models.checkpoint.family, embeddings: settings.embeddings)
                 .encode(prompt: settings.prompt, negativePrompt: settings.negativePrompt, guidance: guided)
             return (embeddings, nil)
         }
@@ -259,19 +259,20 @@ public struct StableDiffusionPipeline: Sendable {
             throw PipelineError.invalidValue(field: "model", value: "a UNet with added conditioning (add_embedding)",
                                              expected: "a text encoder with a text_projection for its pooled embedding")
         }
-        if let first = settings.embeddings.first {
-            throw PipelineError.invalidValue(field: "prompt", value: "the embedding '\(first.name)' on an \(models.checkpoint.family.name) checkpoint",
-                                             expected: "no textual-inversion embedding: SDXL prompts do not apply embeddings yet")
+        let embeddings: SDXLPromptEncoder.EmbeddingTables
+        do { embeddings = try sdxl.embeddingTables(settings.embeddings, family: models.checkpoint.family.name) } catch let error as TextualInversionEmbedding.Error {
+            throw PipelineError.embedding(error)
         }
         let clipSkip = settings.clipSkip > 0 ? settings.clipSkip : nil
         let (timeIDs, negativeTimeIDs) = try addTimeIDs(settings.microConditioning, height: height, width: width)
         guard guided else {
-            let positive = sdxl.encode(settings.prompt, prompt2: settings.prompt2, tokenizer: tokenizer, clipSkip: clipSkip)
+            let positive = sdxl.encode(settings.prompt, prompt2: settings.prompt2, tokenizer: tokenizer, clipSkip: clipSkip, embeddings: embeddings)
             return (positive.promptEmbeds, UNetAddedConditioning(textEmbeds: positive.pooled, timeIDs: timeIDs))
         }
         let (positive, negative) = sdxl.encodePrompt(settings.prompt, prompt2: settings.prompt2,
                                                      negativePrompt: settings.negativePrompt.isEmpty ? nil : settings.negativePrompt,
-                                                     negativePrompt2: settings.negativePrompt2, tokenizer: tokenizer, clipSkip: clipSkip)
+                                                     negativePrompt2: settings.negativePrompt2, tokenizer: tokenizer, clipSkip: clipSkip,
+                                                     embeddings: embeddings)
         return (Tensor.concatenate([negative.promptEmbeds, positive.promptEmbeds], axis: 0),
                 UNetAddedConditioning(textEmbeds: Tensor.concatenate([negative.pooled, positive.pooled], axis: 0),
                                       timeIDs: Tensor.concatenate([negativeTimeIDs, timeIDs], axis: 0)))

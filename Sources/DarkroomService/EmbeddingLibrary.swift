@@ -64,8 +64,11 @@ public struct EmbeddingLibrary: Sendable {
     }
 
     /// The embeddings `prompts` use (positive first, as A1111 lists them), loaded, checked against the
-    /// text encoder's `width` and hashed. Each problem is a `JobFailure` (code `embedding`) naming the file.
-    public func used(by prompts: [String], tokenizer: CLIPTokenizer, width: Int) throws -> [Used] {
+    /// model's text encoders (`StableDiffusionModels.textEncoders`: an SDXL checkpoint takes `clip_l` + `clip_g`
+    /// files, SD 1.x/2.x one tensor of their width) and hashed. Each problem is a `JobFailure` (code `embedding`)
+    /// naming the file.
+    public func used(by prompts: [String], tokenizer: CLIPTokenizer, textEncoders: [(description: ModelFamily.TextEncoder, width: Int)],
+                     family: String) throws -> [Used] {
         let available = names()
         guard !available.isEmpty else { return [] }
         var wanted: [String] = []
@@ -79,9 +82,8 @@ public struct EmbeddingLibrary: Sendable {
             do { embedding = try TextualInversionEmbedding.load(url, name: name, displayName: file) } catch {
                 throw JobFailure(code: "embedding", message: "\(error)", file: file, field: "prompt")
             }
-            guard embedding.width == width else {
-                throw JobFailure(code: "embedding", message: "Embedding '\(file)' has width \(embedding.width), but this model's text encoder has width \(width); it was made for another model family (768: SD 1.x, 1024: SD 2.x).",
-                                 file: file, field: "prompt")
+            do { _ = try embedding.perTextEncoder(textEncoders, family: family) } catch {
+                throw JobFailure(code: "embedding", message: "\(error)", file: file, field: "prompt")
             }
             let hash: String
             do { hash = String(try ModelHash.sha256(of: url).prefix(12)) } catch {

@@ -259,7 +259,8 @@ public final class JobExecutor {
         }
         let g = configuration.generation
         let embeddingsUsed = try embeddings?.used(by: [g.prompt, g.negativePrompt], tokenizer: pipeline.tokenizer,
-                                                  width: pipeline.models.textEncoder.config.width) ?? []
+                                                  textEncoders: pipeline.models.textEncoders,
+                                                  family: pipeline.models.checkpoint.family.name) ?? []
         configuration.generation.embeddings = embeddingsUsed.map(\.embedding)
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         // One image per seed; an output already staged was produced by an earlier attempt of this job.
@@ -535,6 +536,8 @@ public final class JobExecutor {
                               file: mask, field: "mask")
         case PipelineError.invalidSchedulerConfig(let file, _):
             return JobFailure(code: "model", message: "\(error)", file: file, field: "model")
+        case PipelineError.embedding(let embedding):
+            return JobFailure(code: "embedding", message: "\(embedding)", file: embedding.file, field: "prompt")
         case let error as PipelineError:
             return JobFailure(code: Self.code(error), message: error.description, file: inputs.imageName, field: Self.field(error))
         case let failure as JobFailure:

@@ -50,6 +50,9 @@ public struct ModelFamily: Sendable, Hashable, CustomStringConvertible {
         public let headWidth: Int
         /// What it is, for messages ("CLIP ViT-L", "OpenCLIP ViT-bigG").
         public let name: String
+        /// The key of its vectors in textual-inversion files made for several encoders (A1111's
+        /// `textual_inversion_key`: SDXL's `clip_l`, `clip_g`); nil: the family takes one-tensor embeddings.
+        public var embeddingKey: String? = nil
     }
 
     /// The UNet's attention heads when no config says it: a fixed count (LDM `num_heads`) or a fixed head
@@ -103,18 +106,18 @@ public struct ModelFamily: Sendable, Hashable, CustomStringConvertible {
 
 extension ModelFamily.TextEncoder {
     /// OpenAI CLIP ViT-L/14 in transformers layout (SD 1.x; SDXL's first encoder).
-    static func clipViTL(component: String, tokenizer: String, prefix: String, output: Output) -> Self {
+    static func clipViTL(component: String, tokenizer: String, prefix: String, output: Output, embeddingKey: String? = nil) -> Self {
         Self(component: component, tokenizer: tokenizer, singleFilePrefix: prefix, keyLayout: .transformers,
              dropsLastBlock: false, output: output, hasProjection: false, activation: "quick_gelu", padToken: 49407,
-             headWidth: 64, name: "CLIP ViT-L")
+             headWidth: 64, name: "CLIP ViT-L", embeddingKey: embeddingKey)
     }
 
     /// An OpenCLIP tower (SD 2.x's ViT-H; SDXL's ViT-bigG with its projection).
     static func openCLIP(_ name: String, component: String, tokenizer: String, prefix: String, dropsLastBlock: Bool,
-                         output: Output, hasProjection: Bool) -> Self {
+                         output: Output, hasProjection: Bool, embeddingKey: String? = nil) -> Self {
         Self(component: component, tokenizer: tokenizer, singleFilePrefix: prefix, keyLayout: .openCLIP,
              dropsLastBlock: dropsLastBlock, output: output, hasProjection: hasProjection, activation: "gelu",
-             padToken: 0, headWidth: 64, name: name)
+             padToken: 0, headWidth: 64, name: name, embeddingKey: embeddingKey)
     }
 }
 
@@ -142,10 +145,10 @@ extension ModelFamily {
         id: "sdxl", name: "SDXL", diffusersTextActivation: nil,
         textEncoders: [
             .clipViTL(component: "text_encoder", tokenizer: "tokenizer", prefix: "conditioner.embedders.0.transformer.",
-                      output: .penultimateHiddenState),
+                      output: .penultimateHiddenState, embeddingKey: "clip_l"),
             .openCLIP("OpenCLIP ViT-bigG", component: "text_encoder_2", tokenizer: "tokenizer_2",
                       prefix: "conditioner.embedders.1.model.", dropsLastBlock: false, output: .penultimateHiddenState,
-                      hasProjection: true),
+                      hasProjection: true, embeddingKey: "clip_g"),
         ],
         heads: .width(64), defaultResolution: 1024, vPredictionResolution: 1024, vaeScalingFactor: 0.13025,
         addedConditioning: AddedConditioning(timeIDCount: 6, aestheticScore: false), forceZerosForEmptyPrompt: true)
@@ -156,7 +159,7 @@ extension ModelFamily {
         textEncoders: [
             .openCLIP("OpenCLIP ViT-bigG", component: "text_encoder_2", tokenizer: "tokenizer_2",
                       prefix: "conditioner.embedders.0.model.", dropsLastBlock: false, output: .penultimateHiddenState,
-                      hasProjection: true),
+                      hasProjection: true, embeddingKey: "clip_g"),
         ],
         heads: .width(64), defaultResolution: 1024, vPredictionResolution: 1024, vaeScalingFactor: 0.13025,
         addedConditioning: AddedConditioning(timeIDCount: 5, aestheticScore: true), forceZerosForEmptyPrompt: false)

@@ -20,6 +20,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
         let original_size: [Int]?, crops_coords_top_left: [Int]?, target_size: [Int]?
         let negative_original_size: [Int]?, negative_crops_coords_top_left: [Int]?, negative_target_size: [Int]?
         let aesthetic_score: Float?, negative_aesthetic_score: Float?
+        let timestep_spacing: String?
 
         var settings: GenerationSettings {
             var s = GenerationSettings()
@@ -31,6 +32,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
             s.steps = num_inference_steps
             s.seed = seed
             s.sampler = sampler
+            s.timestepSpacing = timestep_spacing
             s.microConditioning.originalSize = original_size
             s.microConditioning.targetSize = target_size
             s.microConditioning.negativeOriginalSize = negative_original_size
@@ -121,18 +123,73 @@ final class SDXLImageToImageParityTests: XCTestCase {
         }
     }
 
-    /// Embeddings on SDXL are refused naming the field until they are applied.
-    func testEmbeddingsAreRefusedForNow() throws {
+    /// A 9-channel SDXL inpainting UNet (sdxl_inpaint, assembled by `SDXLInpaintFixture`) against
+    /// StableDiffusionXLInpaintPipeline (cases in the `inpaint` metadata of models/sdxl_inpaint/expected.safetensors,
+    /// tools/reference/make_sdxl_more_fixtures.py `INPAINT9`): the UNet sees [latents, mask, masked-image latents].
+    /// Euler from noise and at diffusers' default strength 0.9999, DPM++ 2M Karras, Euler a without guidance, Heun with
+    /// `prompt_2`, UniPC with micro-conditioning; non-square sizes and masks with odd edges (diffusers' nearest
+    /// downsampling). Both layouts, the image within 1e-3 (no paste-back, as diffusers).
+    func testNineChannelInpaintAsDiffusers() throws {
+        let expected = try SafetensorsFile(url: SDXLInpaintFixture.overlay.appendingPathComponent("expected.safetensors"))
+        let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["inpaint"]).utf8))
+        XCTAssertEqual(cases.count, 6)
+        let (folder, singleFile) = try SDXLInpaintFixture.layouts()
+        for (layout, url) in [("diffusers", folder), ("single file", singleFile)] {
+            let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: folder),
+                                                   tokenizer: try CLIPTokenizer.bundled())
+            XCTAssertEqual(pipeline.models.checkpoint.family, .sdxl)
+            XCTAssertEqual(pipeline.models.unet.config.inChannels, 9)
+            for c in cases {
+                let result = try pipeline.inpaint(try expected.tensor("\(c.name).input"), mask: try expected.tensor("\(c.name).mask"),
+                                                  settings: c.settings, pasteBack: false)
+                let want = try expected.tensor("\(c.name).image")
+                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                print("SDXL 9-channel inpaint parity \(c.name) \(layout): max |error| = \(error)")
+                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+            }
+        }
+    }
+
+    /// SDXL-Turbo's settings against StableDiffusionXLImg2ImgPipeline (models/sdxl_turbo/expected.safetensors,
+    /// tools/reference/make_sdxl_more_fixtures.py `TURBO`): `euler_a` with `timestep_spacing` "trailing", guidance 0 or 1
+    /// (no unconditional pass; a negative prompt unused), 2 steps at strength 0.5 (timestep 499), 4 at 0.5 (499, 249),
+    /// 1 at strength 1 (999); non-square sizes. Both layouts, the image within 1e-3.
+    func testTurboSettingsAsDiffusers() throws {
+        let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
+        let expected = try SafetensorsFile(url: PipelineFixtures.modelsRoot.appendingPathComponent("sdxl_turbo/expected.safetensors"))
+        let cases = try JSONDecoder().decode([Case].self, from: Data(try XCTUnwrap(expected.metadata["img2img"]).utf8))
+        XCTAssertEqual(cases.count, 3)
+        let folder = models.appendingPathComponent("diffusers")
+        for (layout, url) in [("diffusers", folder), ("single file", models.appendingPathComponent("sdxl.safetensors"))] {
+            let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(url, config: folder),
+                                                   tokenizer: try CLIPTokenizer.bundled())
+            for c in cases {
+                XCTAssertLessThanOrEqual(c.guidance_scale, 1)
+                let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings)
+                let want = try expected.tensor("\(c.name).image")
+                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                print("SDXL turbo parity \(c.name) \(layout): max |error| = \(error)")
+                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+            }
+        }
+    }
+
+    /// A one-tensor (SD 1.x-style) embedding in an SDXL prompt is refused, naming the file and the widths SDXL takes.
+    func testOneTensorEmbeddingIsRefusedOnSDXL() throws {
         let models = PipelineFixtures.modelsRoot.appendingPathComponent("sdxl")
         let pipeline = StableDiffusionPipeline(models: try StableDiffusionModels.load(models.appendingPathComponent("diffusers")),
                                                tokenizer: try CLIPTokenizer.bundled())
         let image = Tensor(zeros: [1, 3, 32, 32])
-        // A prompt naming an embedding is refused rather than run without it.
         var settings = GenerationSettings()
+        settings.prompt = "a style photo"
         settings.embeddings = [try TextualInversionEmbedding(name: "style", file: "embeddings/style.safetensors", count: 1, width: 4,
                                                              vectors: [0.1, 0.2, 0.3, 0.4])]
         XCTAssertThrowsError(try pipeline.imageToImage(image, settings: settings)) {
-            XCTAssert("\($0)".contains("'prompt'") && "\($0)".contains("style"), "\($0)")
+            guard case .embedding(let error)? = $0 as? PipelineError else { return XCTFail("\($0)") }
+            XCTAssertEqual(error.file, "embeddings/style.safetensors")
+            XCTAssert("\($0)".contains("width 4") && "\($0)".contains("clip_l (width 4) and clip_g (width 8)"), "\($0)")
         }
     }
 }
