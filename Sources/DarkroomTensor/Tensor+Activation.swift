@@ -100,6 +100,14 @@ extension Tensor {
         while i < width { row[i] = Foundation.exp(row[i] - rowMax); sum += row[i]; i += 1 }
         return 1 / sum
     }
+
+    /// The same, and e^(x − max) rounded to bfloat16 into `out` while the row is still in cache (rounding the
+    /// whole score block afterwards streamed it through memory once more).
+    static func exponentiateRow(_ row: UnsafeMutablePointer<Float>, _ width: Int, roundedInto out: UnsafeMutablePointer<UInt16>) -> Float {
+        let scale = exponentiateRow(row, width)
+        HalfConversion.encodeBFloat16Serial(from: row, into: out, count: width)
+        return scale
+    }
 }
 
 extension Tensor {

@@ -22,12 +22,10 @@ extension Tensor {
         }
         let chunk = max(1, min(queries, attentionScoreBudget / max(keys, 1)))
         var out = Tensor(uninitialized: [batch, queries, valueWidth])
-        Tensor.withScratch(count: chunk * keys + chunk) { scores in
+        Tensor.withScratch(count: AttentionHead.scratchCount(blockRows: chunk, keys: keys)) { scratch in
             AttentionHead.forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha,
                                   causal: causal) { pairs, head in
-                for pair in 0..<pairs {
-                    head(pair).attend(blockRows: chunk, scores: scores, rowScales: scores + chunk * keys, parallel: true)
-                }
+                for pair in 0..<pairs { head(pair).attend(blockRows: chunk, scratch: scratch, parallel: true) }
             }
         }
         return out
@@ -48,9 +46,8 @@ extension Tensor {
                               causal: causal) { pairs, head in
             BLAS.withThreadCount(1) {
                 Parallel.forEach(pairs) { pair in
-                    Tensor.withScratch(count: rowsPerBlock * keys + rowsPerBlock) { scores in
-                        head(pair).attend(blockRows: rowsPerBlock, scores: scores, rowScales: scores + rowsPerBlock * keys,
-                                          parallel: false)
+                    Tensor.withScratch(count: AttentionHead.scratchCount(blockRows: rowsPerBlock, keys: keys)) { scratch in
+                        head(pair).attend(blockRows: rowsPerBlock, scratch: scratch, parallel: false)
                     }
                 }
             }
@@ -116,11 +113,21 @@ struct AttentionHead {
         }
     }
 
-    /// Every query row, `blockRows` at a time: S = α·Q·Kᵀ into `scores` [blockRows, keys], the causal mask,
-    /// e^(S − max) per row with 1/Σ into `rowScales`, then O = e^S·V with each row scaled by its 1/Σ (dv values a
-    /// row instead of every key). `parallel` spreads the rows' softmax over the workers.
-    func attend(blockRows: Int, scores: UnsafeMutablePointer<Float>, rowScales: UnsafeMutablePointer<Float>,
-                parallel: Bool) {
+    /// Floats of scratch `attend` needs for blocks of `blockRows` rows: the scores, one scale a row and, in bf16, the
+    /// rounded e^S.
+    static func scratchCount(blockRows: Int, keys: Int) -> Int {
+        blockRows * keys + blockRows + (Tensor.precision == .bf16 ? (blockRows * keys + 1) / 2 : 0)
+    }
+
+    /// Every query row, `blockRows` at a time: S = α·Q·Kᵀ into the scores [blockRows, keys], the causal mask,
+    /// e^(S − max) per row with 1/Σ into the row scales, then O = e^S·V with each row scaled by its 1/Σ (dv values
+    /// a row instead of every key). In bf16 the exponentials are rounded to bfloat16 as they are made, in the same
+    /// pass (Σ sums them unrounded). `parallel` spreads the rows' softmax over the workers. `scratch` holds
+    /// `scratchCount(blockRows:keys:)` floats.
+    func attend(blockRows: Int, scratch: UnsafeMutablePointer<Float>, parallel: Bool) {
+        let scores = scratch, rowScales = scratch + blockRows * keys
+        let rounded = half == nil ? nil : UnsafeMutableRawPointer(rowScales + blockRows)
+            .bindMemory(to: UInt16.self, capacity: blockRows * keys)
         var start = 0
         while start < queries {
             let rows = min(blockRows, queries - start)
@@ -134,7 +141,11 @@ struct AttentionHead {
                     if causal, start + r + 1 < keys {
                         (row + start + r + 1).update(repeating: -.infinity, count: keys - start - r - 1)
                     }
-                    rowScales[r] = Tensor.exponentiateRow(row, keys)
+                    if let rounded {
+                        rowScales[r] = Tensor.exponentiateRow(row, keys, roundedInto: rounded + r * keys)
+                    } else {
+                        rowScales[r] = Tensor.exponentiateRow(row, keys)
+                    }
                 }
             }
             if parallel {
@@ -142,7 +153,10 @@ struct AttentionHead {
             } else {
                 softmax(0..<rows)
             }
-            if !valuesBF16(start: start, rows: rows, scores: scores, parallel: parallel) {
+            if !valuesBF16(start: start, rows: rows, scores: scores, rounded: rounded, parallel: parallel) {
+                if rounded != nil {  // oneDNN failed: e^S again in Float32, from the rounded values
+                    for i in 0..<(rows * keys) { scores[i] = HalfConversion.float(fromBFloat16Bits: rounded![i]) }
+                }
                 BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: v, ldb: valueWidth,
                            c: o + start * valueWidth, ldc: valueWidth)
             }
@@ -173,20 +187,17 @@ extension AttentionHead {
         }
     }
 
-    /// O = e^S·V on oneDNN in bf16 (e^S rounded to bf16 as autocast's attention does); false as `scoresBF16`.
-    func valuesBF16(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) -> Bool {
-        guard let half else { return valuesFloat32OnOneDNN(start: start, rows: rows, scores: scores, parallel: parallel) }
+    /// O = e^S·V on oneDNN in bf16, with e^S already rounded to bf16 (`rounded`, as autocast's attention rounds it);
+    /// without them, on oneDNN in fp32 (`valuesFloat32OnOneDNN`, from the scores). False as `scoresBF16`.
+    func valuesBF16(start: Int, rows: Int, scores: UnsafeMutablePointer<Float>, rounded: UnsafeMutablePointer<UInt16>?,
+                    parallel: Bool) -> Bool {
+        guard let half, let rounded else {
+            return valuesFloat32OnOneDNN(start: start, rows: rows, scores: scores, parallel: parallel)
+        }
         do throws(OneDNNError) {
-            try Tensor.withBFloat16Scratch(count: rows * keys) { (p) throws(OneDNNError) in
-                if parallel {
-                    HalfConversion.encodeBFloat16(from: scores, into: p, count: rows * keys)
-                } else {
-                    for i in 0..<(rows * keys) { p[i] = HalfConversion.bfloat16Bits(from: scores[i]) }
-                }
-                try OneDNN.gemm(m: rows, n: dv, k: keys, type: .bf16, a: .matrix(UnsafeRawPointer(p), strides: (keys, 1)),
-                                b: .matrix(UnsafeRawPointer(half.v), strides: (valueWidth, 1)),
-                                c: o + start * valueWidth, ldc: valueWidth, parallel: parallel)
-            }
+            try OneDNN.gemm(m: rows, n: dv, k: keys, type: .bf16, a: .matrix(UnsafeRawPointer(rounded), strides: (keys, 1)),
+                            b: .matrix(UnsafeRawPointer(half.v), strides: (valueWidth, 1)),
+                            c: o + start * valueWidth, ldc: valueWidth, parallel: parallel)
             return true
         } catch {
             Precision.reportFallback(error)
