@@ -207,6 +207,14 @@ final class DefectDetectorTests: XCTestCase {
         XCTAssertEqual(marked, 49)
     }
 
+    /// On a small photo a scratch cannot run 60 px: groups need half the longer side there (32 px at 64 px).
+    /// Expected: tools/reference/defect_synthetic_cases.py (small photo): all 54 rows of the scratch, 168 in all.
+    func testScratchOnASmallPhoto() throws {
+        let (mask, marked) = try Self.detect(64, 64) { y, x in x == 32 && (5..<59).contains(y) ? 30 : 90 + x + y / 2 }
+        XCTAssertEqual((5..<59).filter { mask.pixels[$0 * 64 + 32] > 0 }.count, 54)
+        XCTAssertEqual(marked, 168)
+    }
+
     func testTinyAndFlatImagesAndBadThresholds() throws {
         for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2), (3, 70), (70, 3), (1, 400), (400, 2)] {
             let flat = try PlanarImage8(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 128, count: w * h))

@@ -18,7 +18,7 @@ Input: the 8-bit luminance (PIL "L"). Three stages:
    neighbours) of the line pixels dilated by GROUP_GAP = 2 px (5 x 5), so pixels up to 5 px apart (Chebyshev)
    belong together (a scratch is one curve, but it vanishes where it crosses a part of the photo as light or as
    dark as itself, and its visible pieces are short). A group's line pixels are kept when their bounding box is
-   at least 60 px long on one side, fewer than half of them are *paired*, and they number at most MESH = 24 per
+   at least 60 px long on one side (half the photo's longer side if that is less: a small photo's scratches), fewer than half of them are *paired*, and they number at most MESH = 24 per
    pixel of that extent (a scratch, or a few crossing, is a path; a mesh of lines, brick mortar or a grid, has
    many more pixels than its extent), then dilated by one pixel (3 x 3). A bright line pixel is paired when a
    dark line pixel lies within 3 px (Chebyshev), and the other way round: the photo's own thin structures are
@@ -138,7 +138,8 @@ def line_pixels(L: np.ndarray, t: int) -> tuple:
 
 
 def lines(L: np.ndarray, t: int) -> np.ndarray:
-    """Stage 1: line pixels in groups (GROUP_GAP) at least MIN_EXTENT long, fewer than half paired, not a mesh."""
+    """Stage 1: line pixels in groups (GROUP_GAP) at least MIN_EXTENT long (or half the longer side), fewer than
+    half paired, not a mesh."""
     bright, dark = line_pixels(L, t)
     near = np.ones((2 * PAIR_DISTANCE + 1, 2 * PAIR_DISTANCE + 1), bool)
     paired = (bright & ndi.binary_dilation(dark, near)) | (dark & ndi.binary_dilation(bright, near))
@@ -150,12 +151,13 @@ def lines(L: np.ndarray, t: int) -> np.ndarray:
     lab = lab * found  # each line pixel labelled with its group; boxes and counts over line pixels only
     area = ndi.sum(found, lab, np.arange(1, n + 1))
     pairs = ndi.sum(paired, lab, np.arange(1, n + 1))
+    min_extent = min(MIN_EXTENT, max(L.shape) // 2)
     ok = np.zeros(n + 1, bool)
     for i, s in enumerate(ndi.find_objects(lab, n)):
         if s is None:
             continue
         extent = max(s[0].stop - s[0].start, s[1].stop - s[1].start)
-        ok[i + 1] = extent >= MIN_EXTENT and 2 * pairs[i] < area[i] and area[i] <= MESH * extent
+        ok[i + 1] = extent >= min_extent and 2 * pairs[i] < area[i] and area[i] <= MESH * extent
     return ok[lab] & found
 
 

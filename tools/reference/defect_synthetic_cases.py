@@ -52,6 +52,16 @@ def star_field() -> np.ndarray:
     return L
 
 
+def small_photo() -> np.ndarray:
+    """A 64 x 64 photo (a diagonal gradient) with a dark one-pixel scratch at column 32, rows 5..58 (54 px)."""
+    L = np.zeros((64, 64), np.int64)
+    for y in range(64):
+        for x in range(64):
+            L[y, x] = 90 + x + y // 2
+    L[5:59, 32] = 30
+    return L
+
+
 def main() -> None:
     L = dashed_scratch()
     m = defect_detector.detect(L, 18)
@@ -63,6 +73,9 @@ def main() -> None:
     m = defect_detector.detect(L, 18)
     print("star field: columns < 120 marked", int(m[:, :120].sum()), "; the speck (rows 55..65, columns 195..205)",
           int(m[55:66, 195:206].sum()), "; all", int(m.sum()))
+    L = small_photo()
+    m = defect_detector.detect(L, 18)
+    print("small photo: column 32, rows 5..58 marked", int(m[5:59, 32].sum()), "of 54; all", int(m.sum()))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import Foundation
 //    polarity with the photo on both sides. Line pixels (either polarity) are grouped across gaps: a group is a
 //    connected component of the line pixels dilated by 2 px, so pixels up to 5 px apart belong together (a
 //    scratch vanishes where it crosses a part of the photo as light or as dark as itself, and its visible
-//    pieces are short). A group's line pixels are kept when their bounding box is at least 60 px long, fewer
-//    than half of them are paired, and they number at most 24 per pixel of that extent (a scratch, or a few
+//    pieces are short). A group's line pixels are kept when their bounding box is at least 60 px long (half the
+//    photo's longer side if that is less), fewer than half of them are paired, and they number at most 24 per pixel of that extent (a scratch, or a few
 //    crossing, is a path; brick mortar or a grid is a mesh), then dilated by one pixel.
 // 2. Spots. S = 16 × the [1 2 1]² smoothed luminance; for rings of 12 offsets at radius 3 and 5, with hi and
 //    lo the ring's largest and smallest value, B = max(S(p) − hi, lo − S(p)) − (hi − lo)/2: lighter or darker
@@ -50,7 +50,7 @@ extension ImageOps {
     static let defectLineHalf = 30
     /// Side distances of the both-sides test, in pixels: scratches 1–6 px wide.
     static let defectSideDistances = [2, 4]
-    /// Shortest kept line group: the bounding box's longer side.
+    /// Shortest kept line group: the bounding box's longer side (at most half the photo's longer side).
     static let defectMinimumLineExtent = 60
     /// Line pixels whose squares of this radius touch or overlap (up to 2·2 + 1 px apart) are one group.
     static let defectLineGroupGap = 2
@@ -102,8 +102,9 @@ extension ImageOps {
         var lines = polarity.map { $0 != 0 ? UInt8(1) : 0 }
         let groups = componentLabels(dilate(lines, width: width, height: height, radius: defectLineGroupGap),
                                      width: width, height: height)
+        let minimumExtent = min(defectMinimumLineExtent, max(width, height) / 2)
         keepComponents(&lines, width: width, height: height, labels: groups, seeds: paired) { extent, area, pairs in
-            extent >= defectMinimumLineExtent && 2 * pairs < area && area <= defectLineMesh * extent
+            extent >= minimumExtent && 2 * pairs < area && area <= defectLineMesh * extent
         }
         var spots = defectSpotPixels(luminance, width: width, height: height, levels: t)
         keepComponents(&spots, width: width, height: height) { extent, area in
