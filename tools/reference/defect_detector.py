@@ -14,12 +14,16 @@ Input: the 8-bit luminance (PIL "L"). Three stages:
    orientation, side distance and polarity
        2 * sum(m) - 3 * |sum(asymmetry)| > 2 * 61 * t      (mean contrast net of 1.5 x the mean side difference)
    and its own m > t / 2 (t: threshold in levels); it is a bright or a dark line pixel by the polarity that
-   qualified (it can be both). Connected line pixels (8-neighbours, either polarity) are kept when their
-   bounding box is at least 40 px long on one side and fewer than half of them are *paired*, then dilated by
-   one pixel (3 x 3). A bright line pixel is paired when a dark line pixel lies within 3 px (Chebyshev), and
-   the other way round: the photo's own thin structures are shaded (a rod, a tripod leg, a cable, a fold: a
-   bright stripe beside a dark one), whereas a scratch adds or removes material of one polarity and has the
-   photo itself on both sides.
+   qualified (it can be both). Line pixels are grouped across gaps: a group is a connected component (8-
+   neighbours) of the line pixels dilated by GROUP_GAP = 2 px (5 x 5), so pixels up to 5 px apart (Chebyshev)
+   belong together (a scratch is one curve, but it vanishes where it crosses a part of the photo as light or as
+   dark as itself, and its visible pieces are short). A group's line pixels are kept when their bounding box is
+   at least 60 px long on one side (half the photo's longer side if that is less: a small photo's scratches), fewer than half of them are *paired*, and they number at most MESH = 24 per
+   pixel of that extent (a scratch, or a few crossing, is a path; a mesh of lines, brick mortar or a grid, has
+   many more pixels than its extent), then dilated by one pixel (3 x 3). A bright line pixel is paired when a
+   dark line pixel lies within 3 px (Chebyshev), and the other way round: the photo's own thin structures are
+   shaded (a rod, a tripod leg, a cable, a fold: a bright stripe beside a dark one), whereas a scratch adds or
+   removes material of one polarity and has the photo itself on both sides.
 2. Dust and spots: S = [1 2 1] x [1 2 1] sum of L (16 x the smoothed luminance, edges replicated); for rings of
    12 fixed offsets at radius 3 and 5 (RINGS), with hi, lo the ring's largest and smallest value, the contrast
    net of half the ring's own spread B = max(S(p) - hi, lo - S(p)) - (hi - lo) / 2, the best of the two rings: a
@@ -27,8 +31,10 @@ Input: the 8-bit luminance (PIL "L"). Three stages:
    eye, a highlight on a spoon) has bright and dark parts side by side, and a spot on an edge has a ring that
    differs more from itself. Pixel p is a spot pixel if 225 * B > 225 * 16 * tb + 4 * H(p), where H is the
    15 x 15 sum (edges replicated) of |16 L - S| (the local texture: textured surroundings need more contrast)
-   and tb = 5/3 t. Connected spot pixels with at most 60 pixels and a bounding box of at most 10 px are kept,
-   dilated by two pixels (5 x 5).
+   and tb = 5/3 t. Connected spot pixels with at most 60 pixels and a bounding box of at most 10 px are spots;
+   a spot is kept unless more than CROWD_MAX = 2 other spots have their first pixel (raster order) within its
+   bounding box grown by CROWD_RADIUS = 32 px (a star field, a speckled texture: dust specks are few and apart),
+   then dilated by two pixels (5 x 5).
 3. Tears and creases: a path of paper white that winds (a random walk, not a line). Per direction o of the four
    (0, 1), (1, 0), (1, 1), (1, -1) the small-scale bright ridge R_o = max over a = 2, 3 of min(L - L(p + a o),
    L - L(p - a o)) (clamped to the image); p is a ridge-centre pixel if for some o, R_o(p) >= R_o(p + o) and
@@ -47,7 +53,9 @@ from scipy import ndimage as ndi
 HALF = 30
 G = 3
 SIDES = (2, 4)
-MIN_EXTENT = 40
+MIN_EXTENT = 60
+GROUP_GAP = 2  # line pixels up to 2 * GROUP_GAP + 1 px apart (Chebyshev) are one group
+MESH = 24  # a group with more line pixels than MESH per pixel of extent is a mesh (mortar, a grid), not a path
 PAIR_DISTANCE = 3  # a line pixel with a line pixel of the other polarity this near (Chebyshev) is paired
 RINGS = {
     3: [(0, 3), (2, 3), (3, 2), (3, 0), (3, -2), (2, -3), (0, -3), (-2, -3), (-3, -2), (-3, 0), (-3, 2), (-2, 3)],
@@ -56,6 +64,8 @@ RINGS = {
 SPOT_MAX_AREA = 60
 SPOT_MAX_EXTENT = 10
 BOX = 15
+CROWD_RADIUS = 32  # a spot with more than CROWD_MAX other spots this near (its box grown by it) is a field
+CROWD_MAX = 2
 TEAR_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 TEAR_SIDES = (2, 3)
 TEAR_MIN_EXTENT = 60
@@ -76,20 +86,23 @@ def orientations():
 
 
 def line_sum(f: np.ndarray, vertical: bool, k: int) -> np.ndarray:
+    """Sum of f along the 61-pixel line of slope k/8 through every pixel (outside the image: 0). The line through
+    (y, x) is (y + r(x + j) - r(x), x + j); with the sheared image G[i, x] = f[i - off + r(x), x] it is the sum of
+    G over row y + off - r(x), columns x - HALF .. x + HALF: a running sum."""
     if vertical:
         return line_sum(f.T, False, k).T
     h, w = f.shape
-    pad = HALF + 8 + 2
-    fp = np.zeros((h + 2 * pad, w + 2 * HALF), np.int64)
-    fp[pad:pad + h, HALF:HALF + w] = f
     xs = np.arange(w)
-    r = lambda x: (k * x + 4) // 8
-    acc = np.zeros((h, w), np.int64)
-    ys = np.arange(h)[:, None]
-    for j in range(-HALF, HALF + 1):
-        dy = r(xs + j) - r(xs)
-        acc += fp[pad + ys + dy[None, :], HALF + xs[None, :] + j]
-    return acc
+    r = (k * xs + 4) // 8
+    re = (k * np.arange(-HALF, w + HALF) + 4) // 8
+    fx = np.zeros((h, w + 2 * HALF), np.int64)
+    fx[:, HALF:HALF + w] = f
+    off = int(np.abs(re).max()) + 1
+    rows = np.arange(h + 2 * off)[:, None] - off + re[None, :]
+    G = np.where((rows >= 0) & (rows < h), fx[np.clip(rows, 0, h - 1), np.arange(w + 2 * HALF)[None, :]], 0)
+    c = np.concatenate([np.zeros((h + 2 * off, 1), np.int64), np.cumsum(G, 1)], 1)
+    S = c[:, 2 * HALF + 1:] - c[:, :w]
+    return S[np.arange(h)[:, None] + off - r[None, :], xs[None, :]]
 
 
 def clamp_shift(L: np.ndarray, oy: int, ox: int) -> np.ndarray:
@@ -125,21 +138,27 @@ def line_pixels(L: np.ndarray, t: int) -> tuple:
 
 
 def lines(L: np.ndarray, t: int) -> np.ndarray:
-    """Stage 1: line pixels in components at least MIN_EXTENT long of which fewer than half are paired."""
+    """Stage 1: line pixels in groups (GROUP_GAP) at least MIN_EXTENT long (or half the longer side), fewer than
+    half paired, not a mesh."""
     bright, dark = line_pixels(L, t)
     near = np.ones((2 * PAIR_DISTANCE + 1, 2 * PAIR_DISTANCE + 1), bool)
     paired = (bright & ndi.binary_dilation(dark, near)) | (dark & ndi.binary_dilation(bright, near))
     found = bright | dark
-    lab, n = ndi.label(found, np.ones((3, 3)))
+    grouped = ndi.binary_dilation(found, np.ones((2 * GROUP_GAP + 1, 2 * GROUP_GAP + 1), bool))
+    lab, n = ndi.label(grouped, np.ones((3, 3)))
     if n == 0:
         return found
+    lab = lab * found  # each line pixel labelled with its group; boxes and counts over line pixels only
     area = ndi.sum(found, lab, np.arange(1, n + 1))
     pairs = ndi.sum(paired, lab, np.arange(1, n + 1))
+    min_extent = min(MIN_EXTENT, max(L.shape) // 2)
     ok = np.zeros(n + 1, bool)
-    for i, s in enumerate(ndi.find_objects(lab)):
+    for i, s in enumerate(ndi.find_objects(lab, n)):
+        if s is None:
+            continue
         extent = max(s[0].stop - s[0].start, s[1].stop - s[1].start)
-        ok[i + 1] = extent >= MIN_EXTENT and 2 * pairs[i] < area[i]
-    return ok[lab]
+        ok[i + 1] = extent >= min_extent and 2 * pairs[i] < area[i] and area[i] <= MESH * extent
+    return ok[lab] & found
 
 
 def smooth16(L: np.ndarray) -> np.ndarray:
@@ -162,6 +181,24 @@ def spot_pixels(L: np.ndarray, t: int) -> np.ndarray:
     H = c[BOX:, BOX:] - c[:-BOX, BOX:] - c[BOX:, :-BOX] + c[:-BOX, :-BOX]
     tb16 = 16 * 5 * t  # 225 * 16 * (5/3) t  ==  225 * (80 t / 3): compare 3 * 225 * 2B > 2 (225 * 80 t + 12 H)
     return 3 * 225 * best > 2 * (225 * tb16 + 12 * H)
+
+
+def uncrowded(spots: np.ndarray) -> np.ndarray:
+    """The spots with at most CROWD_MAX other spots whose first pixel lies in their box grown by CROWD_RADIUS."""
+    lab, n = ndi.label(spots, np.ones((3, 3)))
+    if n == 0:
+        return spots
+    first = np.zeros(spots.shape, np.int64)
+    for y, x in ndi.minimum_position(np.arange(spots.size).reshape(spots.shape), lab, np.arange(1, n + 1)):
+        first[y, x] = 1
+    c = np.pad(np.cumsum(np.cumsum(first, 0), 1), ((1, 0), (1, 0)))
+    h, w = spots.shape
+    ok = np.zeros(n + 1, bool)
+    for i, s in enumerate(ndi.find_objects(lab)):
+        y0, y1 = max(s[0].start - CROWD_RADIUS, 0), min(s[0].stop + CROWD_RADIUS, h)
+        x0, x1 = max(s[1].start - CROWD_RADIUS, 0), min(s[1].stop + CROWD_RADIUS, w)
+        ok[i + 1] = c[y1, x1] - c[y0, x1] - c[y1, x0] + c[y0, x0] - 1 <= CROWD_MAX
+    return ok[lab]
 
 
 def tear_pixels(L: np.ndarray, t: int) -> tuple:
@@ -196,7 +233,7 @@ def tears(L: np.ndarray, t: int) -> np.ndarray:
 def detect(L: np.ndarray, t: int = 15) -> np.ndarray:
     """The defect mask (bool) of an 8-bit luminance `L`; `t` in levels (15 = 0.06 of the range)."""
     found = lines(L, t)
-    spots = components(spot_pixels(L, t), lambda h, w, a: a <= SPOT_MAX_AREA and max(h, w) <= SPOT_MAX_EXTENT)
+    spots = uncrowded(components(spot_pixels(L, t), lambda h, w, a: a <= SPOT_MAX_AREA and max(h, w) <= SPOT_MAX_EXTENT))
     torn = tears(L, t)
     return (ndi.binary_dilation(found, np.ones((3, 3), bool)) | ndi.binary_dilation(spots, np.ones((5, 5), bool))
             | ndi.binary_dilation(torn, np.ones((5, 5), bool)))

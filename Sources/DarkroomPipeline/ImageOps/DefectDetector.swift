@@ -17,15 +17,21 @@ import Foundation
 //    line pixel by the polarity that qualified. A line pixel is *paired* when a line pixel of the other
 //    polarity lies within 3 px (Chebyshev): the photo's own thin structures are shaded (a rod, a tripod leg, a
 //    cable, a fold: a bright stripe beside a dark one), whereas a scratch adds or removes material of one
-//    polarity with the photo on both sides. Connected line pixels (either polarity) are kept when their
-//    bounding box is at least 40 px long and fewer than half of them are paired, then dilated by one pixel.
+//    polarity with the photo on both sides. Line pixels (either polarity) are grouped across gaps: a group is a
+//    connected component of the line pixels dilated by 2 px, so pixels up to 5 px apart belong together (a
+//    scratch vanishes where it crosses a part of the photo as light or as dark as itself, and its visible
+//    pieces are short). A group's line pixels are kept when their bounding box is at least 60 px long (half the
+//    photo's longer side if that is less), fewer than half of them are paired, and they number at most 24 per pixel of that extent (a scratch, or a few
+//    crossing, is a path; brick mortar or a grid is a mesh), then dilated by one pixel.
 // 2. Spots. S = 16 × the [1 2 1]² smoothed luminance; for rings of 12 offsets at radius 3 and 5, with hi and
 //    lo the ring's largest and smallest value, B = max(S(p) − hi, lo − S(p)) − (hi − lo)/2: lighter or darker
 //    than everything around, net of half of how much the ring differs from itself (a crater, an eye or a
 //    highlight has bright and dark parts side by side; dust has the photo all round it). p is a spot pixel if
 //    675·B > 18000·t + 12·H(p), H the 15×15 sum of |16 L − S| (textured surroundings need more contrast;
-//    B > 16·(5/3)·t + 4·mean|16 L − S|). Connected spot pixels (at most 60, bounding box at most 10 px) are kept
-//    and dilated by two pixels.
+//    B > 16·(5/3)·t + 4·mean|16 L − S|). Connected spot pixels (at most 60, bounding box at most 10 px) are
+//    spots; a spot is kept unless more than 2 other spots have their first pixel (raster order) within its
+//    bounding box grown by 32 px (a star field or a speckled texture: dust specks are few and apart), and
+//    dilated by two pixels.
 // 3. Tears. A tear is a path of paper white that winds rather than runs straight, often with a shadow on one
 //    side. Per direction o of (0, 1), (1, 0), (1, 1), (1, −1), the small-scale bright ridge
 //    R_o = max over a = 2, 3 of min(L − L(p + a·o), L − L(p − a·o)) (clamped to the image); p is a ridge-centre
@@ -35,16 +41,21 @@ import Foundation
 //    highlight along an edge is a one-pixel chain), then dilated by two pixels (the white and its shadow).
 //
 // Time is O(pixels × 64) for the lines plus O(pixels × 24) for the spots and O(pixels × 16) for the tears
-// (about 0.3 s at 512 px and 6 s at 2048 px on two shared cores); memory about 30 bytes per pixel (luminance,
-// candidate, polarity and pairing planes, the smoothed plane, the tear stage's ridge plane, the float mask).
+// (about 0.3 s at 512 px and 6 s at 2048 px on two shared cores); memory about 40 bytes per pixel (luminance,
+// candidate, polarity and pairing planes, the line groups' and spots' labels, the smoothed plane, the tear stage's
+// ridge plane, the spot crowding count, the float mask).
 
 extension ImageOps {
     /// Half the line length (the line has 2·30 + 1 pixels).
     static let defectLineHalf = 30
     /// Side distances of the both-sides test, in pixels: scratches 1–6 px wide.
     static let defectSideDistances = [2, 4]
-    /// Shortest kept line: the bounding box's longer side.
-    static let defectMinimumLineExtent = 40
+    /// Shortest kept line group: the bounding box's longer side (at most half the photo's longer side).
+    static let defectMinimumLineExtent = 60
+    /// Line pixels whose squares of this radius touch or overlap (up to 2·2 + 1 px apart) are one group.
+    static let defectLineGroupGap = 2
+    /// A group with more line pixels than this per pixel of its extent is a mesh (mortar, a grid), not a path.
+    static let defectLineMesh = 24
     /// A line pixel with a line pixel of the other polarity this near (Chebyshev) is paired (shaded structure).
     static let defectPairDistance = 3
     /// Offsets (dy, dx) of the spot rings, radius 3 and 5.
@@ -54,6 +65,9 @@ extension ImageOps {
     ]
     static let defectSpotMaximumArea = 60
     static let defectSpotMaximumExtent = 10
+    /// A spot with more than `defectSpotCrowdMaximum` other spots within this distance of its box is in a field.
+    static let defectSpotCrowdRadius = 32
+    static let defectSpotCrowdMaximum = 2
     /// Directions (dy, dx) across which the tear stage looks for a bright ridge, and its side distances.
     static let defectTearDirections = [(0, 1), (1, 0), (1, 1), (1, -1)]
     static let defectTearSideDistances = [2, 3]
@@ -86,13 +100,17 @@ extension ImageOps {
             paired[i] = 1
         }
         var lines = polarity.map { $0 != 0 ? UInt8(1) : 0 }
-        keepComponents(&lines, width: width, height: height, seeds: paired) { extent, area, pairs in
-            extent >= defectMinimumLineExtent && 2 * pairs < area
+        let groups = componentLabels(dilate(lines, width: width, height: height, radius: defectLineGroupGap),
+                                     width: width, height: height)
+        let minimumExtent = min(defectMinimumLineExtent, max(width, height) / 2)
+        keepComponents(&lines, width: width, height: height, labels: groups, seeds: paired) { extent, area, pairs in
+            extent >= minimumExtent && 2 * pairs < area && area <= defectLineMesh * extent
         }
         var spots = defectSpotPixels(luminance, width: width, height: height, levels: t)
         keepComponents(&spots, width: width, height: height) { extent, area in
             area <= defectSpotMaximumArea && extent <= defectSpotMaximumExtent
         }
+        dropCrowdedSpots(&spots, width: width, height: height)
         var (tears, seeds) = defectTearPixels(luminance, width: width, height: height, levels: t)
         keepComponents(&tears, width: width, height: height, seeds: seeds) { extent, area, seeded in
             seeded > 0 && extent >= defectTearMinimumExtent && area >= 2 * extent
@@ -259,29 +277,84 @@ extension ImageOps {
     /// members that are 1 in seeds)` (seeds nil: 0).
     static func keepComponents(_ mask: inout [UInt8], width: Int, height: Int, seeds: [UInt8]?,
                                keep: (Int, Int, Int) -> Bool) {
-        // 0: background, 1: not visited yet, 2: visited and dropped, 3: kept.
-        var stack: [Int] = [], members: [Int] = []
-        for start in 0..<mask.count where mask[start] == 1 {
-            stack.removeAll(keepingCapacity: true)
-            members.removeAll(keepingCapacity: true)
-            mask[start] = 2
+        let labels = componentLabels(mask, width: width, height: height)
+        keepComponents(&mask, width: width, height: height, labels: labels, seeds: seeds, keep: keep)
+    }
+
+    /// Keeps the 1s of `mask` whose group (their label in `labels`, every 1 of mask labelled) passes
+    /// `keep(longer side of the box of the group's 1s, their number, those of them that are 1 in seeds)`.
+    static func keepComponents(_ mask: inout [UInt8], width: Int, height: Int, labels: (labels: [Int32], count: Int),
+                               seeds: [UInt8]?, keep: (Int, Int, Int) -> Bool) {
+        let count = labels.count
+        var area = [Int](repeating: 0, count: count + 1), seeded = area
+        var y0 = [Int](repeating: Int.max, count: count + 1), x0 = y0
+        var y1 = [Int](repeating: Int.min, count: count + 1), x1 = y1
+        for i in 0..<mask.count where mask[i] != 0 {
+            let g = Int(labels.labels[i]), y = i / width, x = i % width
+            area[g] += 1
+            if let seeds, seeds[i] != 0 { seeded[g] += 1 }
+            y0[g] = min(y0[g], y); y1[g] = max(y1[g], y); x0[g] = min(x0[g], x); x1[g] = max(x1[g], x)
+        }
+        var kept = [Bool](repeating: false, count: count + 1)
+        for g in 1..<(count + 1) where area[g] > 0 {
+            kept[g] = keep(max(y1[g] - y0[g] + 1, x1[g] - x0[g] + 1), area[g], seeded[g])
+        }
+        for i in 0..<mask.count { mask[i] = mask[i] != 0 && kept[Int(labels.labels[i])] ? 1 : 0 }
+    }
+
+    /// The 8-connected components of the nonzero pixels of `mask`: a label per pixel (0 outside; 1, 2, … in the
+    /// raster order of each component's first pixel) and their number.
+    static func componentLabels(_ mask: [UInt8], width: Int, height: Int) -> (labels: [Int32], count: Int) {
+        var labels = [Int32](repeating: 0, count: mask.count)
+        var stack: [Int] = [], count: Int32 = 0
+        for start in 0..<mask.count where mask[start] != 0 && labels[start] == 0 {
+            count += 1
+            labels[start] = count
             stack.append(start)
-            var y0 = Int.max, y1 = Int.min, x0 = Int.max, x1 = Int.min
             while let i = stack.popLast() {
-                members.append(i)
                 let y = i / width, x = i % width
-                y0 = min(y0, y); y1 = max(y1, y); x0 = min(x0, x); x1 = max(x1, x)
                 for yy in max(y - 1, 0)...min(y + 1, height - 1) {
-                    for xx in max(x - 1, 0)...min(x + 1, width - 1) where mask[yy * width + xx] == 1 {
-                        mask[yy * width + xx] = 2
+                    for xx in max(x - 1, 0)...min(x + 1, width - 1) where mask[yy * width + xx] != 0 && labels[yy * width + xx] == 0 {
+                        labels[yy * width + xx] = count
                         stack.append(yy * width + xx)
                     }
                 }
             }
-            let seeded = seeds.map { marks in members.reduce(0) { $0 + (marks[$1] != 0 ? 1 : 0) } } ?? 0
-            if keep(max(y1 - y0 + 1, x1 - x0 + 1), members.count, seeded) { for i in members { mask[i] = 3 } }
         }
-        for i in 0..<mask.count { mask[i] = mask[i] == 3 ? 1 : 0 }
+        return (labels, Int(count))
+    }
+
+    /// Drops the spots (components of `spots`) with more than `defectSpotCrowdMaximum` other spots whose first
+    /// pixel (raster order) lies in their bounding box grown by `defectSpotCrowdRadius`.
+    static func dropCrowdedSpots(_ spots: inout [UInt8], width: Int, height: Int) {
+        let (labels, count) = componentLabels(spots, width: width, height: height)
+        guard count > 1 else { return }
+        // firsts[y + 1][x + 1]: the number of first pixels in rows < y + 1 and columns < x + 1.
+        var firsts = [Int](repeating: 0, count: (height + 1) * (width + 1))
+        var seen = [Bool](repeating: false, count: count + 1)
+        var y0 = [Int](repeating: Int.max, count: count + 1), x0 = y0
+        var y1 = [Int](repeating: Int.min, count: count + 1), x1 = y1
+        for y in 0..<height {
+            var row = 0
+            for x in 0..<width {
+                let g = Int(labels[y * width + x])
+                if g > 0 {
+                    if !seen[g] { seen[g] = true; row += 1 }
+                    y0[g] = min(y0[g], y); y1[g] = max(y1[g], y); x0[g] = min(x0[g], x); x1[g] = max(x1[g], x)
+                }
+                firsts[(y + 1) * (width + 1) + x + 1] = firsts[y * (width + 1) + x + 1] + row
+            }
+        }
+        let r = defectSpotCrowdRadius
+        var kept = [Bool](repeating: false, count: count + 1)
+        for g in 1...count {
+            let top = max(y0[g] - r, 0), bottom = min(y1[g] + 1 + r, height)
+            let left = max(x0[g] - r, 0), right = min(x1[g] + 1 + r, width)
+            let inBox = firsts[bottom * (width + 1) + right] - firsts[top * (width + 1) + right]
+                - firsts[bottom * (width + 1) + left] + firsts[top * (width + 1) + left]
+            kept[g] = inBox - 1 <= defectSpotCrowdMaximum
+        }
+        for i in 0..<spots.count where spots[i] != 0 && !kept[Int(labels[i])] { spots[i] = 0 }
     }
 
     /// Binary dilation with a (2·radius + 1)² square, outside the image counting as 0.
