@@ -214,6 +214,8 @@ public final class JobExecutor {
     @discardableResult
     public func execute(_ inputs: Inputs, staging: URL, progress: Progress? = nil) throws -> PipelineConfiguration.Mode {
         let jobStart = Date()
+        // The bf16 weights packed during the job are kept for the next process (nothing to do when none were made).
+        defer { PackedWeightStore.saveAll() }
         let recipe = try Self.readRecipe(inputs.recipe, name: inputs.recipeName)
         var configuration = recipe.configuration
         configuration.generation.seed = inputs.seed

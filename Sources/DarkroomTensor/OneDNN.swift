@@ -114,6 +114,8 @@ final class PackedMatrix: @unchecked Sendable {
     var descriptor: dnnl_memory_desc_t
     let data: UnsafeMutableRawPointer
     let bytes: Int
+    /// What keeps borrowed `data` alive (a `PackedWeightStore`'s mapping); nil: `data` is this object's own.
+    private let owner: AnyObject?
 
     /// `source` [rows, columns] (Float32, with `strides`) converted and reordered into `target`.
     init(source: UnsafePointer<Float>, rows: Int, columns: Int, strides: (Int, Int),
@@ -122,6 +124,7 @@ final class PackedMatrix: @unchecked Sendable {
         descriptor = target
         bytes = dnnl_memory_desc_get_size(&descriptor)
         data = try PackedMatrix.allocate(bytes: bytes)
+        owner = nil
         do {
             var sourceMD = try matrixDescriptor(rows, columns, .f32, strides: strides)
             OneDNN.setOpenMPThreads(OneDNN.openMPThreads)
@@ -152,7 +155,16 @@ final class PackedMatrix: @unchecked Sendable {
         self.descriptor = descriptor
         bytes = dnnl_memory_desc_get_size(&self.descriptor)
         data = try PackedMatrix.allocate(bytes: bytes)
+        owner = nil
         fill(data)
+    }
+
+    /// A copy laid out as `descriptor` at `pointer`, in memory `owner` keeps (read only).
+    init(descriptor: dnnl_memory_desc_t, borrowing pointer: UnsafeRawPointer, owner: AnyObject) {
+        self.descriptor = descriptor
+        bytes = dnnl_memory_desc_get_size(&self.descriptor)
+        data = UnsafeMutableRawPointer(mutating: pointer)
+        self.owner = owner
     }
 
     /// Large ones on transparent huge pages, as large tensors (TensorStorage): packing an SD 1.5 UNet's 1.7 GB
@@ -167,7 +179,7 @@ final class PackedMatrix: @unchecked Sendable {
         return raw
     }
 
-    deinit { free(data) }
+    deinit { if owner == nil { free(data) } }
 }
 
 /// Runs `body` with a oneDNN memory object over `pointer`, laid out as `md`.
@@ -188,13 +200,23 @@ final class PackedWeightCache: @unchecked Sendable {
     enum Content: Equatable {
         case matrix(transposed: Bool)
         case winogradKernel(WinogradTransform)
+
+        /// The name a `PackedWeightStore` files it under.
+        var name: String {
+            switch self {
+            case .matrix(let transposed): return transposed ? "matrix transposed" : "matrix"
+            case .winogradKernel(let transform): return "winograd \(transform.name)\(transform.kernelInDouble ? "" : " fp32 U")"
+            }
+        }
     }
 
     private let lock = Mutex()
     private var entries: [(content: Content, matrix: PackedMatrix)] = []
 
-    /// The entry of `content` laid out as `descriptor`, made by `make` the first time.
-    func packed(_ descriptor: dnnl_memory_desc_t, content: Content,
+    /// The entry of `content` laid out as `descriptor`: from this cache, else from the checkpoint's store of packed
+    /// copies (`source`: the store, and where the weight's bytes lie in its file), else made by `make` (and
+    /// recorded in the store).
+    func packed(_ descriptor: dnnl_memory_desc_t, content: Content, source: (store: PackedWeightStore, key: PackedWeightStore.Key)?,
                 make: () throws(OneDNNError) -> PackedMatrix) throws(OneDNNError) -> PackedMatrix {
         var wanted = descriptor
         // Made under the lock: the parts of one split product ask at the same time, and must share one copy.
@@ -202,9 +224,14 @@ final class PackedWeightCache: @unchecked Sendable {
             if let found = entries.first(where: {
                 $0.content == content && dnnl_memory_desc_equal(&$0.matrix.descriptor, &wanted) != 0
             }) { return .success(found.matrix) }
+            if let source, let stored = source.store.lookup(source.key, descriptor: descriptor) {
+                entries.append((content, stored))
+                return .success(stored)
+            }
             do throws(OneDNNError) {
                 let made = try make()
                 entries.append((content, made))
+                source?.store.record(source!.key, made)
                 return .success(made)
             } catch { return .failure(error) }
         }

@@ -82,7 +82,7 @@ public struct Weight: @unchecked Sendable {
     /// The weight as the matrix [shape[0], rest] (or its transpose), converted to `type` and reordered into the
     /// layout `descriptor` (a primitive's chosen weights layout), once.
     func packed(for descriptor: dnnl_memory_desc_t, type: OneDNN.DataType, transposed: Bool) throws(OneDNNError) -> PackedMatrix {
-        try packedCache.packed(descriptor, content: .matrix(transposed: transposed)) { () throws(OneDNNError) in
+        try packedCache.packed(descriptor, content: .matrix(transposed: transposed), source: storeSource(.matrix(transposed: transposed))) { () throws(OneDNNError) in
             try pack(into: descriptor, transposed: transposed)
         }
     }
@@ -95,7 +95,8 @@ public struct Weight: @unchecked Sendable {
         let (outChannels, channels) = (shape[0], shape[1])
         let nn = transform.inputTile * transform.inputTile
         let descriptor = try matrixDescriptor(nn * outChannels, channels, .bf16, strides: (channels, 1))
-        return try packedCache.packed(descriptor, content: .winogradKernel(transform)) { () throws(OneDNNError) in
+        return try packedCache.packed(descriptor, content: .winogradKernel(transform),
+                                      source: storeSource(.winogradKernel(transform))) { () throws(OneDNNError) in
             defer { releaseSourcePages() }
             return try PackedMatrix(descriptor: descriptor) { data in
                 withFloat32 { w in
@@ -114,6 +115,20 @@ public struct Weight: @unchecked Sendable {
         let (r, c) = transposed ? (columns, rows) : (rows, columns)
         let descriptor = try matrixDescriptor(r, c, type, strides: (c, 1))
         return try packed(for: descriptor, type: type, transposed: transposed)
+    }
+
+    /// Where packed copies of this weight are kept between processes: the store of the checkpoint file its bytes
+    /// are borrowed from, if it has one (never for a weight of its own, such as a LoRA-patched one).
+    private func storeSource(_ content: PackedWeightCache.Content) -> (store: PackedWeightStore, key: PackedWeightStore.Key)? {
+        let found: (store: PackedWeightStore, offset: Int)?
+        if let half, let source = owner as? PackedWeightSource {
+            found = source.packedWeightStore(for: half)
+        } else if let tensor, let source = tensor.storage.owner as? PackedWeightSource {
+            found = source.packedWeightStore(for: UnsafeRawPointer(tensor.storage.pointer))
+        } else {
+            found = nil
+        }
+        return found.map { ($0.store, PackedWeightStore.Key(offset: $0.offset, bytes: storedBytes, content: content.name)) }
     }
 
     /// The pages this weight's elements occupy in a file mapping go back to the page cache (no effect on copies).

@@ -69,6 +69,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     public let identity: String
     /// The tensors known to hold no NaN/inf (`Checkpoint` scans each once, and records it for later processes).
     let scanRecord: ScanRecord
+    /// The packed copies of this file's weights kept between processes (bf16 mode), opened on first use.
+    let packedStore: LazyPackedWeightStore
 
     private let base: UnsafeRawPointer
     private let tensors: [String: TensorInfo]
@@ -94,6 +96,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         self.tensorNames = parsed.tensors.keys.sorted()
         self.identity = identity
         scanRecord = ScanRecord(file: path, identity: identity)
+        packedStore = LazyPackedWeightStore(file: path, identity: identity)
     }
 
     deinit {
@@ -454,6 +457,38 @@ func firstInvalidUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int {
         case .scalarValue(let scalar): offset += UTF8.width(scalar)
         case .emptyInput: return offset
         case .error: return offset
+        }
+    }
+}
+
+extension SafetensorsFile: PackedWeightSource {
+    /// The store of this file's packed copies (nil when `PackedWeightStore.folder` is not set).
+    public var packedWeights: PackedWeightStore? { packedStore.value }
+
+    /// This file's store of packed copies (bf16 mode), opened on first use when `PackedWeightStore.folder` is set.
+    public func packedWeightStore(for pointer: UnsafeRawPointer) -> (store: PackedWeightStore, offset: Int)? {
+        let offset = pointer - base
+        guard offset >= 0, offset < fileSize, let store = packedStore.value else { return nil }
+        return (store, offset)
+    }
+}
+
+/// A `PackedWeightStore` opened the first time a weight asks for it (if `PackedWeightStore.folder` is set then).
+final class LazyPackedWeightStore: @unchecked Sendable {
+    private let file: String, identity: String
+    private let lock = NSLock()
+    private var opened = false
+    private var store: PackedWeightStore?
+
+    init(file: String, identity: String) { self.file = file; self.identity = identity }
+
+    var value: PackedWeightStore? {
+        lock.withLock {
+            if !opened {
+                opened = true
+                store = PackedWeightStore.folder == nil ? nil : PackedWeightStore(file: file, identity: identity)
+            }
+            return store
         }
     }
 }

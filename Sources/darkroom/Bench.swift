@@ -393,6 +393,14 @@ extension Bench {
             }
             print(String(format: "whole job (load + img2img)      %.2f s   peak RSS %.2f GiB",
                          Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, peakRSSGiB()))
+            if precision == .bf16 {
+                // As a job does when it ends (JobExecutor), outside the figures above.
+                let hits = PackedWeightStore.totalHits, saveStart = DispatchTime.now().uptimeNanoseconds
+                PackedWeightStore.saveAll()
+                print(String(format: "  packed weights: %d copies read from the store%@; saved for the next process in %.2f s", hits,
+                             PackedWeightStore.folder == nil ? " (no store: DARKROOM_PACKED_CACHE_GB=0)" : "",
+                             Double(DispatchTime.now().uptimeNanoseconds - saveStart) / 1e9))
+            }
             if let lora, let base = pipeline {
                 try measureLoRA(lora, base: base, image: image, configuration: configuration)
             }

@@ -19,6 +19,13 @@ struct Darkroom: AsyncParsableCommand {
         }
         // Tensors found free of NaN/inf are remembered per file, so a warm load skips the scan (`ScanRecord`).
         SafetensorsFile.scanRecordFolder = ModelHash.defaultCacheFolder()?.appendingPathComponent("scanned")
+        // bf16 packed weights are kept between processes too (`PackedWeightStore`), up to DARKROOM_PACKED_CACHE_GB
+        // (default 16; 0: none kept).
+        let packedLimit = ProcessInfo.processInfo.environment["DARKROOM_PACKED_CACHE_GB"].flatMap(Double.init) ?? 16
+        if packedLimit.isFinite, packedLimit > 0 {
+            PackedWeightStore.folder = ModelHash.defaultCacheFolder()?.appendingPathComponent("packed")
+            PackedWeightStore.limitBytes = Int(min(packedLimit, 1_000_000) * 1_073_741_824)
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
