@@ -30,6 +30,10 @@ extension StableDiffusionPipeline {
     public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],
                         progress: Progress? = nil) throws -> GenerationResult {
+        if models.unet.config.addedConditioning != nil, !controlNets.isEmpty {
+            throw PipelineError.invalidValue(field: "controlnet", value: "\(controlNets.count) unit(s) for inpainting on an \(models.checkpoint.family.name) checkpoint",
+                                             expected: "no ControlNet: SDXL ControlNets run img2img on 4-channel models; their inpainting (StableDiffusionXLControlNetInpaintPipeline) is not checked against diffusers yet")
+        }
         // 1.–4. Check inputs, encode the prompt, timesteps for the strength.
         var (embeddings, scheduler, timesteps, added) = try prepare(image, settings: settings, controlNets: controlNets)
         let first = timesteps[0]
