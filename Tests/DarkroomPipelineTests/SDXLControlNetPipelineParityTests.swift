@@ -7,12 +7,15 @@ import DarkroomWeights
 import Foundation
 import XCTest
 
-/// SDXL ControlNet img2img against diffusers' `StableDiffusionXLControlNetImg2ImgPipeline` (0.42.1) on the sdxl model
+/// SDXL ControlNet img2img and inpainting against diffusers' `StableDiffusionXLControlNetImg2ImgPipeline` and
+/// `StableDiffusionXLControlNetInpaintPipeline` (0.42.1) on the sdxl model
 /// fixture, from `Tests/Fixtures/controlnet_sdxl/` (written by `tools/reference/make_sdxl_controlnet_fixtures.py`;
 /// `cases.json` holds every setting, `expected.safetensors` the input, the control images given to diffusers and its
 /// `output_type="np"` images). Cases `xlcn_*`: euler, dpmpp_2m_karras on a non-square image with a negative prompt and
 /// scale 0.8, no guidance with euler_a, a start/end window with ddim, guess mode with unipc, and two ControlNets (the
-/// small one without mid attention) with heun. Images within 1e-3, as the other pipeline parity tests.
+/// small one without mid attention) with heun; inpainting on the 4-channel UNet (centre half masked, no paste-back) with
+/// a tile control, and with the inpaint condition (masked pixels −1) on a non-square image in guess mode. Images within
+/// 1e-3, as the other pipeline parity tests.
 final class SDXLControlNetPipelineParityTests: XCTestCase {
     static let root = PipelineFixtures.root.deletingLastPathComponent().appendingPathComponent("controlnet_sdxl")
     static let controlNets = ["sdxl_a": root.appendingPathComponent("sdxl_a/diffusers"),
@@ -20,7 +23,7 @@ final class SDXLControlNetPipelineParityTests: XCTestCase {
 
     struct Unit: Decodable { let model: String, scale: Float, start: Double, end: Double }
     struct Case: Decodable {
-        let name: String, sampler: String, prompt: String, negative_prompt: String
+        let name: String, pipeline: String, sampler: String, prompt: String, negative_prompt: String
         let strength: Double, steps: Int, guidance: Float, guess_mode: Bool, seed: UInt64
         let units: [Unit]
 
@@ -41,7 +44,7 @@ final class SDXLControlNetPipelineParityTests: XCTestCase {
     func testEveryCaseMatchesDiffusers() throws {
         let expected = try SafetensorsFile(url: Self.root.appendingPathComponent("expected.safetensors"))
         let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: Self.root.appendingPathComponent("cases.json"))).cases
-        XCTAssertEqual(cases.count, 6)
+        XCTAssertEqual(cases.count, 8)
         let models = try StableDiffusionModels.load(PipelineFixtures.modelsRoot.appendingPathComponent("sdxl/diffusers"))
         let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
         let loaded = try Self.controlNets.mapValues { try models.loadControlNet($0) }
@@ -50,7 +53,11 @@ final class SDXLControlNetPipelineParityTests: XCTestCase {
                 ControlNetUnit(model: try XCTUnwrap(loaded[u.model]), image: try expected.tensor("\(c.name).control.\(j)"),
                                weight: u.scale, start: u.start, end: u.end, guessMode: c.guess_mode)
             }
-            let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings, controlNets: units)
+            let input = try expected.tensor("\(c.name).input")
+            let result = c.pipeline == "inpaint"
+                ? try pipeline.inpaint(input, mask: try expected.tensor("\(c.name).mask"), settings: c.settings, pasteBack: false,
+                                       controlNets: units)
+                : try pipeline.imageToImage(input, settings: c.settings, controlNets: units)
             let want = try expected.tensor("\(c.name).image")                       // [H, W, 3]
             let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
             assertWithin(got, want, absolute: 1e-3, c.name)
@@ -59,18 +66,4 @@ final class SDXLControlNetPipelineParityTests: XCTestCase {
         }
     }
 
-    /// Inpainting with an SDXL ControlNet is refused before anything runs (StableDiffusionXLControlNetInpaintPipeline
-    /// is not checked yet), naming the field.
-    func testInpaintingWithAnSDXLControlNetIsRefused() throws {
-        let models = try StableDiffusionModels.load(PipelineFixtures.modelsRoot.appendingPathComponent("sdxl/diffusers"))
-        let pipeline = StableDiffusionPipeline(models: models, tokenizer: try CLIPTokenizer.bundled())
-        let unit = ControlNetUnit(model: try models.loadControlNet(try XCTUnwrap(Self.controlNets["sdxl_a"])),
-                                  image: Tensor(shape: [1, 3, 32, 32], repeating: 0.5))
-        let image = Tensor(shape: [1, 3, 32, 32], repeating: 0), mask = Tensor(shape: [1, 1, 32, 32], repeating: 1)
-        XCTAssertThrowsError(try pipeline.inpaint(image, mask: mask, settings: GenerationSettings(), controlNets: [unit])) { error in
-            guard case let PipelineError.invalidValue(field, _, expected) = error else { return XCTFail("\(error)") }
-            XCTAssertEqual(field, "controlnet")
-            XCTAssert(expected.contains("StableDiffusionXLControlNetInpaintPipeline"), expected)
-        }
-    }
 }

@@ -29,7 +29,8 @@ Model references, per ControlNet <cn> in sdxl_a, sdxl_b:
     <cn>.down.<i>, <cn>.mid            residuals at conditioning_scale 1
     <cn>.guess.down.<i>, <cn>.guess.mid  guess_mode=True, conditioning_scale 0.8
     <cn>.unet_out                      the sdxl fixture UNet with <cn>'s residuals (scale 1) added
-Pipeline cases: StableDiffusionXLControlNetImg2ImgPipeline on the sdxl fixture folder in float32, the folder's
+Pipeline cases: StableDiffusionXLControlNetImg2ImgPipeline and (`pipeline: "inpaint"`, `<case>.mask` [1, 1, H, W], the
+centre half) StableDiffusionXLControlNetInpaintPipeline on the sdxl fixture folder in float32, the folder's
 scheduler config with make_pipeline_fixtures.RECIPES' class and arguments, generator
 torch.Generator().manual_seed(seed): `<case>.input` [1, 3, H, W] in [-1, 1], `<case>.control.<unit>` the control image
 tensor [1, 3, H, W] in [0, 1] given to diffusers, `<case>.image` [H, W, 3] (output_type="np").
@@ -56,6 +57,7 @@ from diffusers import (  # noqa: E402
     ControlNetModel,
     MultiControlNetModel,
     StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
     UNet2DConditionModel,
 )
 from transformers import CLIPTokenizer  # noqa: E402
@@ -156,11 +158,11 @@ def edges(h: int, w: int) -> torch.Tensor:
 
 
 def pipeline_cases() -> list[dict]:
-    def case(name, units, *, sampler="euler", photo="astronaut", width=32, height=32, strength=0.6, steps=5,
-             guidance=5.0, guess=False, negative="", seed=1234, note=""):
-        return dict(name=name, units=units, sampler=sampler, photo=photo, width=width, height=height, prompt=PROMPT,
-                    negative_prompt=negative, strength=strength, steps=steps, guidance=guidance, guess_mode=guess,
-                    seed=seed, note=note)
+    def case(name, units, *, pipeline="img2img", sampler="euler", photo="astronaut", width=32, height=32, strength=0.6,
+             steps=5, guidance=5.0, guess=False, negative="", seed=1234, note=""):
+        return dict(name=name, pipeline=pipeline, units=units, sampler=sampler, photo=photo, width=width, height=height,
+                    prompt=PROMPT, negative_prompt=negative, strength=strength, steps=steps, guidance=guidance,
+                    guess_mode=guess, seed=seed, note=note)
 
     def unit(model, control, scale=1.0, start=0.0, end=1.0):
         return dict(model=model, control=control, scale=scale, start=start, end=end)
@@ -180,21 +182,41 @@ def pipeline_cases() -> list[dict]:
              sampler="heun", photo="coffee", height=24,
              note="Multi-ControlNet with the small one (one transformer layer, no mid attention), non-square, a "
                   "second-order sampler"),
+        # StableDiffusionXLControlNetInpaintPipeline on the 4-channel sdxl UNet: the centre half of the image masked
+        # (make_sdxl_fixtures.inpaint_cases' mask), the known region blended back after every step, no paste-back.
+        case("xlcn_inpaint_tile", [unit("sdxl_a", "tile")], pipeline="inpaint", strength=0.75, seed=5,
+             note="4-channel inpainting with a tile-like control"),
+        case("xlcn_inpaint_masked_ns", [unit("sdxl_a", "inpaint", scale=0.8)], pipeline="inpaint", sampler="dpmpp_2m",
+             photo="coffee", height=24, strength=0.9, guess=True, negative=NEGATIVE, seed=17,
+             note="the inpaint condition (masked pixels −1), non-square, guess mode"),
     ]
 
 
 @torch.no_grad()
-def run_case(c: dict, pipe, nets: dict, folder_config: dict, put) -> None:
+def run_case(c: dict, pipes: dict, nets: dict, folder_config: dict, put) -> None:
     import make_pipeline_fixtures as pf   # its RECIPES table (imported here: it configures diffusers' logging)
     units = c["units"]
+    pipe = pipes[c["pipeline"]]
     cns = [nets[u["model"]] for u in units]
     pipe.controlnet = cns[0] if len(cns) == 1 else MultiControlNetModel(cns)
     cls, kwargs = pf.RECIPES[c["sampler"]]
     image = m.photo(c["photo"], c["width"], c["height"])          # [1, 3, H, W] in [-1, 1]
     put(f"{c['name']}.input", image)
+    mask = torch.zeros(1, 1, c["height"], c["width"])
+    mask[:, :, c["height"] // 4: 3 * c["height"] // 4, c["width"] // 4: 3 * c["width"] // 4] = 1.0
+    extra = {}
+    if c["pipeline"] == "inpaint":
+        assert torch.equal(pipe.mask_processor.preprocess(mask, height=c["height"], width=c["width"]), mask)
+        put(f"{c['name']}.mask", mask)
+        extra["mask_image"] = mask
     controls = []
     for j, u in enumerate(units):
-        ctrl = (image + 1) / 2 if u["control"] == "tile" else edges(c["height"], c["width"])
+        if u["control"] == "tile":
+            ctrl = (image + 1) / 2
+        elif u["control"] == "inpaint":   # diffusers' documented make_inpaint_condition: masked pixels −1
+            ctrl = torch.where(mask > 0.5, torch.full_like(image, -1.0), (image + 1) / 2)
+        else:
+            ctrl = edges(c["height"], c["width"])
         put(f"{c['name']}.control.{j}", ctrl)
         controls.append(ctrl)
     single = len(units) == 1
@@ -208,7 +230,7 @@ def run_case(c: dict, pipe, nets: dict, folder_config: dict, put) -> None:
                     control_guidance_start=units[0]["start"] if single else [u["start"] for u in units],
                     control_guidance_end=units[0]["end"] if single else [u["end"] for u in units],
                     guess_mode=c["guess_mode"], generator=torch.Generator().manual_seed(c["seed"]),
-                    output_type="np").images[0]
+                    output_type="np", **extra).images[0]
 
     out = call(units[0]["scale"] if single else [u["scale"] for u in units])
     put(f"{c['name']}.image", torch.from_numpy(np.ascontiguousarray(out)))
@@ -239,8 +261,9 @@ def main() -> None:
     reread = ControlNetModel.from_pretrained(str(a_folder), torch_dtype=torch.float32)
     m.assert_same_dict("sdxl_a folder", nets["sdxl_a"].state_dict(), reread.state_dict())
     m.write_safetensors(OUT / "sdxl_b.safetensors", m.to_dtype(controlnet_to_ldm(nets["sdxl_b"], "control_model."), torch.float16))
-    (OUT / "sdxl_b_config.json").write_text(json.dumps(dict(nets["sdxl_b"].config), indent=2, sort_keys=True,
-                                                        default=list) + "\n")
+    b_config = dict(nets["sdxl_b"].config)
+    b_config["_use_default_values"] = sorted(b_config.get("_use_default_values", []))   # a set in diffusers: any order
+    (OUT / "sdxl_b_config.json").write_text(json.dumps(b_config, indent=2, sort_keys=True, default=list) + "\n")
     for f in OUT.rglob("config.json"):   # no generating machine's path in the committed configs
         cfg = json.loads(f.read_text())
         cfg.pop("_name_or_path", None)
@@ -256,10 +279,15 @@ def main() -> None:
         add_watermarker=False, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     assert pipe.config.force_zeros_for_empty_prompt and not pipe.config.requires_aesthetics_score
+    inpaint = StableDiffusionXLControlNetInpaintPipeline.from_pretrained(
+        str(SDXL / "diffusers"), controlnet=nets["sdxl_a"], tokenizer=tok1, tokenizer_2=tok2, torch_dtype=torch.float32,
+        add_watermarker=False, local_files_only=True)
+    inpaint.set_progress_bar_config(disable=True)
+    assert inpaint.config.force_zeros_for_empty_prompt and not inpaint.config.requires_aesthetics_score
     folder_config = json.loads((SDXL / "diffusers" / "scheduler" / "scheduler_config.json").read_text())
     cases = pipeline_cases()
     for c in cases:
-        run_case(c, pipe, nets, folder_config, put)
+        run_case(c, {"img2img": pipe, "inpaint": inpaint}, nets, folder_config, put)
 
     m.write_safetensors(OUT / "expected.safetensors", tensors,
                         metadata={"generator": GENERATOR, "diffusers": diffusers.__version__, "torch": torch.__version__})
