@@ -6,7 +6,8 @@ extension Checkpoint {
     /// - a single file with LDM keys: `control_model.*` as lllyasviel's `control_v11*.safetensors` (keys outside
     ///   `control_model.`, such as a whole SD model saved beside it, are ignored), or the same names without the
     ///   prefix (`input_hint_block.0.weight`, as thibaud's SD 2.x files);
-    /// - a single file with diffusers keys (`controlnet_cond_embedding.conv_in.weight`).
+    /// - a single file with diffusers keys (`controlnet_cond_embedding.conv_in.weight`), as SDXL ControlNets are shared.
+    /// SDXL ControlNets with LDM keys carry `add_embedding` as the SDXL UNet's `label_emb.0.{0,2}` (same rule).
     ///
     /// LDM keys go through the one key converter (`LDMKeyMap.controlNet`); every key under the ControlNet's prefix
     /// must convert. fp16, bf16 and fp32 files load alike. `family` is a hint from the keys (`add_embedding`: SDXL)

@@ -80,6 +80,24 @@ final class SDXLControlNetParityTests: XCTestCase {
         XCTAssertEqual(b.addedConditioning, sdxl.unet.config.addedConditioning)
         XCTAssertEqual(try Checkpoint.openControlNet(SDXLControlNetFixtures.b).family, .sdxl)
         XCTAssertEqual(try Checkpoint.openControlNet(SDXLControlNetFixtures.a).family, .sdxl)
+
+        // Without its one transformer (`input_blocks.3.1`, level 1) nothing attends: the text width is the model's
+        // (diffusers' `cross_attention_dim`), and the ControlNet still loads and runs.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("darkroom-xlcn-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let bare = try SDXLControlNetFixtures.rewrite(SDXLControlNetFixtures.b, to: "no_attention.safetensors", in: directory) { info, floats in
+            info.name.hasPrefix("control_model.input_blocks.3.1.") ? nil : (info.shape, floats)
+        }
+        let controlNet = try sdxl.loadControlNet(bare)
+        XCTAssertEqual(controlNet.config.unet.levels.map(\.hasAttention), [false, false])
+        XCTAssertEqual(controlNet.config.unet.contextDim, 12)
+        let expected = try SDXLControlNetFixtures.expected()
+        let residuals = controlNet(try expected.tensor("sdxl_b.sample"), timesteps: [981], context: try expected.tensor("sdxl_b.context"),
+                                   added: UNetAddedConditioning(textEmbeds: try expected.tensor("sdxl_b.text_embeds"),
+                                                                timeIDs: try expected.tensor("sdxl_b.time_ids")),
+                                   image: try expected.tensor("sdxl_b.cond"))
+        XCTAssert((residuals.down + [residuals.mid]).allSatisfy { $0.scalars.allSatisfy(\.isFinite) })
     }
 
     /// An SD 1.x ControlNet on SDXL and an SDXL ControlNet on SD 1.x are refused naming the file, the model and the
