@@ -31,9 +31,11 @@ public struct ControlNetConfig: Sendable, Equatable {
     }
 
     /// Reads the configuration from the tensors under `w` (diffusers names: `controlnet_cond_embedding.conv_in.weight`,
-    /// `down_blocks.*`, `controlnet_down_blocks.*`, …).
-    public static func detect(from w: WeightScope, heads: AttentionHeads) throws -> ControlNetConfig {
-        let unet = try UNetConfig.detect(from: w, heads: heads, decoder: false)
+    /// `down_blocks.*`, `controlnet_down_blocks.*`, …). `contextDim` is the text width to assume when no level has
+    /// transformer layers (see `UNetConfig.detect`). SDXL's added conditioning is read by the loader
+    /// (`UNetConfig.detectAddedConditioning`), which knows the model's.
+    public static func detect(from w: WeightScope, heads: AttentionHeads, contextDim: Int? = nil) throws -> ControlNetConfig {
+        let unet = try UNetConfig.detect(from: w, heads: heads, decoder: false, contextDim: contextDim)
         let e = w["controlnet_cond_embedding"]
         let convIn = try e.requireShape("conv_in.weight", rank: 4)
         let blockCount = e.countIndices("blocks")
@@ -98,11 +100,11 @@ public struct ControlNetResiduals: Sendable {
     }
 }
 
-/// diffusers `ControlNetModel` (SD 1.x/2.x): a copy of the UNet's encoder that sees the noisy latents plus an
-/// embedding of the control image, and returns residuals for the UNet's skip connections through 1×1 "zero"
+/// diffusers `ControlNetModel` (SD 1.x/2.x and SDXL): a copy of the UNet's encoder that sees the noisy latents plus
+/// an embedding of the control image, and returns residuals for the UNet's skip connections through 1×1 "zero"
 /// convolutions.
 ///
-///     emb = time embedding(t)                        (as the UNet's)
+///     emb = time embedding(t)                        (as the UNet's; SDXL: + add_embedding(text_embeds, time_ids))
 ///     x = conv_in(sample) + controlnet_cond_embedding(image)
 ///     down blocks → skips [x, …];  mid block → m     (the UNet's own block types)
 ///     down residuals = controlnet_down_blocks[i](skips[i]) · scale_i;  mid = controlnet_mid_block(m) · scale
@@ -116,13 +118,19 @@ public struct ControlNetModel: Sendable {
     public let source: String
     /// Where the weights are mapped from (for `dropResidentPages`).
     let tensors: any TensorSource
-    let timeLinear1: Linear, timeLinear2: Linear
+    let timeEmbedding: UNetTimeEmbedding
     let convIn: Conv2d
     let conditioningEmbedding: ControlNetConditioningEmbedding
     let downBlocks: [UNetDownBlock]
-    let midBlock: UNetMidBlock2DCrossAttn
+    let midBlock: MidBlock
     let zeroConvs: [Conv2d]
     let midZeroConv: Conv2d
+
+    /// diffusers' `mid_block_type`: `UNetMidBlock2DCrossAttn` (the UNet's), or `UNetMidBlock2D` without attention.
+    enum MidBlock: Sendable {
+        case crossAttention(UNetMidBlock2DCrossAttn)
+        case resnetOnly(UNetMidBlock2D)
+    }
 
     /// Loads the weights under `w` (diffusers names) for `config`, checking every shape.
     public init(_ w: WeightScope, config: ControlNetConfig) throws {
@@ -131,8 +139,7 @@ public struct ControlNetModel: Sendable {
         tensors = w.source
         let unet = config.unet
         let c0 = unet.levels[0].channels
-        timeLinear1 = try Linear(w["time_embedding.linear_1"], in: c0, out: unet.timeEmbeddingWidth)
-        timeLinear2 = try Linear(w["time_embedding.linear_2"], in: unet.timeEmbeddingWidth, out: unet.timeEmbeddingWidth)
+        timeEmbedding = try UNetTimeEmbedding(w, config: unet)
         convIn = try Conv2d(w["conv_in"], in: unet.inChannels, out: c0, kernel: 3)
         conditioningEmbedding = try ControlNetConditioningEmbedding(
             w["controlnet_cond_embedding"], conditioningChannels: config.conditioningChannels,
@@ -144,7 +151,8 @@ public struct ControlNetModel: Sendable {
             channels = level.channels
         }
         downBlocks = downs
-        midBlock = try UNetMidBlock2DCrossAttn(w["mid_block"], channels: channels, config: unet)
+        midBlock = unet.midBlockHasAttention ? .crossAttention(try UNetMidBlock2DCrossAttn(w["mid_block"], channels: channels, config: unet))
+            : .resnetOnly(try UNetMidBlock2D(w["mid_block"], channels: channels, config: unet))
         zeroConvs = try ControlNetConfig.skipChannels(unet).enumerated().map { i, c in
             try Conv2d(w["controlnet_down_blocks.\(i)"], in: c, out: c, kernel: 1)
         }
@@ -173,17 +181,16 @@ public struct ControlNetModel: Sendable {
 
     /// The residuals for `sample` [B, in, h, w] at `timesteps` under `context` [B, tokens, width], with `image`
     /// [B or 1, 3, 8h, 8w] the control image (in [0, 1], or −1 for masked pixels of the inpaint ControlNet).
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, image: Tensor,
-                               scale: Float = 1, guessMode: Bool = false) -> ControlNetResiduals {
-        self(sample, timesteps: timesteps, context: context, embedding: embed(image), scale: scale, guessMode: guessMode)
+    /// `added` is SDXL's added conditioning, the UNet's own (`text_embeds`, `time_ids`): an SDXL ControlNet needs it.
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, added: UNetAddedConditioning? = nil,
+                               image: Tensor, scale: Float = 1, guessMode: Bool = false) -> ControlNetResiduals {
+        self(sample, timesteps: timesteps, context: context, added: added, embedding: embed(image), scale: scale, guessMode: guessMode)
     }
 
     /// The same with the control image already embedded (`embed`); an embedding of batch 1 serves any batch.
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, embedding: Tensor,
-                               scale: Float = 1, guessMode: Bool = false) -> ControlNetResiduals {
-        let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], linear1: timeLinear1,
-                                                              linear2: timeLinear2, config: config.unet),
-                                 context: context)
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, added: UNetAddedConditioning? = nil,
+                               embedding: Tensor, scale: Float = 1, guessMode: Bool = false) -> ControlNetResiduals {
+        let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], added: added), context: context)
         var x = convIn(sample) + embedding
         var skips = [x]
         for block in downBlocks {
@@ -191,7 +198,10 @@ public struct ControlNetModel: Sendable {
             x = out
             skips += blockSkips
         }
-        x = midBlock(x, c)
+        switch midBlock {
+        case .crossAttention(let block): x = block(x, c)
+        case .resnetOnly(let block): x = block(x, c)
+        }
         // 5. zero convolutions, 6. scaling (diffusers' numbering).
         let scales = Self.residualScales(count: skips.count, scale: scale, guessMode: guessMode || config.globalPoolConditions)
         var residuals = ControlNetResiduals(down: zip(zeroConvs, skips).enumerated().map { i, pair in pair.0(pair.1) * scales[i] },

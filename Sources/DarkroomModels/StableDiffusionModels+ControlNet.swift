@@ -19,7 +19,8 @@ extension StableDiffusionModels {
         let configURL = url.appendingPathComponent("config.json")
         let json = source.layout == .diffusers ? try Checkpoint.jsonObject(configURL) : nil
         let heads = AttentionHeads(diffusersConfig: json) ?? .perLevel(unet.config.levels.map(\.heads))
-        var config = try ControlNetConfig.detect(from: w, heads: heads)
+        var config = try ControlNetConfig.detect(from: w, heads: heads,
+                                                 contextDim: (json?["cross_attention_dim"] as? Int) ?? unet.config.contextDim)
         config.unet.flipSinToCos = (json?["flip_sin_to_cos"] as? Bool) ?? unet.config.flipSinToCos
         config.unet.frequencyShift = (json?["freq_shift"] as? Double).map { Float($0) } ?? unet.config.frequencyShift
         try config.unet.checkHeads(source: AttentionHeads(diffusersConfig: json) != nil
@@ -36,6 +37,17 @@ extension StableDiffusionModels {
             config.bgrChannelOrder = order == "bgr"
         }
         try checkFit(config, url: url, scope: w)
+        if let ours = unet.config.addedConditioning {
+            // SDXL: the ControlNet gets the UNet's text_embeds and time_ids, so its add_embedding must take them.
+            try config.unet.detectAddedConditioning(
+                from: w, configured: (json?["addition_time_embed_dim"] as? Int) ?? ours.timeEmbedDim, pooledWidth: nil,
+                timeIDCount: nil, source: json != nil ? configURL.path : url.path)
+            if let theirs = config.unet.addedConditioning, theirs != ours {
+                throw WeightsError.controlNetMismatch(
+                    path: url.path, model: checkpoint.sourceName,
+                    detail: "its added conditioning takes \(theirs.inputWidth) inputs with \(theirs.timeEmbedDim)-wide time ids (\(w.key("add_embedding.linear_1.weight")), addition_time_embed_dim) but the model's UNet takes \(ours.inputWidth) with \(ours.timeEmbedDim)")
+            }
+        }
         return try ControlNetModel(w, config: config)
     }
 
@@ -44,11 +56,17 @@ extension StableDiffusionModels {
         func mismatch(_ detail: String) -> WeightsError {
             WeightsError.controlNetMismatch(path: url.path, model: checkpoint.sourceName, detail: detail)
         }
-        func family(_ width: Int) -> String { width == 768 ? " (SD 1.x)" : width == 1024 ? " (SD 2.x)" : "" }
+        func family(_ width: Int) -> String { width == 768 ? " (SD 1.x)" : width == 1024 ? " (SD 2.x)" : width == 2048 ? " (SDXL)" : "" }
         let ours = unet.config, theirs = config.unet
         if theirs.contextDim != ours.contextDim {
             let key = w.firstKey(matchingSuffix: "attn2.to_k.weight") ?? w.key("…attn2.to_k.weight")
             throw mismatch("its cross-attention takes \(theirs.contextDim)-wide text embeddings\(family(theirs.contextDim)) (\(key)) but the model's UNet takes \(ours.contextDim)\(family(ours.contextDim)): it is a ControlNet for another model family")
+        }
+        let addedKey = w.key("add_embedding.linear_1.weight")
+        if w.has("add_embedding.linear_1.weight") != (ours.addedConditioning != nil) {
+            throw mismatch(ours.addedConditioning == nil
+                ? "it has SDXL's added conditioning (\(addedKey): pooled text and size ids) but the model's UNet (\(checkpoint.family.name)) has none: it is a ControlNet for SDXL"
+                : "it has no added conditioning (no \(addedKey)) but the model's UNet (\(checkpoint.family.name)) needs text_embeds and time_ids: it is a ControlNet for SD 1.x/2.x")
         }
         let want = ControlNetConfig.skipChannels(ours), have = ControlNetConfig.skipChannels(theirs)
         if want != have {

@@ -12,26 +12,19 @@ import DarkroomWeights
 ///     out = conv_out(silu(conv_norm_out(x)))
 public struct UNet2DConditionModel: Sendable {
     public let config: UNetConfig
-    let timeLinear1: Linear, timeLinear2: Linear
+    let timeEmbedding: UNetTimeEmbedding
     let convIn: Conv2d
     let downBlocks: [UNetDownBlock]
     let midBlock: UNetMidBlock2DCrossAttn
     let upBlocks: [UNetUpBlock]
     let convNormOut: GroupNorm, convOut: Conv2d
-    /// SDXL's `add_embedding` (a TimestepEmbedding: linear_1, SiLU, linear_2); nil for SD 1.x/2.x.
-    let addEmbedding: (linear1: Linear, linear2: Linear)?
 
     /// Loads the weights under `w` (diffusers names) for `config`, checking every shape.
     public init(_ w: WeightScope, config: UNetConfig) throws {
         self.config = config
         let c0 = config.levels[0].channels
-        timeLinear1 = try Linear(w["time_embedding.linear_1"], in: c0, out: config.timeEmbeddingWidth)
-        timeLinear2 = try Linear(w["time_embedding.linear_2"], in: config.timeEmbeddingWidth, out: config.timeEmbeddingWidth)
+        timeEmbedding = try UNetTimeEmbedding(w, config: config)
         convIn = try Conv2d(w["conv_in"], in: config.inChannels, out: c0, kernel: 3)
-        addEmbedding = try config.addedConditioning.map {
-            (try Linear(w["add_embedding.linear_1"], in: $0.inputWidth, out: config.timeEmbeddingWidth),
-             try Linear(w["add_embedding.linear_2"], in: config.timeEmbeddingWidth, out: config.timeEmbeddingWidth))
-        }
 
         var downs: [UNetDownBlock] = [], skipChannels = [c0], channels = c0
         for (i, level) in config.levels.enumerated() {
@@ -72,15 +65,7 @@ public struct UNet2DConditionModel: Sendable {
     /// size). A UNet with `add_embedding` needs it; others ignore it.
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, added: UNetAddedConditioning? = nil,
                                residuals: ControlNetResiduals? = nil, afterEncoder: (() -> Void)? = nil) -> Tensor {
-        var augmented: Tensor?
-        if let addEmbedding, let dims = config.addedConditioning {
-            guard let added else { preconditionFailure("UNet: this UNet has add_embedding (SDXL) and needs text_embeds and time_ids") }
-            augmented = added.embedding(timeEmbedDim: dims.timeEmbedDim, flipSinToCos: config.flipSinToCos,
-                                        frequencyShift: config.frequencyShift, linear1: addEmbedding.linear1, linear2: addEmbedding.linear2)
-        }
-        let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], linear1: timeLinear1,
-                                                              linear2: timeLinear2, config: config, augmented: augmented),
-                                 context: context)
+        let c = UNetConditioning(timeEmbedding: timeEmbedding(timesteps, batch: sample.shape[0], added: added), context: context)
         var x = convIn(sample)
         var skips = [x]
         for block in downBlocks {
@@ -111,19 +96,43 @@ extension UNet2DConditionModel {
     public var isBorrowingWeights: Bool { convIn.weight.isBorrowed }
 }
 
-/// `silu(linear_2(silu(linear_1(timestep_embedding(t)))) + augmented)` for a batch: diffusers' `time_proj` +
-/// `time_embedding`, plus SDXL's `aug_emb` when given, with the SiLU every ResnetBlock2D applies to it first
-/// (shared by the UNet and the ControlNet's encoder copy).
-func timeEmbedding(_ timesteps: [Float], batch: Int, linear1: Linear, linear2: Linear, config: UNetConfig,
-                   augmented: Tensor? = nil) -> Tensor {
-    let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: batch) : timesteps
-    precondition(t.count == batch, "UNet: \(timesteps.count) timesteps for batch \(batch)")
-    let projected = Tensor.timestepEmbedding(t, dimension: config.levels[0].channels, flipSinToCos: config.flipSinToCos,
-                                             downscaleFrequencyShift: config.frequencyShift)
-    let emb = linear2(linear1(projected).silu())                               // [B, 4·C0]
-    guard let augmented else { return emb.silu() }
-    precondition(augmented.shape == emb.shape, "UNet: added conditioning \(augmented.shape) for a time embedding \(emb.shape)")
-    return (emb + augmented).silu()
+/// diffusers' `time_proj` + `time_embedding`, and for SDXL `add_time_proj` + `add_embedding` ("text_time"), with the
+/// SiLU every ResnetBlock2D applies to the result first (shared by the UNet and the ControlNet's encoder copy):
+///
+///     emb = linear_2(silu(linear_1(timestep_embedding(t))))                      [B, 4·C0]
+///     SDXL: emb += add_embedding(concat(text_embeds, add_time_proj(time_ids)))
+///     out = silu(emb)
+struct UNetTimeEmbedding: Sendable {
+    let config: UNetConfig
+    let linear1: Linear, linear2: Linear
+    /// SDXL's `add_embedding` (a TimestepEmbedding: linear_1, SiLU, linear_2); nil for SD 1.x/2.x.
+    let addEmbedding: (linear1: Linear, linear2: Linear)?
+
+    init(_ w: WeightScope, config: UNetConfig) throws {
+        self.config = config
+        linear1 = try Linear(w["time_embedding.linear_1"], in: config.levels[0].channels, out: config.timeEmbeddingWidth)
+        linear2 = try Linear(w["time_embedding.linear_2"], in: config.timeEmbeddingWidth, out: config.timeEmbeddingWidth)
+        addEmbedding = try config.addedConditioning.map {
+            (try Linear(w["add_embedding.linear_1"], in: $0.inputWidth, out: config.timeEmbeddingWidth),
+             try Linear(w["add_embedding.linear_2"], in: config.timeEmbeddingWidth, out: config.timeEmbeddingWidth))
+        }
+    }
+
+    /// The embedding for a batch of `batch` at `timesteps` (one per sample, or one for all); `added` is required when
+    /// the network has `add_embedding` (callers check it before running) and ignored otherwise.
+    func callAsFunction(_ timesteps: [Float], batch: Int, added: UNetAddedConditioning?) -> Tensor {
+        let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: batch) : timesteps
+        precondition(t.count == batch, "UNet: \(timesteps.count) timesteps for batch \(batch)")
+        let projected = Tensor.timestepEmbedding(t, dimension: config.levels[0].channels, flipSinToCos: config.flipSinToCos,
+                                                 downscaleFrequencyShift: config.frequencyShift)
+        let emb = linear2(linear1(projected).silu())                               // [B, 4·C0]
+        guard let addEmbedding, let dims = config.addedConditioning else { return emb.silu() }
+        guard let added else { preconditionFailure("UNet: this network has add_embedding (SDXL) and needs text_embeds and time_ids") }
+        let augmented = added.embedding(timeEmbedDim: dims.timeEmbedDim, flipSinToCos: config.flipSinToCos,
+                                        frequencyShift: config.frequencyShift, linear1: addEmbedding.linear1, linear2: addEmbedding.linear2)
+        precondition(augmented.shape == emb.shape, "UNet: added conditioning \(augmented.shape) for a time embedding \(emb.shape)")
+        return (emb + augmented).silu()
+    }
 }
 
 /// SDXL's added conditioning for one UNet call (diffusers `added_cond_kwargs`).

@@ -65,6 +65,18 @@ struct UNetMidBlock2DCrossAttn: Sendable {
     }
 }
 
+/// diffusers `UNetMidBlock2D` as `ControlNetModel` builds it for `mid_block_type: "UNetMidBlock2D"` (`num_layers=0`,
+/// `add_attention=False`): one ResnetBlock2D, no attention.
+struct UNetMidBlock2D: Sendable {
+    let resnet: ResnetBlock2D
+
+    init(_ w: WeightScope, channels: Int, config: UNetConfig) throws {
+        resnet = try ResnetBlock2D(w["resnets.0"], in: channels, out: channels, timeEmbedding: config.timeEmbeddingWidth, epsilon: 1e-5)
+    }
+
+    func callAsFunction(_ x: Tensor, _ c: UNetConditioning) -> Tensor { resnet(x, c.timeEmbedding) }
+}
+
 /// diffusers `CrossAttnUpBlock2D` / `UpBlock2D`: `layers + 1` ResnetBlock2Ds, each on the running
 /// features concatenated with the next skip connection (last in, first out), each followed by a
 /// Transformer2DModel when the level has attention, then an Upsample2D except at the last level.

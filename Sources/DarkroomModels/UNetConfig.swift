@@ -48,6 +48,9 @@ public struct UNetConfig: Sendable, Equatable {
     public var middleHeads: Int
     public var middleTransformerDepth: Int
     public var timeEmbeddingWidth: Int
+    /// diffusers `mid_block_type`: `UNetMidBlock2DCrossAttn` (resnet, transformer, resnet: every UNet), or, without
+    /// `mid_block.attentions.0`, `UNetMidBlock2D` with no attention and one resnet (smaller SDXL ControlNets).
+    public var midBlockHasAttention = true
     public var flipSinToCos = true
     public var frequencyShift: Float = 0
     /// SDXL's added conditioning (diffusers `addition_embed_type: "text_time"`); nil for SD 1.x/2.x.
@@ -68,7 +71,10 @@ public struct UNetConfig: Sendable, Equatable {
 
     /// Reads the configuration from the tensors under `w` (diffusers names, e.g. `conv_in.weight`).
     /// `decoder: false` reads an encoder copy without up blocks (a ControlNet's): `outChannels` is then `inChannels`.
-    public static func detect(from w: WeightScope, heads: AttentionHeads, decoder: Bool = true) throws -> UNetConfig {
+    /// `contextDim` is the width to assume when no tensor has cross-attention (a ControlNet whose levels have no
+    /// transformer layers, diffusers' `cross_attention_dim`); without it such weights are refused.
+    public static func detect(from w: WeightScope, heads: AttentionHeads, decoder: Bool = true,
+                              contextDim configuredContext: Int? = nil) throws -> UNetConfig {
         let convIn = try w.requireShape("conv_in.weight", rank: 4)
         let levelCount = w.countIndices("down_blocks")
         let layers = w.countIndices("down_blocks.0.resnets")
@@ -83,8 +89,13 @@ public struct UNetConfig: Sendable, Equatable {
                                 heads: heads.heads(channels: channels, level: i),
                                 transformerDepth: hasAttention ? w.countIndices("down_blocks.\(i).attentions.0.transformer_blocks") : 0))
         }
-        guard let firstCrossKey = w.firstKey(matchingSuffix: "attn2.to_k.weight"),
-              let proj = w.firstKey(matchingSuffix: "proj_in.weight") else {
+        let firstCrossKey = w.firstKey(matchingSuffix: "attn2.to_k.weight"), proj = w.firstKey(matchingSuffix: "proj_in.weight")
+        let contextDim: Int
+        if let firstCrossKey {
+            contextDim = try w.requireShape(firstCrossKey, rank: 2, relative: false)[1]
+        } else if let configuredContext, configuredContext > 0 {
+            contextDim = configuredContext
+        } else {
             throw WeightsError.missingTensor(key: w.key("mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"),
                                              source: w.sourceName)
         }
@@ -94,11 +105,12 @@ public struct UNetConfig: Sendable, Equatable {
             outChannels: decoder ? try w.requireShape("conv_out.weight", rank: 4)[0] : convIn[1],
             levels: levels,
             layersPerBlock: layers,
-            contextDim: try w.requireShape(firstCrossKey, rank: 2, relative: false)[1],
-            linearProjection: w.shape(proj, relative: false)?.count == 2,
+            contextDim: contextDim,
+            linearProjection: proj.flatMap { w.shape($0, relative: false) }?.count == 2,
             middleHeads: heads.heads(channels: last.channels, level: levelCount - 1),
             middleTransformerDepth: w.countIndices("mid_block.attentions.0.transformer_blocks"),
-            timeEmbeddingWidth: try w.requireShape("time_embedding.linear_1.weight", rank: 2)[0])
+            timeEmbeddingWidth: try w.requireShape("time_embedding.linear_1.weight", rank: 2)[0],
+            midBlockHasAttention: w.has("mid_block.attentions.0.proj_in.weight"))
     }
 
     /// Reads `add_embedding` (SDXL) when the UNet has one: `timeEmbedDim` from `configured`

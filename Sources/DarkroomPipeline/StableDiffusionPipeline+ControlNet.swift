@@ -53,6 +53,7 @@ extension StableDiffusionPipeline {
             let field = "controlnet[\(i)]"
             let config = unit.model.config
             guard ControlNetConfig.skipChannels(config.unet) == skips, config.unet.contextDim == models.unet.config.contextDim,
+                  config.unet.addedConditioning == models.unet.config.addedConditioning,
                   config.unet.inChannels == models.vae.config.latentChannels,
                   config.embeddingDownscale == models.vae.config.downscale else {
                 throw PipelineError.invalidValue(field: "\(field).model", value: "'\(unit.model.source)'",
@@ -84,25 +85,30 @@ extension StableDiffusionPipeline {
     }
 
     /// The residuals of every unit active at step `i` of `n`, summed (Multi-ControlNet), for the UNet input `scaled`
-    /// (the scaled latents, doubled under guidance, before any inpainting channels) and `embeddings` (negative
-    /// first under guidance); nil when no unit steers this step. diffusers computes zero residuals for a unit
+    /// (the scaled latents, doubled under guidance, before any inpainting channels), `embeddings` and SDXL's `added`
+    /// conditioning (negative first under guidance); nil when no unit steers this step. diffusers computes zero residuals for a unit
     /// outside its window or at weight 0, which add nothing: they are skipped here.
     ///
     /// This implementation matches the denoising loop of diffusers `pipeline_controlnet_img2img.py` and
-    /// `pipeline_controlnet_inpaint.py` (0.42.1), with guess mode per unit rather than per call.
+    /// `pipeline_controlnet_inpaint.py`, and for SDXL `pipeline_controlnet_sd_xl_img2img.py` (0.42.1), with guess mode
+    /// per unit rather than per call.
     func controlNetResiduals(_ units: [PreparedControlNet], step i: Int, of n: Int, scaled: Tensor, timestep t: Float,
-                             embeddings: Tensor, guided: Bool) -> ControlNetResiduals? {
+                             embeddings: Tensor, added: UNetAddedConditioning?, guided: Bool) -> ControlNetResiduals? {
         var total: ControlNetResiduals?
         for prepared in units where prepared.unit.weight != 0 && prepared.isActive(step: i, of: n) {
             let unit = prepared.unit
             let residuals: ControlNetResiduals
             if unit.guessMode && guided {
-                // The conditional half only; zeros for the unconditional half.
+                // The conditional half only (latents, prompt, SDXL's text_embeds and time_ids); zeros for the
+                // unconditional half.
+                let conditional = added.map {
+                    UNetAddedConditioning(textEmbeds: $0.textEmbeds.slice(1..<2, axis: 0), timeIDs: $0.timeIDs.slice(1..<2, axis: 0))
+                }
                 residuals = unit.model(scaled.slice(1..<2, axis: 0), timesteps: [t], context: embeddings.slice(1..<2, axis: 0),
-                                       embedding: prepared.embedding, scale: unit.weight, guessMode: true)
+                                       added: conditional, embedding: prepared.embedding, scale: unit.weight, guessMode: true)
                     .withZerosForUnconditional()
             } else {
-                residuals = unit.model(scaled, timesteps: [t], context: embeddings, embedding: prepared.embedding,
+                residuals = unit.model(scaled, timesteps: [t], context: embeddings, added: added, embedding: prepared.embedding,
                                        scale: unit.weight, guessMode: unit.guessMode)
             }
             total = total.map { $0 + residuals } ?? residuals

@@ -24,8 +24,8 @@ extension StableDiffusionPipeline {
     ///   - pasteBack: replace every pixel outside the mask by the input's, so nothing outside the mask
     ///     changes colour (A1111 does; diffusers only with `padding_mask_crop`).
     ///   - maskedContent: what the masked area starts from (`.original`: diffusers' behaviour).
-    ///   - controlNets: units steering the denoising as diffusers' `StableDiffusionControlNetInpaintPipeline` (which
-    ///     shares this pipeline's latents, mask and blend); the inpaint ControlNet's control image has −1 where the
+    ///   - controlNets: units steering the denoising as diffusers' `StableDiffusionControlNetInpaintPipeline` (SDXL:
+    ///     `StableDiffusionXLControlNetInpaintPipeline`; both share this pipeline's latents, mask and blend); the inpaint ControlNet's control image has −1 where the
     ///     mask is set (see `ControlNetUnit`).
     public func inpaint(_ image: Tensor, mask: Tensor, pasteMask: Tensor? = nil, settings: GenerationSettings, pasteBack: Bool = true,
                         maskedContent: PipelineConfiguration.MaskedContent = .original, controlNets: [ControlNetUnit] = [],

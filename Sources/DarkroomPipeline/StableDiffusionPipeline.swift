@@ -114,7 +114,8 @@ public struct StableDiffusionPipeline: Sendable {
     /// conditioning mask of ones, masked image = source·(1 − mask) = 0), which is diffusers'
     /// `StableDiffusionInpaintPipeline` with an all-white mask.
     ///
-    /// `controlNets` steer the denoising as diffusers' `StableDiffusionControlNetImg2ImgPipeline` (see `ControlNetUnit`).
+    /// `controlNets` steer the denoising as diffusers' `StableDiffusionControlNetImg2ImgPipeline` (SDXL:
+    /// `StableDiffusionXLControlNetImg2ImgPipeline`, the ControlNets getting the UNet's added conditioning; see `ControlNetUnit`).
     public func imageToImage(_ image: Tensor, settings: GenerationSettings, controlNets: [ControlNetUnit] = [],
                              progress: Progress? = nil) throws -> GenerationResult {
         let channels = try checkModelChannels()
@@ -230,10 +231,6 @@ public struct StableDiffusionPipeline: Sendable {
                                              expected: "multiples of \(factor) (resize, crop or pad first)")
         }
         try checkControlNets(controlNets, height: image.shape[2], width: image.shape[3])
-        if models.unet.config.addedConditioning != nil, !controlNets.isEmpty {
-            throw PipelineError.invalidValue(field: "controlnet", value: "\(controlNets.count) unit(s) on an \(models.checkpoint.family.name) checkpoint",
-                                             expected: "no ControlNet: SDXL ControlNets are not implemented yet")
-        }
         let (embeddings, added) = try encodePrompt(settings, height: image.shape[2], width: image.shape[3])
         try Self.requireFinite(embeddings, .textEncoding)
         // `start` is diffusers' t_start · scheduler.order (order-2 samplers list two evaluations per step).
@@ -323,7 +320,7 @@ public struct StableDiffusionPipeline: Sendable {
             let doubled = guidance == nil ? latents : Tensor.concatenate([latents, latents], axis: 0)
             let scaled = scheduler.scaleModelInput(doubled, timestep: t)
             let residuals = controlNetResiduals(controlNets, step: i, of: timesteps.count, scaled: scaled, timestep: t,
-                                                embeddings: embeddings, guided: guidance != nil)
+                                                embeddings: embeddings, added: added, guided: guidance != nil)
             var prediction = models.unet(prepareInput(scaled), timesteps: [t], context: embeddings, added: added, residuals: residuals,
                                          afterEncoder: streamsUNetPages ? { releaseUNetPages(encoder: true) } : nil)
             if streamsUNetPages { releaseUNetPages(encoder: false) }

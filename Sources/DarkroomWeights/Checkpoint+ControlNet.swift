@@ -6,11 +6,12 @@ extension Checkpoint {
     /// - a single file with LDM keys: `control_model.*` as lllyasviel's `control_v11*.safetensors` (keys outside
     ///   `control_model.`, such as a whole SD model saved beside it, are ignored), or the same names without the
     ///   prefix (`input_hint_block.0.weight`, as thibaud's SD 2.x files);
-    /// - a single file with diffusers keys (`controlnet_cond_embedding.conv_in.weight`).
+    /// - a single file with diffusers keys (`controlnet_cond_embedding.conv_in.weight`), as SDXL ControlNets are shared.
+    /// SDXL ControlNets with LDM keys carry `add_embedding` as the SDXL UNet's `label_emb.0.{0,2}` (same rule).
     ///
     /// LDM keys go through the one key converter (`LDMKeyMap.controlNet`); every key under the ControlNet's prefix
-    /// must convert. fp16, bf16 and fp32 files load alike. `family` is a hint from the cross-attention width (1024:
-    /// SD 2.x, else SD 1.x); whether the ControlNet fits a model is checked against that model's UNet.
+    /// must convert. fp16, bf16 and fp32 files load alike. `family` is a hint from the keys (`add_embedding`: SDXL)
+    /// and the cross-attention width (1024: SD 2.x, else SD 1.x); whether the ControlNet fits a model is checked against that model's UNet.
     /// Throws `WeightsError` naming the file: `.pickleCheckpoint` for `.pth`/`.ckpt`, `.unknownModelFamily` when no
     /// ControlNet keys are found, `.unrecognizedKey` for a key that matches no rule.
     public static func openControlNet(_ url: URL) throws -> Checkpoint {
@@ -58,7 +59,7 @@ extension Checkpoint {
         // lllyasviel's files come with a `.yaml` of the same name (`global_average_pooling` for shuffle).
         let yaml = url.deletingPathExtension().appendingPathExtension("yaml")
         let hasYAML = !isDirectory.boolValue && FileManager.default.fileExists(atPath: yaml.path)
-        return Checkpoint(url: url, layout: isDirectory.boolValue ? .diffusers : .singleFile, family: crossWidth == 1024 ? .sd2 : .sd1,
+        return Checkpoint(url: url, layout: isDirectory.boolValue ? .diffusers : .singleFile, family: entries["controlnet.add_embedding.linear_1.weight"] != nil ? .sdxl : crossWidth == 1024 ? .sd2 : .sd1,
                           keys: entries.keys.sorted(), dtypes: countDTypes(infos), sidecarYAML: hasYAML ? yaml : nil, entries: entries)
     }
 }

@@ -167,7 +167,7 @@ public enum LDMKeyMap {
     /// thibaud's SD 2.x files). Matches diffusers `convert_controlnet_checkpoint`, except that the conditioning
     /// embedding's last convolution is the highest `input_hint_block` index rather than a fixed 14, so every size
     /// comes from the file:
-    /// - `time_embed`, `input_blocks`, `middle_block`: the UNet's rules (`unetMap`);
+    /// - `time_embed`, `input_blocks`, `middle_block` and SDXL's `label_emb`: the UNet's rules (`unetMap`);
     /// - `input_hint_block.0` → `controlnet_cond_embedding.conv_in`, `input_hint_block.2k` → `blocks.(k−1)`, the last
     ///   → `conv_out` (the odd indices are SiLUs, without tensors);
     /// - `zero_convs.i.0` → `controlnet_down_blocks.i`, `middle_block_out.0` → `controlnet_mid_block`.
