@@ -11,6 +11,7 @@ holds exactly the values the in-memory model there had) and writes, each folder 
     models/sdxl_embeddings/ SDXL textual-inversion embeddings (clip_l + clip_g, see embeddings()), and
                            expected.safetensors (encode_prompt after diffusers' load_textual_inversion per encoder)
     models/sdxl_turbo/     expected.safetensors: SDXL-Turbo-style img2img runs (see turbo())
+    models/sdxl_job/       expected.safetensors: the img2img a service job's recipe asks for (see job())
 
 Run from the repo root, after make_sdxl_fixtures.py:
 
@@ -359,7 +360,34 @@ def turbo() -> None:
     listing(out)
 
 
-PARTS = {"inpaint": inpaint9, "embeddings": embeddings, "turbo": turbo}
+JOB_PROMPT = "a photograph of an astronaut riding a horse"
+JOB = dict(strength=0.6, num_inference_steps=6, guidance_scale=7.5, seed=1234)
+
+
+def job() -> None:
+    """models/sdxl_job/: StableDiffusionXLImg2ImgPipeline on the sdxl fixture with what the service job of
+    SDXLJobTests asks for: Tests/Fixtures/pipelines/inputs/photo.png (64 x 64), the folder's scheduler as
+    EulerDiscreteScheduler, 6 steps x 0.6, guidance 7.5 with the base's zeroed empty negative prompt, seed 1234.
+    expected.safetensors: `job.image` [H, W, 3] (output_type "np")."""
+    import numpy as np
+    from PIL import Image
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline
+    out = fresh(m.OUT_DIR / "sdxl_job")
+    tok1, tok2 = tokenizers()
+    pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(SDXL / "diffusers"), tokenizer=tok1, tokenizer_2=tok2,
+                                                            torch_dtype=torch.float32, add_watermarker=False)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(scheduler_config())
+    photo = Image.open(m.OUT_DIR.parent / "pipelines" / "inputs" / "photo.png").convert("RGB")
+    kw = {k: v for k, v in JOB.items() if k != "seed"}
+    image = pipe(JOB_PROMPT, image=photo, generator=torch.Generator().manual_seed(JOB["seed"]), output_type="np",
+                 **kw).images[0]
+    m.write_safetensors(out / "expected.safetensors", {"job.image": torch.from_numpy(np.ascontiguousarray(image)).float()},
+                        metadata={"generator": GENERATOR, "job": json.dumps(dict(prompt=JOB_PROMPT, sampler="euler", **JOB),
+                                                                            sort_keys=True)})
+    listing(out)
+
+
+PARTS = {"inpaint": inpaint9, "embeddings": embeddings, "turbo": turbo, "job": job}
 
 
 def main() -> None:
