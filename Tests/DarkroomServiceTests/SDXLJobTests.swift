@@ -8,7 +8,8 @@ import XCTest
 /// An SDXL checkpoint through the service's job executor, as a recipe names it: the 64 × 64 photo at 6 Euler steps
 /// × 0.6, guidance 7.5, seed 1234, against diffusers' StableDiffusionXLImg2ImgPipeline on the same tiny SDXL
 /// (tools/reference/make_sdxl_more_fixtures.py job → models/sdxl_job/expected.safetensors `job.image`), within one
-/// 8-bit level; the PNG's A1111 parameters and the report name the model and the size.
+/// 8-bit level; the PNG's A1111 parameters and the report name the model and the size. And the same job with a VAE
+/// override from Models/VAE.
 final class SDXLJobTests: XCTestCase {
     var root: URL!
 
@@ -18,6 +19,9 @@ final class SDXLJobTests: XCTestCase {
         try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: models.appendingPathComponent("sdxl"),
                                                    withDestinationURL: LoRAJobTests.fixtures.appendingPathComponent("models/sdxl/diffusers"))
+        try FileManager.default.createDirectory(at: models.appendingPathComponent("VAE"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: models.appendingPathComponent("VAE/tiny-vae"),
+                                                   withDestinationURL: LoRAJobTests.fixtures.appendingPathComponent("vae/tiny-vae"))
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
@@ -32,5 +36,12 @@ final class SDXLJobTests: XCTestCase {
         XCTAssertTrue(parameters.contains("Size: 64x64"), parameters)
         XCTAssertTrue(parameters.contains("Model: sdxl"), parameters)
         XCTAssertEqual(result.report["model"] as? String, "sdxl", "\(result.report)")
+
+        // A VAE override on SDXL (as an fp16-fix VAE is named): Tests/Fixtures/vae/tiny-vae, its config's scaling
+        // factor (0.18215) in place of the checkpoint's 0.13025; `job_vae.image` from the same script.
+        let withVAE = try LoRAJobTests.run(executor, root: root, recipe: recipe.replacingOccurrences(of: "}", with: #", "vae": "tiny-vae"}"#),
+                                           name: "xl-vae")
+        try LoRAJobTests.assertWithinOneLevel(withVAE.png, try expected.floats("job_vae.image"))
+        XCTAssertEqual(withVAE.report["vae"] as? String, "tiny-vae")
     }
 }

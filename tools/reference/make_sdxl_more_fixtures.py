@@ -368,7 +368,8 @@ def job() -> None:
     """models/sdxl_job/: StableDiffusionXLImg2ImgPipeline on the sdxl fixture with what the service job of
     SDXLJobTests asks for: Tests/Fixtures/pipelines/inputs/photo.png (64 x 64), the folder's scheduler as
     EulerDiscreteScheduler, 6 steps x 0.6, guidance 7.5 with the base's zeroed empty negative prompt, seed 1234.
-    expected.safetensors: `job.image` [H, W, 3] (output_type "np")."""
+    expected.safetensors: `job.image` [H, W, 3] (output_type "np"), and `job_vae.image` with the VAE override
+    Tests/Fixtures/vae/tiny-vae."""
     import numpy as np
     from PIL import Image
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline
@@ -381,7 +382,21 @@ def job() -> None:
     kw = {k: v for k, v in JOB.items() if k != "seed"}
     image = pipe(JOB_PROMPT, image=photo, generator=torch.Generator().manual_seed(JOB["seed"]), output_type="np",
                  **kw).images[0]
-    m.write_safetensors(out / "expected.safetensors", {"job.image": torch.from_numpy(np.ascontiguousarray(image)).float()},
+    # The same with a VAE override (as an fp16-fix VAE is used): the vae fixture's tiny-vae folder, whose own
+    # config's scaling factor (0.18215) replaces the checkpoint's 0.13025. Given at load (`vae=`), as diffusers
+    # documents it: the pipeline's vae_scale_factor then comes from this VAE (8; the sdxl fixture's own is 2), which
+    # assigning `pipe.vae` afterwards would leave behind.
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL.from_pretrained(str(m.OUT_DIR.parent / "vae" / "tiny-vae"), torch_dtype=torch.float32)
+    pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(SDXL / "diffusers"), vae=vae, tokenizer=tok1,
+                                                            tokenizer_2=tok2, torch_dtype=torch.float32,
+                                                            add_watermarker=False)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(scheduler_config())
+    with_vae = pipe(JOB_PROMPT, image=photo, generator=torch.Generator().manual_seed(JOB["seed"]), output_type="np",
+                    **kw).images[0]
+    assert abs(with_vae - image).max() > 0.05, "the VAE override does not change the image"
+    m.write_safetensors(out / "expected.safetensors", {"job.image": torch.from_numpy(np.ascontiguousarray(image)).float(),
+                                                       "job_vae.image": torch.from_numpy(np.ascontiguousarray(with_vae)).float()},
                         metadata={"generator": GENERATOR, "job": json.dumps(dict(prompt=JOB_PROMPT, sampler="euler", **JOB),
                                                                             sort_keys=True)})
     listing(out)
