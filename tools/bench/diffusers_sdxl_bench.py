@@ -1,7 +1,7 @@
 """SDXL stages side by side: diffusers (PyTorch, CPU fp32) and Darkroom on the same full-size random SDXL base 1.0
 folder that `darkroom bench model --random sdxl` writes (~/.cache/darkroom/bench/sdxl-random-fp16), one after the
 other in one invocation, 2 threads each: load, a guided 1024 px UNet step (batch 2, with SDXL's added
-conditioning), VAE decode at 1024 px, and each process's peak RSS. With --job: the whole img2img job instead,
+conditioning), VAE encode and decode at 1024 px, and each process's peak RSS. With --job: the whole img2img job instead,
 `StableDiffusionXLImg2ImgPipeline` against `darkroom bench job --random sdxl`, as that runs it (the size, 20 steps of
 DPM++ 2M Karras at strength 0.3, guidance 7.5 with a negative prompt, load included), each in its own process so
 that its peak RSS is the job's. Run by hand, never by CI:
@@ -46,6 +46,9 @@ def child(size: int) -> None:
     del unet
     vae = AutoencoderKL.from_pretrained(FOLDER / "vae", torch_dtype=torch.float32).eval()
     with torch.no_grad():
+        start = time.perf_counter()
+        vae.encode(torch.full((1, 3, size, size), 0.1))
+        print(f"VAE encode {size}px\t{time.perf_counter() - start}", flush=True)
         start = time.perf_counter()
         vae.decode(torch.full((1, 4, latent, latent), 0.1))
         print(f"VAE decode {size}px\t{time.perf_counter() - start}", flush=True)
@@ -116,7 +119,7 @@ def main() -> None:
     print(ours)
     print(theirs)
     d = {k: float(v) for k, v in (line.split("\t") for line in theirs.splitlines() if "\t" in line)}
-    for stage in [f"UNet step {args.size}px, batch 2", f"VAE decode {args.size}px"]:
+    for stage in [f"UNet step {args.size}px, batch 2", f"VAE encode {args.size}px", f"VAE decode {args.size}px"]:
         m = re.search(re.escape(stage) + r"\s+([\d.]+) s", ours)
         if m and stage in d:
             print(f"{stage}: Darkroom {float(m[1]):.2f} s, diffusers {d[stage]:.2f} s, ratio {float(m[1]) / d[stage]:.2f}x")
