@@ -56,11 +56,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
                                                    tokenizer: try CLIPTokenizer.bundled())
             for c in cases {
                 let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings)
-                let want = try expected.tensor("\(c.name).image")                       // [H, W, 3]
-                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
-                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
-                print("SDXL img2img parity \(c.name) \(layout): max |error| = \(error)")
-                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+                try assertImage(result.image, expected, c.name, "img2img", layout: layout)
             }
         }
         // The cases are sensitive to what they test: without its micro-conditioning, xl_micro is far from diffusers'.
@@ -91,11 +87,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
         XCTAssertEqual(pipeline.models.unet.config.addedConditioning?.timeEmbedDim, 8)
         for c in cases {
             let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings)
-            let want = try expected.tensor("\(c.name).image")
-            let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
-            let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
-            print("SDXL img2img parity \(c.name) refiner: max |error| = \(error)")
-            assertWithin(got, want, absolute: 1e-3, c.name)
+            try assertImage(result.image, expected, c.name, "img2img", layout: "refiner")
         }
     }
 
@@ -114,11 +106,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
             for c in cases {
                 let result = try pipeline.inpaint(try expected.tensor("\(c.name).input"), mask: try expected.tensor("\(c.name).mask"),
                                                   settings: c.settings, pasteBack: false)
-                let want = try expected.tensor("\(c.name).image")
-                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
-                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
-                print("SDXL inpaint parity \(c.name) \(layout): max |error| = \(error)")
-                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+                try assertImage(result.image, expected, c.name, "inpaint", layout: layout)
             }
         }
     }
@@ -142,11 +130,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
             for c in cases {
                 let result = try pipeline.inpaint(try expected.tensor("\(c.name).input"), mask: try expected.tensor("\(c.name).mask"),
                                                   settings: c.settings, pasteBack: false)
-                let want = try expected.tensor("\(c.name).image")
-                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
-                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
-                print("SDXL 9-channel inpaint parity \(c.name) \(layout): max |error| = \(error)")
-                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+                try assertImage(result.image, expected, c.name, "9-channel inpaint", layout: layout)
             }
         }
     }
@@ -167,11 +151,7 @@ final class SDXLImageToImageParityTests: XCTestCase {
             for c in cases {
                 XCTAssertLessThanOrEqual(c.guidance_scale, 1)
                 let result = try pipeline.imageToImage(try expected.tensor("\(c.name).input"), settings: c.settings)
-                let want = try expected.tensor("\(c.name).image")
-                let got = result.image.permuted([0, 2, 3, 1]).reshaped(want.shape)
-                let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
-                print("SDXL turbo parity \(c.name) \(layout): max |error| = \(error)")
-                assertWithin(got, want, absolute: 1e-3, "\(c.name) \(layout)")
+                try assertImage(result.image, expected, c.name, "turbo", layout: layout)
             }
         }
     }
@@ -191,5 +171,16 @@ final class SDXLImageToImageParityTests: XCTestCase {
             XCTAssertEqual(error.file, "embeddings/style.safetensors")
             XCTAssert("\($0)".contains("width 4") && "\($0)".contains("clip_l (width 4) and clip_g (width 8)"), "\($0)")
         }
+    }
+
+    /// The decoded image [1, 3, H, W] against diffusers' `<name>.image` [H, W, 3] in `expected`, within 1e-3 (the
+    /// pipeline tolerance), printing the largest difference.
+    func assertImage(_ image: Tensor, _ expected: SafetensorsFile, _ name: String, _ what: String, layout: String,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let want = try expected.tensor("\(name).image")
+        let got = image.permuted([0, 2, 3, 1]).reshaped(want.shape)
+        let error = zip(got.scalars, want.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) }
+        print("SDXL \(what) parity \(name) \(layout): max |error| = \(error)")
+        assertWithin(got, want, absolute: 1e-3, "\(name) \(layout)", file: file, line: line)
     }
 }
