@@ -565,6 +565,23 @@ def clip_to_ldm(te: CLIPTextModel) -> dict[str, torch.Tensor]:
     return out
 
 
+def openclip_block(out: dict[str, torch.Tensor], b: str, get) -> None:
+    """One transformers CLIP encoder layer (`get(key)` reads its tensors) under OpenCLIP's resblock names at `b`:
+    q, k and v fused into in_proj, as in SD 2.x and SDXL single files."""
+    out[b + "ln_1.weight"] = get("layer_norm1.weight")
+    out[b + "ln_1.bias"] = get("layer_norm1.bias")
+    out[b + "attn.in_proj_weight"] = torch.cat([get(f"self_attn.{x}_proj.weight") for x in "qkv"], 0)
+    out[b + "attn.in_proj_bias"] = torch.cat([get(f"self_attn.{x}_proj.bias") for x in "qkv"], 0)
+    out[b + "attn.out_proj.weight"] = get("self_attn.out_proj.weight")
+    out[b + "attn.out_proj.bias"] = get("self_attn.out_proj.bias")
+    out[b + "ln_2.weight"] = get("layer_norm2.weight")
+    out[b + "ln_2.bias"] = get("layer_norm2.bias")
+    out[b + "mlp.c_fc.weight"] = get("mlp.fc1.weight")
+    out[b + "mlp.c_fc.bias"] = get("mlp.fc1.bias")
+    out[b + "mlp.c_proj.weight"] = get("mlp.fc2.weight")
+    out[b + "mlp.c_proj.bias"] = get("mlp.fc2.bias")
+
+
 def open_clip_to_ldm(te: CLIPTextModel, variant: str) -> dict[str, torch.Tensor]:
     """SD2: the OpenCLIP text tower (FrozenOpenCLIPEmbedder) keys. The tower has
     one more resblock than the diffusers text encoder: SD2 takes the
@@ -583,19 +600,7 @@ def open_clip_to_ldm(te: CLIPTextModel, variant: str) -> dict[str, torch.Tensor]
     }
 
     def block(i: int, get) -> None:
-        b = f"{p}transformer.resblocks.{i}."
-        out[b + "ln_1.weight"] = get("layer_norm1.weight")
-        out[b + "ln_1.bias"] = get("layer_norm1.bias")
-        out[b + "attn.in_proj_weight"] = torch.cat([get(f"self_attn.{x}_proj.weight") for x in "qkv"], 0)
-        out[b + "attn.in_proj_bias"] = torch.cat([get(f"self_attn.{x}_proj.bias") for x in "qkv"], 0)
-        out[b + "attn.out_proj.weight"] = get("self_attn.out_proj.weight")
-        out[b + "attn.out_proj.bias"] = get("self_attn.out_proj.bias")
-        out[b + "ln_2.weight"] = get("layer_norm2.weight")
-        out[b + "ln_2.bias"] = get("layer_norm2.bias")
-        out[b + "mlp.c_fc.weight"] = get("mlp.fc1.weight")
-        out[b + "mlp.c_fc.bias"] = get("mlp.fc1.bias")
-        out[b + "mlp.c_proj.weight"] = get("mlp.fc2.weight")
-        out[b + "mlp.c_proj.bias"] = get("mlp.fc2.bias")
+        openclip_block(out, f"{p}transformer.resblocks.{i}.", get)
 
     for i in range(L):
         block(i, lambda k, i=i: sd[f"encoder.layers.{i}.{k}"])

@@ -121,19 +121,7 @@ def bigg_to_ldm(te: CLIPTextModelWithProjection, prefix: str) -> dict[str, torch
     for i in range(te.config.num_hidden_layers):
         def get(k: str) -> torch.Tensor:
             return sd[f"text_model.encoder.layers.{i}.{k}"]
-        b = f"{p}transformer.resblocks.{i}."
-        out[b + "ln_1.weight"] = get("layer_norm1.weight")
-        out[b + "ln_1.bias"] = get("layer_norm1.bias")
-        out[b + "attn.in_proj_weight"] = torch.cat([get(f"self_attn.{x}_proj.weight") for x in "qkv"], 0)
-        out[b + "attn.in_proj_bias"] = torch.cat([get(f"self_attn.{x}_proj.bias") for x in "qkv"], 0)
-        out[b + "attn.out_proj.weight"] = get("self_attn.out_proj.weight")
-        out[b + "attn.out_proj.bias"] = get("self_attn.out_proj.bias")
-        out[b + "ln_2.weight"] = get("layer_norm2.weight")
-        out[b + "ln_2.bias"] = get("layer_norm2.bias")
-        out[b + "mlp.c_fc.weight"] = get("mlp.fc1.weight")
-        out[b + "mlp.c_fc.bias"] = get("mlp.fc1.bias")
-        out[b + "mlp.c_proj.weight"] = get("mlp.fc2.weight")
-        out[b + "mlp.c_proj.bias"] = get("mlp.fc2.bias")
+        m.openclip_block(out, f"{p}transformer.resblocks.{i}.", get)
     return out
 
 
