@@ -216,7 +216,8 @@ final class PackedWeightCache: @unchecked Sendable {
     /// The entry of `content` laid out as `descriptor`: from this cache, else from the checkpoint's store of packed
     /// copies (`source`: the store, and where the weight's bytes lie in its file), else made by `make` (and
     /// recorded in the store).
-    func packed(_ descriptor: dnnl_memory_desc_t, content: Content, source: (store: PackedWeightStore, key: PackedWeightStore.Key)?,
+    func packed(_ descriptor: dnnl_memory_desc_t, content: Content,
+                source: @autoclosure () -> (store: PackedWeightStore, key: PackedWeightStore.Key)?,
                 make: () throws(OneDNNError) -> PackedMatrix) throws(OneDNNError) -> PackedMatrix {
         var wanted = descriptor
         // Made under the lock: the parts of one split product ask at the same time, and must share one copy.
@@ -224,6 +225,8 @@ final class PackedWeightCache: @unchecked Sendable {
             if let found = entries.first(where: {
                 $0.content == content && dnnl_memory_desc_equal(&$0.matrix.descriptor, &wanted) != 0
             }) { return .success(found.matrix) }
+            // Only on a miss here (the first use of this layout): where the weight lies in its file.
+            let source = source()
             if let source, let stored = source.store.lookup(source.key, descriptor: descriptor) {
                 entries.append((content, stored))
                 return .success(stored)
@@ -231,7 +234,7 @@ final class PackedWeightCache: @unchecked Sendable {
             do throws(OneDNNError) {
                 let made = try make()
                 entries.append((content, made))
-                source?.store.record(source!.key, made)
+                if let source { source.store.record(source.key, made) }
                 return .success(made)
             } catch { return .failure(error) }
         }
