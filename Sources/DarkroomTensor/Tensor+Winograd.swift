@@ -334,6 +334,58 @@ enum Winograd {
         }
     }
 
+    /// d[p · stride + t] = source[m · t + p] for p < m and t in `tiles`: a row of input split by column phase. The
+    /// sides Winograd runs (2 and 4) are spelt out, so the compiler loads m·16 contiguous floats and deinterleaves
+    /// them in registers instead of gathering one float at a time.
+    @inline(__always)
+    static func splitPhases(_ source: UnsafePointer<Float>, m: Int, into d: UnsafeMutablePointer<Float>, stride: Int,
+                            tiles: Range<Int>) {
+        switch m {
+        case 4:
+            let (d0, d1, d2, d3) = (d, d + stride, d + 2 &* stride, d + 3 &* stride)
+            for t in tiles {
+                let s = source + 4 &* t
+                (d0[t], d1[t], d2[t], d3[t]) = (s[0], s[1], s[2], s[3])
+            }
+        case 2:
+            let (d0, d1) = (d, d + stride)
+            for t in tiles {
+                let s = source + 2 &* t
+                (d0[t], d1[t]) = (s[0], s[1])
+            }
+        default:
+            for p in 0..<m {
+                let dp = d + p &* stride, column = source + p
+                for t in tiles { dp[t] = column[m &* t] }
+            }
+        }
+    }
+
+    /// The reverse for the output: d[m · t + s] = y[s · stride + t] + b for s < m and t < `tiles`.
+    @inline(__always)
+    static func mergePhases(_ y: UnsafePointer<Float>, stride: Int, m: Int, adding b: Float,
+                            into d: UnsafeMutablePointer<Float>, tiles: Int) {
+        switch m {
+        case 4:
+            let (y0, y1, y2, y3) = (y, y + stride, y + 2 &* stride, y + 3 &* stride)
+            for t in 0..<tiles {
+                let o = d + 4 &* t
+                (o[0], o[1], o[2], o[3]) = (y0[t] + b, y1[t] + b, y2[t] + b, y3[t] + b)
+            }
+        case 2:
+            let (y0, y1) = (y, y + stride)
+            for t in 0..<tiles {
+                let o = d + 2 &* t
+                (o[0], o[1]) = (y0[t] + b, y1[t] + b)
+            }
+        default:
+            for s in 0..<m {
+                let ys = y + s &* stride
+                for t in 0..<tiles { d[m &* t + s] = ys[t] + b }
+            }
+        }
+    }
+
     struct Geometry {
         let transform: WinogradTransform
         let channels: Int, outChannels: Int, height: Int, width: Int, tilesX: Int, tilesY: Int
@@ -365,10 +417,7 @@ enum Winograd {
                             continue
                         }
                         let src = plane + y * width
-                        for p in 0..<m {
-                            let d = dst + p * span, column = src + p - 1
-                            for t in 1..<interior { d[t] = column[m * t] }
-                        }
+                        Winograd.splitPhases(src - 1, m: m, into: dst, stride: span, tiles: 1..<interior)
                         func edge(_ t: Int) {
                             for p in 0..<m {
                                 let column = m * t + p - 1
@@ -426,10 +475,7 @@ enum Winograd {
                     for r in 0..<min(m, height - m * ty) {
                         let dst = plane + (m * ty + r) * width
                         let y = block + r * m * tilesX
-                        for s in 0..<m {
-                            let ys = y + s * tilesX
-                            for t in 0..<(width / m) { dst[m * t + s] = ys[t] + b }
-                        }
+                        Winograd.mergePhases(y, stride: tilesX, m: m, adding: b, into: dst, tiles: width / m)
                         for column in (width / m * m)..<width {
                             dst[column] = y[(column % m) * tilesX + column / m] + b
                         }

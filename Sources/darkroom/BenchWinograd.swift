@@ -36,6 +36,9 @@ extension Bench {
         @Flag(inversion: .prefixedNo, help: "Also bf16 products (oneDNN): im2col as autocast runs it, and Winograd.")
         var bf16 = true
 
+        @Option(help: "Only the algorithms whose name contains this text (e.g. \"1/2,-2\" for the default F(4x4, 3x3)).")
+        var only: String?
+
         enum InputKind: String, CaseIterable { case gaussian, silu, outliers, smooth }
 
         func run() throws {
@@ -53,7 +56,7 @@ extension Bench {
                 cases += [("VAE 512 ch @ 64x64", 512, 64, 1), ("VAE 512 ch @ 128x128", 512, 128, 1),
                           ("VAE 256 ch @ 256x256", 256, 256, 1), ("VAE 128 ch @ 512x512", 128, 512, 1)]
             }
-            let options: [(String, (Tensor, Tensor, Tensor) -> Tensor)] =
+            let allOptions: [(String, (Tensor, Tensor, Tensor) -> Tensor)] =
                 [("im2col", { x, w, bias in Bench.Winograd.im2col(x, w, bias) })]
                 + WinogradTransform.all.map { transform in
                     (transform.name, { x, w, bias in x.winogradConvolution(weight: w, bias: bias, transform: transform) })
@@ -64,6 +67,7 @@ extension Bench {
                             (try? x.winogradConvolution(weight: w, bias: bias, transform: transform, products: .bf16))
                                 ?? Tensor(zeros: x.shape) })
                     } : [])
+            let options = allOptions.filter { option in only.map { option.0.contains($0) } ?? true }
             var random = TorchRandomSource(seed: 1302)
             for (name, channels, size, batch) in cases {
                 let w = Tensor(shape: [channels, channels, 3, 3],
