@@ -203,17 +203,21 @@ extension Bench {
 
     /// Runs `body` `repeats` times; prints the best time, the achieved GFLOP/s of its GEMMs and the peak RSS so far.
     static func measure(_ name: String, repeats: Int, _ body: () throws -> Void) rethrows {
-        var best = Double.infinity, flops = 0.0
+        var best = Double.infinity, flops = 0.0, fresh = 0, cpu = Double.infinity
         for _ in 0..<max(1, repeats) {
             let (start, startFlops) = (DispatchTime.now().uptimeNanoseconds, BLAS.flopCount)
+            let (startMissed, startCPU) = (LargeBlockCache.shared.missedBytes, processCPUSeconds())
             try body()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             flops = BLAS.flopCount - startFlops
+            fresh = LargeBlockCache.shared.missedBytes - startMissed
+            cpu = min(cpu, processCPUSeconds() - startCPU)
             best = min(best, seconds)
         }
         let rate = flops > 0 ? String(format: "%7.1f GFLOP/s (%.3f TFLOP)", flops / best / 1e9, flops / 1e12) : ""
         print(name.padding(toLength: 30, withPad: " ", startingAt: 0)
-              + String(format: "%8.2f s  %@   peak RSS %.2f GiB", best, rate.padding(toLength: 32, withPad: " ", startingAt: 0), peakRSSGiB()))
+              + String(format: "%8.2f s  %@   peak RSS %.2f GiB, fresh blocks %.2f GiB, CPU %.2f s", best,
+                       rate.padding(toLength: 32, withPad: " ", startingAt: 0), peakRSSGiB(), Double(fresh) / 1_073_741_824, cpu))
     }
 
     struct Model: ParsableCommand {
@@ -441,6 +445,15 @@ extension Bench {
 final class BenchOwner {}
 
 /// Peak resident set size of this process (VmHWM), in GiB.
+/// CPU seconds (user + system) of the whole process so far: on a shared VM, where other guests steal time, a
+/// stage's CPU seconds move less from run to run than its wall time.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 else { return 0 }
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 func peakRSSGiB() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),

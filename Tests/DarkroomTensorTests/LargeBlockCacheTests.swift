@@ -4,10 +4,13 @@ import XCTest
 /// Freed large tensors are kept (up to a limit) and handed to the next tensor of a similar size.
 final class LargeBlockCacheTests: XCTestCase {
     let cache = LargeBlockCache.shared
-    var savedLimit = 0
+    var savedLimit = 0, savedPerLargest = 0
 
-    override func setUp() { savedLimit = cache.limitBytes; cache.releaseAll() }
-    override func tearDown() { cache.limitBytes = savedLimit; cache.releaseAll() }
+    override func setUp() { (savedLimit, savedPerLargest) = (cache.limitBytes, cache.blocksPerLargest); cache.releaseAll() }
+    override func tearDown() {
+        (cache.limitBytes, cache.blocksPerLargest) = (savedLimit, savedPerLargest)
+        cache.releaseAll()
+    }
 
     func testFreedBlockIsReusedBySimilarSize() {
         let mib = 1 << 20
@@ -28,6 +31,7 @@ final class LargeBlockCacheTests: XCTestCase {
     func testLimitBoundsTheCache() {
         let mib = 1 << 20
         cache.limitBytes = 12 * mib
+        cache.blocksPerLargest = 0
         do {
             let a = Tensor(shape: [2 * mib], repeating: 1), b = Tensor(shape: [2 * mib], repeating: 1)
             XCTAssertEqual(a.count + b.count, 4 * mib)
@@ -38,5 +42,32 @@ final class LargeBlockCacheTests: XCTestCase {
         cache.limitBytes = 0
         do { _ = Tensor(shape: [2 * mib], repeating: 1) }
         XCTAssertEqual(cache.cachedBytes, 0)
+    }
+
+    /// The limit rises to `blocksPerLargest` blocks of the largest size asked for (a VAE decode's activations), and
+    /// falls back to `limitBytes` once `releaseAll` forgets that size.
+    func testLimitRisesWithTheLargestBlock() {
+        let mib = 1 << 20
+        cache.limitBytes = 12 * mib
+        cache.blocksPerLargest = 2
+        do {
+            let a = Tensor(shape: [2 * mib], repeating: 1), b = Tensor(shape: [2 * mib], repeating: 1)
+            XCTAssertEqual(a.count + b.count, 4 * mib)
+        }
+        XCTAssertEqual(cache.cachedBytes, 16 * mib, "two 8 MiB blocks fit 2 × 8 MiB, above the 12 MiB floor")
+        do {
+            let a = Tensor(shape: [2 * mib], repeating: 1), b = Tensor(shape: [2 * mib], repeating: 1)
+            let c = Tensor(shape: [2 * mib], repeating: 1)
+            XCTAssertEqual(a.count + b.count + c.count, 6 * mib)
+        }
+        XCTAssertEqual(cache.cachedBytes, 16 * mib, "a third 8 MiB block is past 2 × 8 MiB: the oldest went")
+        cache.releaseAll()
+        do {
+            // 6 MiB blocks: the largest since the release, so the limit is the 12 MiB floor again (2 × 6 MiB too).
+            let a = Tensor(shape: [mib + mib / 2], repeating: 1), b = Tensor(shape: [mib + mib / 2], repeating: 1)
+            let c = Tensor(shape: [mib + mib / 2], repeating: 1)
+            XCTAssertEqual(a.count + b.count + c.count, 4 * mib + mib / 2)
+        }
+        XCTAssertEqual(cache.cachedBytes, 12 * mib, "after the release, three 6 MiB blocks: two are kept, not the 16 MiB")
     }
 }
