@@ -32,8 +32,9 @@ struct Attention: Sendable {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let normed = groupNorm.map { $0(x) } ?? x
         let tokens = normed.reshaped([b, c, h * w]).permuted([0, 2, 1])        // [B, HW, C]
-        let attended = self(tokens).permuted([0, 2, 1]).reshaped([b, c, h, w])
-        return attended + x
+        var attended = self(tokens).permuted([0, 2, 1]).reshaped([b, c, h, w])
+        attended += x                                                        // attended + x, in place
+        return attended
     }
 }
 
@@ -67,10 +68,15 @@ struct BasicTransformerBlock: Sendable {
         ff = try FeedForward(w["ff"], dim: dim, inner: inner)
     }
 
+    /// Each residual is summed into its sublayer's fresh output (sublayer + x, as diffusers adds them).
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-        var x = attn1(norm1(x)) + x
-        x = attn2(norm2(x), context: context) + x
-        return ff(norm3(x)) + x
+        var a = attn1(norm1(x))
+        a += x
+        var b = attn2(norm2(a), context: context)
+        b += a
+        var c = ff(norm3(b))
+        c += b
+        return c
     }
 }
 
@@ -111,6 +117,7 @@ struct Transformer2DModel: Sendable {
         if case .linear(let linear) = projectOut { hidden = linear(hidden) }
         hidden = hidden.reshaped([b, h, w, c]).permuted([0, 3, 1, 2])           // [B, C, H, W]
         if case .conv(let conv) = projectOut { hidden = conv(hidden) }
-        return hidden + x
+        hidden += x
+        return hidden
     }
 }

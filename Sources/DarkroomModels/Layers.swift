@@ -57,6 +57,11 @@ struct GroupNorm: Sendable {
     func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
         x.groupNorm(groups: groups, weight: weight, bias: bias, epsilon: epsilon, silu: silu)
     }
+
+    /// The same over `x`'s own elements, for an activation not needed afterwards.
+    func apply(to x: inout Tensor, silu: Bool = false) {
+        x.formGroupNorm(groups: groups, weight: weight, bias: bias, epsilon: epsilon, silu: silu)
+    }
 }
 
 /// `nn.LayerNorm` over the last dimension.

@@ -28,9 +28,11 @@ struct ResnetBlock2D: Sendable {
         var h = conv1(norm1(x, silu: true))
         if let projection = timeEmbeddingProjection, let temb = activatedTimeEmbedding {
             let t = projection(temb)                                   // [B, C]
-            h = h + t.reshaped([t.dim(0), t.dim(1), 1, 1])
+            h += t.reshaped([t.dim(0), t.dim(1), 1, 1])
         }
-        h = conv2(norm2(h, silu: true))
-        return (shortcut?(x) ?? x) + h
+        norm2.apply(to: &h, silu: true)  // conv1's output is not needed again: normalised in place
+        h = conv2(h)
+        h += shortcut?(x) ?? x           // into conv2's output; the same sums as (shortcut(x) ?? x) + h
+        return h
     }
 }

@@ -12,8 +12,6 @@ extension Tensor {
     public static func / (a: Tensor, s: Float) -> Tensor { a * (1 / s) }
     public static prefix func - (a: Tensor) -> Tensor { a * -1 }
 
-    public static func += (a: inout Tensor, b: Tensor) { a = a + b }
-
     /// The broadcast shape of two shapes (PyTorch rules: align right; sizes equal or one of them 1).
     public static func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
         let rank = max(a.count, b.count)
@@ -38,35 +36,55 @@ extension Tensor {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 out.withUnsafeMutableBufferPointer { po in
-                    let pa = pa.baseAddress!, pb = pb.baseAddress!, po = po.baseAddress!
-                    let inner = layout.inner, (sa, sb) = (layout.innerStrideA, layout.innerStrideB)
-                    Parallel.forEachRange(layout.rows, grain: max(1, 16_384 / max(inner, 1))) { range in
-                        for row in range {
-                            let (oa, ob) = layout.offsets(row: row)
-                            let x = pa + oa, y = pb + ob, z = po + row * inner
-                            var i = 0
-                            switch (sa, sb) {
-                            case (1, 1):
-                                while i + 16 <= inner { VectorMath.store(vector(VectorMath.load(x + i), VectorMath.load(y + i)), z + i); i += 16 }
-                                while i < inner { z[i] = scalar(x[i], y[i]); i += 1 }
-                            case (1, 0):
-                                let v = SIMD16<Float>(repeating: y[0]), s = y[0]
-                                while i + 16 <= inner { VectorMath.store(vector(VectorMath.load(x + i), v), z + i); i += 16 }
-                                while i < inner { z[i] = scalar(x[i], s); i += 1 }
-                            case (0, 1):
-                                let v = SIMD16<Float>(repeating: x[0]), s = x[0]
-                                while i + 16 <= inner { VectorMath.store(vector(v, VectorMath.load(y + i)), z + i); i += 16 }
-                                while i < inner { z[i] = scalar(s, y[i]); i += 1 }
-                            default:
-                                let s = scalar(x[0], y[0])
-                                z.initialize(repeating: s, count: inner)
-                            }
-                        }
-                    }
+                    apply(layout, pa.baseAddress!, pb.baseAddress!, po.baseAddress!, vector, scalar)
                 }
             }
         }
         return out
+    }
+
+    /// `a = a + b`, written into `a`'s own storage when `a` already has the broadcast shape and is not shared
+    /// (a residual sum into a fresh convolution output): the same values, without a new tensor.
+    public static func += (a: inout Tensor, b: Tensor) {
+        guard broadcastShape(a.shape, b.shape) == a.shape else { a = a + b; return }
+        let layout = BroadcastLayout(shape: a.shape, a: a.shape, b: b.shape)
+        b.withUnsafeBufferPointer { pb in
+            a.withUnsafeMutableBufferPointer { pa in
+                // Each output element is read from the same index of `a` just before it is written.
+                apply(layout, UnsafePointer(pa.baseAddress!), pb.baseAddress!, pa.baseAddress!, { $0 + $1 }, { $0 + $1 })
+            }
+        }
+    }
+
+    /// z = f(x, y) over the rows of `layout`.
+    @inlinable
+    static func apply(_ layout: BroadcastLayout, _ pa: UnsafePointer<Float>, _ pb: UnsafePointer<Float>,
+                      _ po: UnsafeMutablePointer<Float>,
+                      _ vector: (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>, _ scalar: (Float, Float) -> Float) {
+        let inner = layout.inner, (sa, sb) = (layout.innerStrideA, layout.innerStrideB)
+        Parallel.forEachRange(layout.rows, grain: max(1, 16_384 / max(inner, 1))) { range in
+            for row in range {
+                let (oa, ob) = layout.offsets(row: row)
+                let x = pa + oa, y = pb + ob, z = po + row * inner
+                var i = 0
+                switch (sa, sb) {
+                case (1, 1):
+                    while i + 16 <= inner { VectorMath.store(vector(VectorMath.load(x + i), VectorMath.load(y + i)), z + i); i += 16 }
+                    while i < inner { z[i] = scalar(x[i], y[i]); i += 1 }
+                case (1, 0):
+                    let v = SIMD16<Float>(repeating: y[0]), s = y[0]
+                    while i + 16 <= inner { VectorMath.store(vector(VectorMath.load(x + i), v), z + i); i += 16 }
+                    while i < inner { z[i] = scalar(x[i], s); i += 1 }
+                case (0, 1):
+                    let v = SIMD16<Float>(repeating: x[0]), s = x[0]
+                    while i + 16 <= inner { VectorMath.store(vector(v, VectorMath.load(y + i)), z + i); i += 16 }
+                    while i < inner { z[i] = scalar(s, y[i]); i += 1 }
+                default:
+                    let s = scalar(x[0], y[0])
+                    z.initialize(repeating: s, count: inner)
+                }
+            }
+        }
     }
 }
 

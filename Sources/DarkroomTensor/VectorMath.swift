@@ -69,4 +69,13 @@ enum VectorMath {
         while i + width <= count { store(vector(load(p + i)), p + i); i += width }
         while i < count { p[i] = scalar(p[i]); i += 1 }
     }
+
+    /// dst[i] = f(src[i]); `dst` may be `src`.
+    @inlinable @inline(__always)
+    static func map(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ count: Int,
+                    _ vector: (V) -> V, _ scalar: (Float) -> Float) {
+        var i = 0
+        while i + width <= count { store(vector(load(src + i)), dst + i); i += width }
+        while i < count { dst[i] = scalar(src[i]); i += 1 }
+    }
 }

@@ -90,6 +90,17 @@ final class KernelParityTests: XCTestCase {
         assertClose(out, try fx.tensor("groupnorm_eps5.out"), relative: 1e-5)
     }
 
+    func testGroupNormInPlace() throws {  // case "groupnorm" with fused SiLU, written over the input's own storage
+        let x = try fx.tensor("groupnorm.x"), w = try fx.tensor("groupnorm.weight"), b = try fx.tensor("groupnorm.bias")
+        var shared = x  // shares x's storage: the in-place form must copy first and leave x as it was
+        shared.formGroupNorm(groups: 8, weight: w, bias: b, epsilon: 1e-6, silu: true)
+        assertClose(shared, try fx.tensor("groupnorm.out_silu"), relative: 1e-5)
+        XCTAssertEqual(x.scalars, try fx.tensor("groupnorm.x").scalars)
+        var owned = x + 0  // a fresh tensor of its own: written in place, the same bits as the out-of-place form
+        owned.formGroupNorm(groups: 8, weight: w, bias: b, epsilon: 1e-6, silu: true)
+        XCTAssertEqual(owned.scalars, x.groupNorm(groups: 8, weight: w, bias: b, epsilon: 1e-6, silu: true).scalars)
+    }
+
     func testLayerNorm() throws {  // case "layernorm"
         let out = try fx.tensor("layernorm.x").layerNorm(weight: fx.tensor("layernorm.weight"),
                                                          bias: fx.tensor("layernorm.bias"), epsilon: 1e-5)
@@ -145,6 +156,24 @@ final class KernelParityTests: XCTestCase {
         assertClose(try fx.tensor("bias_add_lastdim.a") + fx.tensor("bias_add_lastdim.b"), try fx.tensor("bias_add_lastdim.out"), relative: 1e-6)
         // b + a broadcasts the other way round to the same values.
         assertClose(try fx.tensor("broadcast_add.b") + fx.tensor("broadcast_add.a"), try fx.tensor("broadcast_add.out"), relative: 1e-6)
+    }
+
+    func testAddAssign() throws {  // cases "broadcast_add" and "bias_add_lastdim": += in place where a keeps its shape
+        let a = try fx.tensor("bias_add_lastdim.a"), b = try fx.tensor("bias_add_lastdim.b")
+        var sum = a  // shares a's storage: copied before the sum, a unchanged
+        sum += b
+        assertClose(sum, try fx.tensor("bias_add_lastdim.out"), relative: 1e-6)
+        XCTAssertEqual(a.scalars, try fx.tensor("bias_add_lastdim.a").scalars)
+        XCTAssertEqual(sum.scalars, (a + b).scalars)
+        // When the sum is larger than the left side (broadcast), += makes a new tensor of the broadcast shape.
+        let small = try fx.tensor("broadcast_add.b"), large = try fx.tensor("broadcast_add.a")
+        var grown = small
+        grown += large
+        XCTAssertEqual(grown.shape, try fx.tensor("broadcast_add.out").shape)
+        assertClose(grown, try fx.tensor("broadcast_add.out"), relative: 1e-6)
+        var itself = a + 0
+        itself += itself  // the same storage on both sides
+        assertClose(itself, a * 2, relative: 0)
     }
 
     func testTimestepEmbedding() throws {
