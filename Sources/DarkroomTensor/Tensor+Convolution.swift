@@ -172,11 +172,12 @@ extension Tensor {
 
     /// The Winograd algorithm `conv2d` runs a convolution of this geometry with (`convolutionAlgorithm`), or nil
     /// for im2col / GEMM.
-    static func winogradTransform(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> WinogradTransform? {
+    static func winogradTransform(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int,
+                                  minimumPlane: Int = Tensor.winogradMinimumPlane) -> WinogradTransform? {
         guard kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1) else { return nil }
         switch Tensor.convolutionAlgorithm {
         case .automatic:
-            guard outPlane >= Tensor.winogradMinimumPlane else { return nil }
+            guard outPlane >= minimumPlane else { return nil }
             return outPlane >= Tensor.winogradLargePlane ? Tensor.winograd : .f23
         case .im2col: return nil
         case .winograd: return Tensor.winograd

@@ -17,7 +17,8 @@ extension Tensor {
                                               stride: stride, padding: padding)
             // Convolutions that Winograd takes run Winograd; with bf16 products for the transforms that allow it.
             if let transform = Tensor.winogradTransform(kh: weight.shape[2], kw: weight.shape[3], stride: stride,
-                                                        padding: padding, outPlane: outPlane),
+                                                        padding: padding, outPlane: outPlane,
+                                                        minimumPlane: Tensor.bf16WinogradMinimumPlane),
                Tensor.bf16WinogradTransforms.contains(transform) {
                 do throws(OneDNNError) {
                     return try winogradConvolutionBF16(kernel: weight.winogradKernelBFloat16(transform), outChannels: weight.shape[0],
@@ -41,6 +42,15 @@ extension Tensor {
     /// 7× bf16 im2col's error per convolution and made a VAE decode 2× autocast's, while running no faster than
     /// Float32 F(4×4) does.
     nonisolated(unsafe) public static var bf16WinogradTransforms: [WinogradTransform] = [.f23]
+
+    /// Smallest output plane that `.automatic` runs through Winograd in the bf16 mode (`winogradMinimumPlane` is
+    /// fp32's). bf16 Winograd kernels are transformed and packed once per weight (`Weight.winogradKernelBFloat16`),
+    /// not on every call as fp32's are, so the UNet's 16×16 planes gain from F(2×2, 3×3) too: a guided 512 px SD 1.5
+    /// step in five alternating rounds (`bench model --precision bf16 --winograd-smallest-side`, sgemm peak
+    /// 186–213 GFLOP/s, 2026-12-04) took a median 4.54 s from 16×16 up against 4.84 s from 32×32 up, for 0.7 GiB
+    /// more packed kernels (1.20 TFLOP of products against 1.31). From 8×8 up was no faster (4.48 s; 32 tile rows
+    /// per product at batch 2) and held 0.35 GiB more.
+    nonisolated(unsafe) public static var bf16WinogradMinimumPlane = 16 * 16
 
     /// Output height × width of a convolution (0 when the kernel does not fit).
     static func outputPlane(height: Int, width: Int, kernel: (Int, Int), stride: Int, padding: Padding2D) -> Int {

@@ -259,6 +259,9 @@ extension Bench {
         @Option(help: "Side of the smallest plane that automatic runs through Winograd F(4x4, 3x3); smaller Winograd planes run F(2x2, 3x3). 0: F(4x4, 3x3) on all of them.")
         var winogradLargeSide = 128
 
+        @Option(help: "Side of the smallest plane that automatic runs through Winograd at all in this precision (smaller planes: im2col; default: 32 in fp32, 16 in bf16).")
+        var winogradSmallestSide: Int?
+
         @Flag(help: "F(4x4, 3x3) with the points 0, ±1, ±2 and the kernel transform in fp32 (before issue 13, part 2).")
         var winogradIntegerPoints = false
 
@@ -273,6 +276,9 @@ extension Bench {
             Tensor.attentionOnOneDNN = !attentionOnOpenBLAS
             Tensor.convolutionAlgorithm = convolution
             Tensor.winogradLargePlane = winogradLargeSide * winogradLargeSide
+            if let side = winogradSmallestSide {
+                if precision == .bf16 { Tensor.bf16WinogradMinimumPlane = side * side } else { Tensor.winogradMinimumPlane = side * side }
+            }
             if winogradIntegerPoints { Tensor.winograd = .f43IntegerFloatKernel }
             Tensor.precision = precision
             Bench.applyOpenMPThreadsOverride()
