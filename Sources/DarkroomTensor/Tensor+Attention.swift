@@ -22,7 +22,7 @@ extension Tensor {
         }
         let chunk = max(1, min(queries, attentionScoreBudget / max(keys, 1)))
         var out = Tensor(uninitialized: [batch, queries, valueWidth])
-        Tensor.withScratch(count: AttentionHead.scratchCount(blockRows: chunk, keys: keys)) { scratch in
+        Tensor.withScratch(count: AttentionHead.scratchCount(blockRows: chunk, keys: keys, dv: valueWidth / heads)) { scratch in
             AttentionHead.forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha,
                                   causal: causal) { pairs, head in
                 for pair in 0..<pairs { head(pair).attend(blockRows: chunk, scratch: scratch, parallel: true) }
@@ -46,7 +46,8 @@ extension Tensor {
                               causal: causal) { pairs, head in
             BLAS.withThreadCount(1) {
                 Parallel.forEach(pairs) { pair in
-                    Tensor.withScratch(count: AttentionHead.scratchCount(blockRows: rowsPerBlock, keys: keys)) { scratch in
+                    Tensor.withScratch(count: AttentionHead.scratchCount(blockRows: rowsPerBlock, keys: keys,
+                                                                         dv: value.shape[2] / heads)) { scratch in
                         head(pair).attend(blockRows: rowsPerBlock, scratch: scratch, parallel: false)
                     }
                 }
@@ -62,8 +63,20 @@ struct AttentionHead {
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, o: UnsafeMutablePointer<Float>
     let queries: Int, keys: Int, d: Int, dv: Int, width: Int, valueWidth: Int
     let alpha: Float, causal: Bool
-    /// bfloat16 copies of this head's q, k, v (same layout), in bf16 mode.
+    /// bfloat16 copies of this head's q, k, v, in bf16 mode: q and k in their packed layout, v in its own
+    /// [keys, `paddedDV`] block when `paddedDV` > dv (else packed too).
     var half: (q: UnsafePointer<UInt16>, k: UnsafePointer<UInt16>, v: UnsafePointer<UInt16>)? = nil
+
+    /// Columns of this head's bf16 V and of its e^S·V product: in bf16 mode with many keys, dv rounded up to a
+    /// whole AVX-512 register of Float32 accumulators (16), with zero columns (`Tensor.attentionPadsValues`).
+    /// oneDNN's bf16 kernel runs a 40-wide product (SD 1.5's heads at 64×64 latents) slower than a 48-wide one:
+    /// `bench kernels`, self-attention at 4096 tokens 0.176–0.206 s against 0.190–0.213 s, at 9216 tokens
+    /// 0.96–1.04 s against 1.07–1.21 s (three alternating runs, best of 20). With 77 keys (cross-attention) the
+    /// padded copy of V costs more than it saves (0.015–0.017 s against 0.013–0.014 s), so few keys stay unpadded.
+    static func paddedDV(_ dv: Int, keys: Int) -> Int {
+        Tensor.precision == .bf16 && Tensor.attentionPadsValues && keys >= 1024 ? (dv + 15) / 16 * 16 : dv
+    }
+    var paddedDV: Int { AttentionHead.paddedDV(dv, keys: keys) }
 
     /// Calls `body(pairs, head)` with the number of (batch, head) pairs and the head of each pair index.
     /// In bf16 (`Tensor.precision`), the heads also carry bfloat16 copies of query, key and value for oneDNN.
@@ -73,12 +86,28 @@ struct AttentionHead {
             return forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha, causal: causal,
                            half: nil, body)
         }
-        let (qc, kc, vc) = (query.count, key.count, value.count)
+        let (qc, kc) = (query.count, key.count)
+        let (batch, keys, valueWidth) = (value.shape[0], value.shape[1], value.shape[2])
+        let dv = valueWidth / heads, paddedDV = AttentionHead.paddedDV(dv, keys: keys)
+        let vc = paddedDV == dv ? value.count : batch * heads * keys * paddedDV
         Tensor.withScratch(count: (qc + kc + vc + 1) / 2) { scratch in
             scratch.withMemoryRebound(to: UInt16.self, capacity: qc + kc + vc) { half in
                 query.withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half, count: qc) }
                 key.withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half + qc, count: kc) }
-                value.withUnsafeBufferPointer { HalfConversion.encodeBFloat16(from: $0.baseAddress!, into: half + qc + kc, count: vc) }
+                value.withUnsafeBufferPointer { v in
+                    let (v, halfV) = (v.baseAddress!, half + qc + kc)
+                    guard paddedDV != dv else { return HalfConversion.encodeBFloat16(from: v, into: halfV, count: vc) }
+                    // [B, keys, heads·dv] → [B, heads, keys, paddedDV], zero columns after each head's dv.
+                    Parallel.forEach(batch * heads) { pair in
+                        let (b, h) = (pair / heads, pair % heads)
+                        let block = halfV + pair * keys * paddedDV
+                        for j in 0..<keys {
+                            let row = block + j * paddedDV
+                            HalfConversion.encodeBFloat16Serial(from: v + (b * keys + j) * valueWidth + h * dv, into: row, count: dv)
+                            (row + dv).update(repeating: 0, count: paddedDV - dv)
+                        }
+                    }
+                }
                 forEach(query: query, key: key, value: value, out: &out, heads: heads, alpha: alpha, causal: causal,
                         half: (UnsafePointer(half), UnsafePointer(half + qc), UnsafePointer(half + qc + kc)), body)
             }
@@ -90,7 +119,7 @@ struct AttentionHead {
                                 _ body: (Int, (Int) -> AttentionHead) -> Void) {
         let (batch, queries, keys) = (query.shape[0], query.shape[1], key.shape[1])
         let width = query.shape[2], valueWidth = value.shape[2]
-        let d = width / heads, dv = valueWidth / heads
+        let d = width / heads, dv = valueWidth / heads, paddedDV = AttentionHead.paddedDV(dv, keys: keys)
         query.withUnsafeBufferPointer { q in
             key.withUnsafeBufferPointer { k in
                 value.withUnsafeBufferPointer { v in
@@ -105,7 +134,8 @@ struct AttentionHead {
                                                  valueWidth: valueWidth, alpha: alpha, causal: causal,
                                                  half: half.map { (q, k, v) in
                                                      (q + b * queries * width + h * d, k + b * keys * width + h * d,
-                                                      v + b * keys * valueWidth + h * dv) })
+                                                      paddedDV == dv ? v + b * keys * valueWidth + h * dv
+                                                        : v + pair * keys * paddedDV) })
                         }
                     }
                 }
@@ -114,9 +144,11 @@ struct AttentionHead {
     }
 
     /// Floats of scratch `attend` needs for blocks of `blockRows` rows: the scores, one scale a row and, in bf16, the
-    /// rounded e^S.
-    static func scratchCount(blockRows: Int, keys: Int) -> Int {
-        blockRows * keys + blockRows + (Tensor.precision == .bf16 ? (blockRows * keys + 1) / 2 : 0)
+    /// rounded e^S and, with padded V columns, the padded product.
+    static func scratchCount(blockRows: Int, keys: Int, dv: Int) -> Int {
+        guard Tensor.precision == .bf16 else { return blockRows * keys + blockRows }
+        let padded = paddedDV(dv, keys: keys) == dv ? 0 : blockRows * paddedDV(dv, keys: keys)
+        return blockRows * keys + blockRows + (blockRows * keys + 1) / 2 + padded
     }
 
     /// Every query row, `blockRows` at a time: S = α·Q·Kᵀ into the scores [blockRows, keys], the causal mask,
@@ -128,6 +160,8 @@ struct AttentionHead {
         let scores = scratch, rowScales = scratch + blockRows * keys
         let rounded = half == nil ? nil : UnsafeMutableRawPointer(rowScales + blockRows)
             .bindMemory(to: UInt16.self, capacity: blockRows * keys)
+        // With padded V: e^S·V's paddedDV columns, before the scaled copy of the first dv into the output.
+        let paddedOut = half == nil || paddedDV == dv ? nil : rowScales + blockRows + (blockRows * keys + 1) / 2
         var start = 0
         while start < queries {
             let rows = min(blockRows, queries - start)
@@ -153,7 +187,20 @@ struct AttentionHead {
             } else {
                 softmax(0..<rows)
             }
-            if !valuesBF16(start: start, rows: rows, scores: scores, rounded: rounded, parallel: parallel) {
+            if let paddedOut, valuesBF16Padded(rows: rows, rounded: rounded!, into: paddedOut, parallel: parallel) {
+                let out = o + start * valueWidth
+                for r in 0..<rows {
+                    let scale = rowScales[r], source = paddedOut + r * paddedDV
+                    for j in 0..<dv { out[r * valueWidth + j] = source[j] * scale }
+                }
+                start += rows
+                continue
+            }
+            if paddedOut != nil {  // oneDNN failed: e^S·V in Float32, from the rounded values
+                for i in 0..<(rows * keys) { scores[i] = HalfConversion.float(fromBFloat16Bits: rounded![i]) }
+                BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: v, ldb: valueWidth,
+                           c: o + start * valueWidth, ldc: valueWidth)
+            } else if !valuesBF16(start: start, rows: rows, scores: scores, rounded: rounded, parallel: parallel) {
                 if rounded != nil {  // oneDNN failed: e^S again in Float32, from the rounded values
                     for i in 0..<(rows * keys) { scores[i] = HalfConversion.float(fromBFloat16Bits: rounded![i]) }
                 }
@@ -180,6 +227,21 @@ extension AttentionHead {
                             a: .matrix(UnsafeRawPointer(half.q + start * width), strides: (width, 1)),
                             b: .matrix(UnsafeRawPointer(half.k), strides: (1, width)),
                             c: scores, ldc: keys, alpha: alpha, parallel: parallel)
+            return true
+        } catch {
+            Precision.reportFallback(error)
+            return false
+        }
+    }
+
+    /// e^S·V on oneDNN in bf16 with V's zero-padded columns (`paddedDV`), into `out` [rows, paddedDV].
+    func valuesBF16Padded(rows: Int, rounded: UnsafeMutablePointer<UInt16>, into out: UnsafeMutablePointer<Float>,
+                          parallel: Bool) -> Bool {
+        guard let half else { return false }
+        do throws(OneDNNError) {
+            try OneDNN.gemm(m: rows, n: paddedDV, k: keys, type: .bf16, a: .matrix(UnsafeRawPointer(rounded), strides: (keys, 1)),
+                            b: .matrix(UnsafeRawPointer(half.v), strides: (paddedDV, 1)), c: out, ldc: paddedDV,
+                            parallel: parallel)
             return true
         } catch {
             Precision.reportFallback(error)
@@ -242,4 +304,7 @@ extension Tensor {
     /// Whether fp32 attention runs its two products on oneDNN's f32 matmul (see `AttentionHead.scoresFloat32OnOneDNN`;
     /// `AttentionOneDNNTests`: relative RMS error against float64 4.2e-7, OpenBLAS's 3.7e-7).
     nonisolated(unsafe) public static var attentionOnOneDNN = true
+
+    /// Whether bf16 attention pads each head's V with zero columns to a multiple of 16 (see `AttentionHead.paddedDV`).
+    nonisolated(unsafe) public static var attentionPadsValues = true
 }

@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
         @Option(help: "Repetitions per case; the best is reported.")
         var repeats: Int = 3
 
+        @Option(help: "Only the cases whose name contains this text.")
+        var only: String?
+
         func run() throws {
             BLAS.threadCount = threads
             Parallel.workers = threads
@@ -50,7 +53,7 @@ struct Bench: ParsableCommand {
                     }
                 }
             }
-            oneDNNKernels()
+            if only == nil { oneDNNKernels() }
             // 3×3 convolutions, each algorithm; GFLOP/s counts the direct algorithm's FLOPs for both, so
             // Winograd's figure is its effective rate.
             let savedAlgorithm = Tensor.convolutionAlgorithm
@@ -87,6 +90,14 @@ struct Bench: ParsableCommand {
                     }
                 }
                 Tensor.attentionOnOneDNN = true
+                Tensor.precision = .bf16
+                for pads in [false, true] {
+                    Tensor.attentionPadsValues = pads
+                    report(name + ", oneDNN bf16" + (pads ? ", V padded" : ""), flops: 2.0 * 2 * Double(2 * heads * tokens * keys * d)) {
+                        _ = Tensor.attention(query: q, key: kv, value: kv, heads: heads)
+                    }
+                }
+                Tensor.precision = .fp32
             }
             // 16-bit weights are expanded per use (Weight.withFloat32): the largest SD 1.5 kernel, 1280×1280×3×3.
             let halfBits = [UInt16](repeating: 0x3c00, count: 1280 * 1280 * 9)
@@ -135,6 +146,7 @@ struct Bench: ParsableCommand {
         }
 
         func report(_ name: String, flops: Double?, _ body: () -> Void) {
+            if let only, !name.contains(only) { return }
             var best = Double.infinity
             for _ in 0..<max(1, repeats) {
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -271,8 +283,12 @@ extension Bench {
         @Flag(help: "fp32: attention's two products on OpenBLAS instead of oneDNN's f32 matmul (before).")
         var attentionOnOpenBLAS = false
 
+        @Flag(help: "bf16: attention's e^S·V with each head's dv columns as they are, not padded to a multiple of 16 (before).")
+        var unpaddedAttentionValues = false
+
         func run() throws {
             if fp32Winograd { Tensor.bf16WinogradTransforms = [] }
+            Tensor.attentionPadsValues = !unpaddedAttentionValues
             Tensor.attentionOnOneDNN = !attentionOnOpenBLAS
             Tensor.convolutionAlgorithm = convolution
             Tensor.winogradLargePlane = winogradLargeSide * winogradLargeSide
