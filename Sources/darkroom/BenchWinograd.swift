@@ -39,9 +39,13 @@ extension Bench {
         @Option(help: "Only the algorithms whose name contains this text (e.g. \"1/2,-2\" for the default F(4x4, 3x3)).")
         var only: String?
 
+        @Option(help: "Winograd's chunk budget in MiB of transformed input and products (Tensor.winogradChunkBudget; default 16).")
+        var chunkMiB: Int?
+
         enum InputKind: String, CaseIterable { case gaussian, silu, outliers, smooth }
 
         func run() throws {
+            if let chunkMiB { Tensor.winogradChunkBudget = max(1, chunkMiB) << 18 }
             BLAS.threadCount = threads
             Parallel.workers = threads
             Bench.header()   // prints the sgemm peak
