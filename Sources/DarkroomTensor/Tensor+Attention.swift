@@ -196,11 +196,8 @@ struct AttentionHead {
                 start += rows
                 continue
             }
-            if paddedOut != nil {  // oneDNN failed: e^S·V in Float32, from the rounded values
-                for i in 0..<(rows * keys) { scores[i] = HalfConversion.float(fromBFloat16Bits: rounded![i]) }
-                BLAS.sgemm(m: rows, n: dv, k: keys, a: scores, lda: keys, b: v, ldb: valueWidth,
-                           c: o + start * valueWidth, ldc: valueWidth)
-            } else if !valuesBF16(start: start, rows: rows, scores: scores, rounded: rounded, parallel: parallel) {
+            // (With padded V, a oneDNN failure comes here too: its bf16 V is not in the unpadded layout.)
+            if paddedOut != nil || !valuesBF16(start: start, rows: rows, scores: scores, rounded: rounded, parallel: parallel) {
                 if rounded != nil {  // oneDNN failed: e^S again in Float32, from the rounded values
                     for i in 0..<(rows * keys) { scores[i] = HalfConversion.float(fromBFloat16Bits: rounded![i]) }
                 }
