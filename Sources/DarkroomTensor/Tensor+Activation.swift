@@ -101,12 +101,29 @@ extension Tensor {
         return 1 / sum
     }
 
-    /// The same, and e^(x − max) rounded to bfloat16 into `out` while the row is still in cache (rounding the
-    /// whole score block afterwards streamed it through memory once more).
-    static func exponentiateRow(_ row: UnsafeMutablePointer<Float>, _ width: Int, roundedInto out: UnsafeMutablePointer<UInt16>) -> Float {
-        let scale = exponentiateRow(row, width)
+    /// For the bf16 products: e^(x − max) in place and rounded to bfloat16 into `out` while the row is still in
+    /// cache, and 1 / the Float32 sum of the unrounded values, as autocast's Float32 softmax normalises before it
+    /// rounds. The exponentials come from `VectorMath.expForBFloat16`, whose relative error (below 1e-5) is a
+    /// two-hundredth of the rounding that follows. A bf16 attention call at 4096 tokens took 0.162–0.164 s against
+    /// 0.175–0.176 s with `exp` (`bench kernels --only "oneDNN bf16"`, three alternating rounds).
+    public static func exponentiateRow(_ row: UnsafeMutablePointer<Float>, _ width: Int, roundedInto out: UnsafeMutablePointer<UInt16>) -> Float {
+        typealias V = VectorMath.V
+        var i = 0
+        var vmax = V(repeating: -.infinity)
+        while i + 16 <= width { vmax = VectorMath.maximum(vmax, VectorMath.load(row + i)); i += 16 }
+        var rowMax = vmax.max()
+        while i < width { rowMax = Swift.max(rowMax, row[i]); i += 1 }
+        let shift = V(repeating: rowMax)
+        var vsum = V.zero
+        i = 0
+        while i + 16 <= width {
+            let e = VectorMath.expForBFloat16(VectorMath.load(row + i) - shift)
+            VectorMath.store(e, row + i); vsum += e; i += 16
+        }
+        var sum = vsum.sum()
+        while i < width { row[i] = Foundation.exp(row[i] - rowMax); sum += row[i]; i += 1 }
         HalfConversion.encodeBFloat16Serial(from: row, into: out, count: width)
-        return scale
+        return 1 / sum
     }
 }
 

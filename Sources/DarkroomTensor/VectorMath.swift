@@ -31,6 +31,25 @@ enum VectorMath {
         return p * unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
     }
 
+    /// e^x for 16 lanes to a relative error below 1e-5, for values rounded to bfloat16 next (whose own rounding is
+    /// up to 2e-3): x·log₂e = n + f with |f| ≤ ½, a degree-4 polynomial for 2^f (fitted for relative error; 2.7e-6
+    /// evaluated in Float32), then n into the exponent bits. The Float32 product x·log₂e adds up to |x|·6e-8 (4e-6
+    /// at x = −24, where e^x is 4e-11 of the row's largest term). About half the operations of `exp`. Inputs below
+    /// -87.3 give ≈ 1e-38, as `exp`'s; NaN stays NaN.
+    @inlinable @inline(__always)
+    static func expForBFloat16(_ x: V) -> V {
+        let t = maximum(x, V(repeating: -87.3)) * 1.44269504088896341
+        let magic = V(repeating: 12_582_912)  // 1.5·2²³, as in `exp`
+        let shifted = t + magic
+        let f = t - (shifted - magic)
+        var p = V(repeating: 0.055917844).addingProduct(f, V(repeating: 0.009570083))
+        p = V(repeating: 0.24024744).addingProduct(p, f)
+        p = V(repeating: 0.69312179).addingProduct(p, f)
+        p = V(repeating: 0.99999928).addingProduct(p, f)
+        let integer = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        return p * unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
+    }
+
     /// erf for 16 lanes by Abramowitz & Stegun 7.1.26: erf(|x|) = 1 − t·(a₁ + t·(a₂ + … + t·a₅))·e^(−x²) with
     /// t = 1/(1 + p|x|), absolute error below 1.5e-7; the sign is restored after. PyTorch's vectorised CPU erf
     /// (ATen `Vectorized<float>::erf`, behind `F.gelu`) uses the same formula.

@@ -1,4 +1,5 @@
 import DarkroomTensor
+import Foundation
 import XCTest
 
 /// The bf16 mode's kernels (`Tensor.precision = .bf16`, oneDNN): rounding to bfloat16, and each product against
@@ -109,6 +110,34 @@ final class BFloat16Tests: XCTestCase {
                 Tensor.attentionPadsValues = true
                 Tensor.precision = .fp32
                 XCTAssertLessThan(relativeL2(bf16, unpadded), 1e-6, "attention \(tokens)x\(keys), \(workers) workers, padded V")
+            }
+        }
+    }
+
+    /// The bf16 attention's softmax numerators (`VectorMath.expForBFloat16` and its row): e^(x − max) within 1e-5 of
+    /// libm's exp in Double (a polynomial's 2.7e-6 and Float32's rounding of x·log₂e), so that rounding to bfloat16
+    /// gives the correctly rounded value or its neighbour, and 1 / Σ e^(x − max) within 1e-5 of the Double sum's.
+    func testSoftmaxNumeratorsForBF16() {
+        var generator = SystemRandomNumberGenerator()
+        for width in [77, 4096, 4103] {  // a tail only, whole vectors only, both
+            var scores = (0..<width).map { _ in Float.random(in: -12...12, using: &generator) }
+            scores[width / 3] = -.infinity  // a masked key
+            scores[width / 2] = scores.max()! - 95  // below expf's range
+            let rowMax = Double(scores.max()!)
+            let exact = scores.map { Foundation.exp(Double($0) - rowMax) }
+            var row = scores, rounded = [UInt16](repeating: 0, count: width)
+            let scale = row.withUnsafeMutableBufferPointer { r in
+                rounded.withUnsafeMutableBufferPointer { Tensor.exponentiateRow(r.baseAddress!, width, roundedInto: $0.baseAddress!) }
+            }
+            XCTAssertEqual(Double(scale) * exact.reduce(0, +), 1, accuracy: 1e-5, "width \(width)")
+            for i in 0..<width {
+                if exact[i] < 1e-37 {
+                    XCTAssertLessThan(row[i], 2e-38, "width \(width), key \(i): \(scores[i])")
+                    continue
+                }
+                XCTAssertEqual(Double(row[i]) / exact[i], 1, accuracy: 1e-5, "width \(width), key \(i): \(scores[i])")
+                let correctlyRounded = Int(HalfConversion.bfloat16Bits(from: Float(exact[i])))
+                XCTAssertLessThanOrEqual(abs(Int(rounded[i]) - correctlyRounded), 1, "width \(width), key \(i)")
             }
         }
     }
