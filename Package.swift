@@ -27,8 +27,11 @@ let package = Package(
         // zlib, only to gunzip the bundled CLIP merges (inflateInit2 is a macro: the loop is an inline helper in shim.h).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
-        // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS and CDNNL.
-        .target(name: "DarkroomTensor", dependencies: ["COpenBLAS", "CDNNL"], swiftSettings: numericSettings),
+        // Our own C: SIMD shims for instructions Swift cannot emit (AVX512_BF16 conversion), each with a Swift twin.
+        .target(name: "CDarkroomSIMD"),
+
+        // Tensor, shapes and BLAS-backed kernels: the only importer of COpenBLAS, CDNNL and CDarkroomSIMD.
+        .target(name: "DarkroomTensor", dependencies: ["COpenBLAS", "CDNNL", "CDarkroomSIMD"], swiftSettings: numericSettings),
 
         // safetensors (mmap, validated), diffusers folders, LDM→diffusers key canonicalisation, model family.
         .target(name: "DarkroomWeights", dependencies: ["DarkroomTensor"], swiftSettings: numericSettings),

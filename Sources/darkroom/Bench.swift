@@ -107,6 +107,19 @@ struct Bench: ParsableCommand {
                     weight.withFloat32 { _ in }
                 }
             }
+            // Rounding to bf16 (activations before each bf16 product, softmax numerators): one worker's 256 KiB share,
+            // with AVX512_BF16's conversion where the CPU has it and with the Swift loop.
+            let floats = [Float](repeating: 0.3, count: 1 << 16)
+            var halves = [UInt16](repeating: 0, count: 1 << 16)
+            let savedEncoder = HalfConversion.encodesWithAVX512BF16
+            for (path, useInstruction) in [("vcvtne2ps2bf16", true), ("Swift loop", false)]
+                where useInstruction ? HalfConversion.cpuConvertsBFloat16 : true {
+                HalfConversion.encodesWithAVX512BF16 = useInstruction
+                report("f32 -> bf16, 64K values, \(path) (GB/s of input)", flops: Double(floats.count * 4 * 100)) {
+                    for _ in 0..<100 { HalfConversion.encodeBFloat16Serial(from: floats, into: &halves, count: floats.count) }
+                }
+            }
+            HalfConversion.encodesWithAVX512BF16 = savedEncoder
             // Attention score blocks per thread (Tensor.attentionThreadScoreBudget, floats): smaller ones stay in cache.
             let saved = Tensor.attentionThreadScoreBudget
             for budget in [1 << 16, 1 << 18, 1 << 20, 1 << 21] {

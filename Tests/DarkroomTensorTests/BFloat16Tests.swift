@@ -28,6 +28,38 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// The AVX512_BF16 conversion (`CDarkroomSIMD`, vcvtne2ps2bf16) against `bfloat16Bits`: bit for bit on every
+    /// normal value, infinity and NaN, at every length from 0 to 80 (whole 32s, a 16, masked tails); subnormals
+    /// become zero (the instruction's documented behaviour). Fails where the CPU lacks AVX512_BF16 only if the
+    /// Swift loop were wrong, since the shim is then not called.
+    func testAVX512BF16ConversionMatchesTheSwiftLoop() {
+        let saved = HalfConversion.encodesWithAVX512BF16
+        defer { HalfConversion.encodesWithAVX512BF16 = saved }
+        var generator = SystemRandomNumberGenerator()
+        var values: [UInt32] = [0x3F80_8000, 0x3F81_8000, 0x3F80_8001, 0xBF80_7FFF, 0x7F7F_FFFF, 0x7F80_0000, 0xFF80_0000,
+                                0x7FC0_0000, 0xFFC1_2345, 0x7F80_0001, 0x0080_0000, 0x8000_0000, 0]
+        values += (0..<4000).map { _ in
+            // Every exponent from 2^-126 to 2^127 and both signs, random mantissas.
+            UInt32.random(in: 0x0080_0000...0x7F7F_FFFF, using: &generator) | (Bool.random(using: &generator) ? 0x8000_0000 : 0)
+        }
+        let subnormals: [UInt32] = [0x0000_0001, 0x0001_0000, 0x007F_FFFF, 0x8001_0000]
+        for count in Array(0...80) + [values.count] {
+            let input = (0..<count).map { Float(bitPattern: (values + subnormals)[$0 % (values.count + subnormals.count)]) }
+            var fast = [UInt16](repeating: 0xDEAD, count: count + 1), swift = fast
+            HalfConversion.encodesWithAVX512BF16 = true
+            HalfConversion.encodeBFloat16Serial(from: input, into: &fast, count: count)
+            HalfConversion.encodesWithAVX512BF16 = false
+            HalfConversion.encodeBFloat16Serial(from: input, into: &swift, count: count)
+            XCTAssertEqual(fast[count], 0xDEAD, "count \(count): wrote past the end")
+            for i in 0..<count {
+                let bits = input[i].bitPattern
+                let expected = input[i].isSubnormal && HalfConversion.cpuConvertsBFloat16
+                    ? UInt16(truncatingIfNeeded: bits >> 16) & 0x8000 : swift[i]
+                XCTAssertEqual(fast[i], expected, "count \(count), value \(String(bits, radix: 16))")
+            }
+        }
+    }
+
     func relativeL2(_ x: Tensor, _ reference: Tensor) -> Double {
         let (a, b) = (x.scalars, reference.scalars)
         let difference = zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
