@@ -16,9 +16,8 @@ extension Tensor {
             let outPlane = Tensor.outputPlane(height: dim(2), width: dim(3), kernel: (weight.shape[2], weight.shape[3]),
                                               stride: stride, padding: padding)
             // Convolutions that Winograd takes run Winograd; with bf16 products for the transforms that allow it.
-            if let transform = Tensor.winogradTransform(kh: weight.shape[2], kw: weight.shape[3], stride: stride,
-                                                        padding: padding, outPlane: outPlane,
-                                                        minimumPlane: Tensor.bf16WinogradMinimumPlane),
+            if let transform = Tensor.bf16WinogradTransform(kh: weight.shape[2], kw: weight.shape[3], stride: stride,
+                                                            padding: padding, outPlane: outPlane),
                Tensor.bf16WinogradTransforms.contains(transform) {
                 do throws(OneDNNError) {
                     return try winogradConvolutionBF16(kernel: weight.winogradKernelBFloat16(transform), outChannels: weight.shape[0],
@@ -51,6 +50,17 @@ extension Tensor {
     /// more packed kernels (1.20 TFLOP of products against 1.31). From 8×8 up was no faster (4.48 s; 32 tile rows
     /// per product at batch 2) and held 0.35 GiB more.
     nonisolated(unsafe) public static var bf16WinogradMinimumPlane = 16 * 16
+
+    /// The Winograd algorithm the bf16 mode runs a convolution of this geometry with: as `winogradTransform`, from
+    /// `bf16WinogradMinimumPlane` up, and with F(2×2, 3×3) instead of F(4×4, 3×3) on the large planes where this
+    /// machine runs that faster (`Precision.bf16OnLargePlanes`).
+    static func bf16WinogradTransform(kh: Int, kw: Int, stride: Int, padding: Padding2D, outPlane: Int) -> WinogradTransform? {
+        let transform = winogradTransform(kh: kh, kw: kw, stride: stride, padding: padding, outPlane: outPlane,
+                                          minimumPlane: bf16WinogradMinimumPlane)
+        guard Tensor.convolutionAlgorithm == .automatic, transform == Tensor.winograd, outPlane >= Tensor.winogradLargePlane,
+              Precision.bf16OnLargePlanes else { return transform }
+        return .f23
+    }
 
     /// Output height × width of a convolution (0 when the kernel does not fit).
     static func outputPlane(height: Int, width: Int, kernel: (Int, Int), stride: Int, padding: Padding2D) -> Int {

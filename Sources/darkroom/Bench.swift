@@ -192,6 +192,21 @@ extension Bench {
     /// The random full-size model a bench writes and uses when no checkpoint is given.
     enum RandomModel: String, ExpressibleByArgument, CaseIterable { case sd15, sdxl }
 
+    /// `--bf16-large-planes`: `Precision.bf16OnLargePlanesSetting` from the command line.
+    enum LargePlaneChoice: String, ExpressibleByArgument {
+        case measure, bf16, fp32
+        func apply() { Precision.bf16OnLargePlanesSetting = switch self { case .measure: nil; case .bf16: true; case .fp32: false } }
+    }
+
+    /// Which large-plane convolution the bf16 mode ran, and why (`Precision.bf16OnLargePlanes`).
+    static func largePlaneChoice() -> String {
+        let name = Precision.bf16OnLargePlanes ? "bf16 F(2x2, 3x3)" : "fp32 F(4x4, 3x3)"
+        guard Precision.bf16OnLargePlanesSetting == nil else { return "bf16 large planes: \(name) (set)" }
+        let measured = LargePlaneMeasurement.shared
+        return String(format: "bf16 large planes: %@ (measured at 256 ch, 128x128: bf16 F(2x2) %.3f s, fp32 F(4x4) %.3f s)",
+                      name, measured.bf16Seconds, measured.fp32Seconds)
+    }
+
     static func header() {
         print("OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threadCount) threads (\(BLAS.configuration))")
         if let warning = BLAS.slowerThanAvailable { print("warning: \(warning)") }
@@ -299,7 +314,11 @@ extension Bench {
         @Flag(help: "bf16: attention's e^S·V with each head's dv columns as they are, not padded to a multiple of 16 (before).")
         var unpaddedAttentionValues = false
 
+        @Option(help: "bf16: the large planes' 3x3 convolutions as bf16 F(2x2, 3x3) (bf16), as fp32 F(4x4, 3x3) (fp32, before), or whichever a measurement at the first one finds faster (measure).")
+        var bf16LargePlanes = Bench.LargePlaneChoice.measure
+
         func run() throws {
+            bf16LargePlanes.apply()
             if fp32Winograd { Tensor.bf16WinogradTransforms = [] }
             Tensor.attentionPadsValues = !unpaddedAttentionValues
             Tensor.attentionOnOneDNN = !attentionOnOpenBLAS
@@ -346,6 +365,7 @@ extension Bench {
                 var mean = Tensor(zeros: [0])
                 Bench.measure("VAE encode \(vaeSize)px", repeats: repeats) { mean = models.vae.encode(image).mean }
                 Bench.measure("VAE decode \(vaeSize)px", repeats: repeats) { _ = models.vae.decode(mean) }
+                if precision == .bf16 { print(Bench.largePlaneChoice()) }
             }
         }
     }

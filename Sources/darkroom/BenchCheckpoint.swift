@@ -1,3 +1,4 @@
+import DarkroomTensor
 import DarkroomWeights
 import Foundation
 
@@ -264,20 +265,3 @@ enum BenchCheckpoint {
     ] }
 }
 
-/// SplitMix64 with Box–Muller normals: fast, seeded, good enough for random weights.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    mutating func normal() -> Float {
-        let u = max(uniform(), 1e-7), v = uniform()
-        return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * Float.pi * v)
-    }
-}

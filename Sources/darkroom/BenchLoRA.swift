@@ -1,3 +1,4 @@
+import DarkroomTensor
 import DarkroomWeights
 import Foundation
 

@@ -22,7 +22,11 @@ extension Bench {
         @Argument(help: "The checkpoint the references were made with (a diffusers folder or a .safetensors file).")
         var checkpoint: String
 
+        @Option(help: "bf16: the large planes' 3x3 convolutions as bf16 F(2x2, 3x3) (bf16), as fp32 F(4x4, 3x3) (fp32), or whichever a measurement finds faster (measure).")
+        var bf16LargePlanes = Bench.LargePlaneChoice.measure
+
         func run() throws {
+            bf16LargePlanes.apply()
             Bench.header()
             let file = try SafetensorsFile(url: URL(fileURLWithPath: references))
             let models = try StableDiffusionModels.load(URL(fileURLWithPath: checkpoint))
@@ -44,6 +48,7 @@ extension Bench {
                 Tensor.precision = .fp32
                 print(row)
             }
+            print(Bench.largePlaneChoice())
             if !Precision.fallbackReasons.isEmpty { print("bf16 fell back to fp32: \(Precision.fallbackReasons)") }
         }
 

@@ -125,6 +125,32 @@ final class BFloat16Tests: XCTestCase {
         assertBF16(first, x.conv2d(weight: w, bias: b, padding: .uniform(1)), "bf16 F(2x2) against fp32")
     }
 
+    /// Large planes (from `Tensor.winogradLargePlane`, the VAE's) in the bf16 mode: bf16 F(2×2, 3×3) when
+    /// `Precision.bf16OnLargePlanes` says so, else Float32 F(4×4, 3×3) as the fp32 mode runs them; the measured
+    /// default picks one of the two.
+    func testLargePlanesRunTheChosenConvolution() {
+        defer { Precision.bf16OnLargePlanesSetting = nil }
+        let side = Int(Double(Tensor.winogradLargePlane).squareRoot().rounded(.up))
+        let x = random([1, 8, side, side + 3]), w = random([12, 8, 3, 3]), b = random([12])
+        let bf16F23 = try? x.winogradConvolution(weight: w, bias: b, transform: .f23, products: .bf16)
+        let fp32 = x.conv2d(weight: w, bias: b, padding: .uniform(1))
+        XCTAssertEqual(fp32.scalars, x.winogradConvolution(weight: w, bias: b, transform: Tensor.winograd).scalars,
+                       "fp32 runs F(4x4) on a \(side)x\(side + 3) plane")
+        Tensor.precision = .bf16
+        Precision.bf16OnLargePlanesSetting = true
+        let chosenBF16 = x.conv2d(weight: Weight(w), bias: b, padding: .uniform(1))
+        XCTAssertEqual(chosenBF16.scalars, bf16F23?.scalars, "bf16 F(2x2) when chosen")
+        Precision.bf16OnLargePlanesSetting = false
+        XCTAssertEqual(x.conv2d(weight: Weight(w), bias: b, padding: .uniform(1)).scalars, fp32.scalars, "fp32 F(4x4) when not")
+        Precision.bf16OnLargePlanesSetting = nil
+        let measured = x.conv2d(weight: Weight(w), bias: b, padding: .uniform(1)).scalars
+        XCTAssert(measured == fp32.scalars || measured == bf16F23?.scalars, "the measurement picks one of the two")
+        let measurement = LargePlaneMeasurement.shared
+        XCTAssert(measurement.fp32Seconds > 0 && measurement.bf16Seconds > 0, "\(measurement)")
+        Tensor.precision = .fp32
+        assertBF16(chosenBF16, fp32, "bf16 F(2x2) against fp32 on a large plane")
+    }
+
     func testAttentionBothPaths() {
         let savedWorkers = Parallel.workers
         defer { Parallel.workers = savedWorkers }
