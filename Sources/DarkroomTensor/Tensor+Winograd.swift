@@ -206,8 +206,12 @@ enum Winograd {
         // bf16: each chunk's V rounded, after the scratch's Float32 V and M.
         let halves = products == .bf16 ? nn * channels * chunkTiles : 0
 
-        Tensor.withScratch(count: nn * (channels + outChannels) * chunkTiles + (halves + 1) / 2) { scratch in
-            let v = scratch, mm = scratch + nn * channels * chunkTiles
+        // bf16 rounds V as each row of tiles is made, without a Float32 V, where rows are long (the VAE's planes:
+        // encode 5 % and decode 3 % faster); short rows (the UNet's 8–32 tiles) are rounded per channel range.
+        let roundsRows = products == .bf16 && tilesX >= 64
+        let floatsOfV = roundsRows ? 0 : nn * channels * chunkTiles
+        Tensor.withScratch(count: floatsOfV + nn * outChannels * chunkTiles + (halves + 1) / 2) { scratch in
+            let v = scratch, mm = scratch + floatsOfV
             let vHalf = UnsafeMutableRawPointer(mm + nn * outChannels * chunkTiles)
                 .bindMemory(to: UInt16.self, capacity: max(halves, 1))
             var row0 = 0
@@ -215,8 +219,9 @@ enum Winograd {
                 let rows = min(rowsPerChunk, tileRows - row0)
                 // 1. V = Bᵀ d B for every channel and tile of the chunk.
                 Parallel.forEachRange(channels, grain: 1) { range in
-                    geometry.transformInput(x, channels: range, tileRows: row0..<(row0 + rows), into: v)
-                    if products == .bf16 {
+                    geometry.transformInput(x, channels: range, tileRows: row0..<(row0 + rows),
+                                            into: roundsRows ? .bfloat16(vHalf) : .float32(v))
+                    if products == .bf16 && !roundsRows {
                         for xi in 0..<nn {
                             let offset = (xi * channels + range.lowerBound) * chunkTiles
                             HalfConversion.encodeBFloat16Serial(from: v + offset, into: vHalf + offset, count: range.count * chunkTiles)
@@ -392,16 +397,23 @@ enum Winograd {
         /// Leading dimension of the V and M matrices: tiles per chunk.
         let ld: Int
 
+        /// Where `transformInput` writes V: Float32, or rounded to bfloat16 as each row of tiles is made.
+        enum Destination {
+            case float32(UnsafeMutablePointer<Float>)
+            case bfloat16(UnsafeMutablePointer<UInt16>)
+        }
+
         /// V_ξ[c, t] for the tiles of `tileRows` (global tile rows: image · tilesY + tile row), t counted from the
         /// chunk's first tile.
         func transformInput(_ x: UnsafePointer<Float>, channels range: Range<Int>, tileRows: Range<Int>,
-                            into v: UnsafeMutablePointer<Float>) {
+                            into destination: Destination) {
             let m = transform.outputTile, n = transform.inputTile
             // Input rows of one tile row split by column phase: phase p of column t is input column m·t + p − 1.
             let span = tilesX + 1
-            let phases = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * m * span)
+            let phases = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * m * span + tilesX)
             defer { phases.deallocate() }
             let rowsBT = phases + n * m * span  // Bᵀ d, still split by phase
+            let rowOfV = rowsBT + n * m * span  // one row of V before rounding (bfloat16 destination)
             // Interior tiles read columns m·t − 1 … m·t + m − 2, all inside the row; the first and the last ones are
             // cut by the padding.
             let interior = max(1, min(span, (width + 1) / m))
@@ -437,8 +449,14 @@ enum Winograd {
                     for i in 0..<n {
                         let p = UnsafePointer(rowsBT + i * m * span)
                         for j in 0..<n {
-                            Winograd.combine(transform.bt[j], { s in p + (s % m) * span + s / m },
-                                             out: v + ((i * n + j) * channels + c) * ld + t0, count: tilesX)
+                            let offset = ((i * n + j) * channels + c) * ld + t0
+                            switch destination {
+                            case .float32(let v):
+                                Winograd.combine(transform.bt[j], { s in p + (s % m) * span + s / m }, out: v + offset, count: tilesX)
+                            case .bfloat16(let vHalf):
+                                Winograd.combine(transform.bt[j], { s in p + (s % m) * span + s / m }, out: rowOfV, count: tilesX)
+                                HalfConversion.encodeBFloat16Serial(from: rowOfV, into: vHalf + offset, count: tilesX)
+                            }
                         }
                     }
                 }
